@@ -1,0 +1,50 @@
+"""Packaging for ella-v-hf.
+
+The repository keeps the design card's top level (``ella_v_hf/ modeling/ processing/ training/``);
+``package_dir`` installs the three folders as ``ella_v_hf.modeling``, ``ella_v_hf.processing`` and
+``ella_v_hf.training`` (also in editable installs), so nothing generic lands in site-packages.
+
+Install torch first (``pip install torch==2.13.0`` takes the CPU wheel here); a bare ``torch``
+requirement with no torch installed pulls several GB of CUDA packages.
+"""
+
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).parent
+
+setup(
+    name="ella-v-hf",
+    version="0.1.0",
+    description="ELLA-V: stable neural codec language modeling with alignment-guided sequence reordering, for transformers",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=["ella_v_hf", "ella_v_hf.modeling", "ella_v_hf.processing", "ella_v_hf.training"],
+    package_dir={
+        "ella_v_hf": "ella_v_hf",
+        "ella_v_hf.modeling": "modeling",
+        "ella_v_hf.processing": "processing",
+        "ella_v_hf.training": "training",
+    },
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5.24,<6",
+        "safetensors>=0.4",
+        "huggingface_hub>=1.0",
+        "numpy>=1.24",
+    ],
+    extras_require={
+        "train": ["accelerate>=1.0", "datasets>=4.0"],
+        "eval": ["evaluate>=0.4", "jiwer>=3.0"],
+        "dev": ["pytest>=8", "hypothesis>=6"],
+    },
+    entry_points={"console_scripts": ["ella-v=ella_v_hf.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Multimedia :: Sound/Audio :: Speech",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

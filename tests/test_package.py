@@ -1,0 +1,58 @@
+"""Packaging: layout, console script, parameter counts, no unsafe deserialisation anywhere."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import ella_v_hf
+import ella_v_hf.modeling
+import ella_v_hf.processing
+import ella_v_hf.training
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_card_layout_installs_as_subpackages():
+    # modeling/ processing/ training/ sit at the top level of the repo and import as ella_v_hf.*.
+    assert Path(ella_v_hf.modeling.__file__).parent.name == "modeling"
+    assert Path(ella_v_hf.processing.__file__).parent.name == "processing"
+    assert Path(ella_v_hf.training.__file__).parent.name == "training"
+    assert "import training" not in sys.modules and "modeling" not in sys.modules
+
+
+def test_no_unsafe_deserialisation():
+    pattern = re.compile(r"pickle\.loads?\(|torch\.load\((?![^)]*weights_only=True)|import pickle|dill\.")
+    offenders = []
+    for folder in ("ella_v_hf", "modeling", "processing", "training"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if pattern.search(line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def test_console_script_params_json():
+    result = subprocess.run(
+        [sys.executable, "-m", "ella_v_hf.cli", "params", "--preset", "tiny", "--num-phonemes", "10", "--codebook-size", "16", "--num-codebooks", "4", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    from ella_v_hf import EllaVConfig, EllaVForCausalLM, preset
+
+    model = EllaVForCausalLM(EllaVConfig(num_phonemes=10, codebook_size=16, num_codebooks=4, **preset("tiny")))
+    assert out["gar_parameters"] == sum(p.numel() for p in model.parameters())
+    assert out["nar_parameters"] > out["nar_non_embedding_parameters"] > 0
+
+
+def test_cli_reports_bad_arguments_clearly():
+    result = subprocess.run(
+        [sys.executable, "-m", "ella_v_hf.cli", "params", "--num-phonemes", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and "num_phonemes must be >= 1" in result.stderr
