@@ -9,7 +9,7 @@ Importing the package registers the configurations and models with transformers'
 ```
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor, AutoTokenizer
 
 from .modeling import (
     DEFAULT_LOCAL_ADVANCE,
@@ -33,7 +33,9 @@ from .modeling import (
     parse_gar_sequence,
     sequence_to_alignment_durations,
 )
+from .modeling.codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel
 from .presets import PRESETS, preset
+from .processing import EllaVAlignerConfig, EllaVAlignerModel, EllaVPhonemeTokenizer, EllaVProcessor
 
 __version__ = "0.1.0"
 
@@ -42,6 +44,11 @@ AutoConfig.register(EllaVNARConfig.model_type, EllaVNARConfig, exist_ok=True)
 AutoModel.register(EllaVConfig, EllaVModel, exist_ok=True)
 AutoModel.register(EllaVNARConfig, EllaVNARModel, exist_ok=True)
 AutoModelForCausalLM.register(EllaVConfig, EllaVForCausalLM, exist_ok=True)
+for _config, _model in ((EllaVMelCodecConfig, EllaVMelCodecModel), (EllaVAlignerConfig, EllaVAlignerModel)):
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModel.register(_config, _model, exist_ok=True)
+AutoTokenizer.register(EllaVConfig, slow_tokenizer_class=EllaVPhonemeTokenizer, exist_ok=True)
+AutoProcessor.register(EllaVConfig, EllaVProcessor, exist_ok=True)
 
 __all__ = [
     "DEFAULT_LOCAL_ADVANCE",
@@ -50,8 +57,14 @@ __all__ = [
     "PAPER_MAX_PHONE_SECONDS",
     "PRESETS",
     "EllaVBaseConfig",
+    "EllaVAlignerConfig",
+    "EllaVAlignerModel",
     "EllaVConfig",
     "EllaVForCausalLM",
+    "EllaVMelCodecConfig",
+    "EllaVMelCodecModel",
+    "EllaVPhonemeTokenizer",
+    "EllaVProcessor",
     "EllaVModel",
     "EllaVNARConfig",
     "EllaVNARModel",

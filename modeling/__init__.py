@@ -53,3 +53,7 @@ __all__ = [
     "parse_gar_sequence",
     "sequence_to_alignment_durations",
 ]
+
+from .codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel, LogMel
+
+__all__ += ["EllaVMelCodecConfig", "EllaVMelCodecModel", "LogMel"]

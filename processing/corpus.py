@@ -1,0 +1,142 @@
+"""Corpus readers: audiofolder (``metadata.csv`` with file_name,text[,speaker_id]), LibriTTS and
+LibriSpeech directory layouts. Problems with single entries are reported, never fatal."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Utterance:
+    """One corpus entry. ``id`` is unique within the corpus; ``prompt_id`` groups recordings of the
+    same sentence (for held-out splits by prompt, not by file)."""
+
+    id: str
+    audio_path: str
+    text: str
+    speaker_id: str
+    prompt_id: str
+
+
+@dataclass
+class CorpusProblem:
+    """An entry that was skipped while reading the corpus, and why."""
+
+    id: str
+    reason: str
+
+
+_ARCTIC = re.compile(r"(arctic_[ab]\d{4})")
+
+
+def _prompt_id(file_name: str, text: str) -> str:
+    match = _ARCTIC.search(file_name)
+    return match.group(1) if match else re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def read_corpus(root: str | os.PathLike) -> tuple[list[Utterance], list[CorpusProblem]]:
+    """Read an audiofolder, LibriTTS or LibriSpeech directory.
+
+    Returns:
+        ``(utterances, problems)``: entries with a missing audio file, an empty transcript or a
+        duplicated id are listed in ``problems`` and left out.
+
+    Raises:
+        ValueError: If ``root`` is not a directory of one of the supported layouts.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"Corpus directory {str(root)!r} does not exist")
+    if (root / "metadata.csv").is_file():
+        entries = _read_audiofolder(root)
+    elif any(root.rglob("*.normalized.txt")):
+        entries = _read_libritts(root)
+    elif any(root.rglob("*.trans.txt")):
+        entries = _read_librispeech(root)
+    else:
+        raise ValueError(
+            f"{str(root)!r} is not a supported corpus: expected metadata.csv (audiofolder), "
+            "LibriTTS *.normalized.txt files or LibriSpeech *.trans.txt files"
+        )
+    utterances, problems, seen = [], [], set()
+    for utt in entries:
+        if utt.id in seen:
+            problems.append(CorpusProblem(utt.id, "duplicated id"))
+        elif not utt.text.strip():
+            problems.append(CorpusProblem(utt.id, "empty transcript"))
+        elif not os.path.isfile(utt.audio_path):
+            problems.append(CorpusProblem(utt.id, f"missing audio file {utt.audio_path}"))
+        else:
+            utterances.append(utt)
+        seen.add(utt.id)
+    return utterances, problems
+
+
+def _read_audiofolder(root: Path) -> list[Utterance]:
+    with open(root / "metadata.csv", newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"file_name", "text"} <= set(reader.fieldnames):
+            raise ValueError(f"{root / 'metadata.csv'} needs the columns file_name,text (got {reader.fieldnames})")
+        rows = list(reader)
+    out = []
+    for row in rows:
+        name = row["file_name"]
+        out.append(
+            Utterance(
+                id=Path(name).with_suffix("").as_posix(),
+                audio_path=str(root / name),
+                text=row.get("text") or "",
+                speaker_id=row.get("speaker_id") or "default",
+                prompt_id=_prompt_id(name, row.get("text") or ""),
+            )
+        )
+    return out
+
+
+def _read_libritts(root: Path) -> list[Utterance]:
+    out = []
+    for text_file in sorted(root.rglob("*.normalized.txt")):
+        utt_id = text_file.name[: -len(".normalized.txt")]
+        out.append(
+            Utterance(
+                id=utt_id,
+                audio_path=str(text_file.with_name(utt_id + ".wav")),
+                text=text_file.read_text(encoding="utf-8").strip(),
+                speaker_id=utt_id.split("_")[0],
+                prompt_id=utt_id,
+            )
+        )
+    return out
+
+
+def _read_librispeech(root: Path) -> list[Utterance]:
+    out = []
+    for trans in sorted(root.rglob("*.trans.txt")):
+        for line in trans.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            utt_id, _, text = line.partition(" ")
+            out.append(
+                Utterance(
+                    id=utt_id,
+                    audio_path=str(trans.with_name(utt_id + ".flac")),
+                    text=text.strip(),
+                    speaker_id=utt_id.split("-")[0],
+                    prompt_id=utt_id,
+                )
+            )
+    return out
+
+
+def split_by_prompt(utterances: list[Utterance], held_out_fraction: float = 0.1, seed: int = 0) -> tuple[list[Utterance], list[Utterance]]:
+    """Split into (train, held-out) so that no prompt (sentence) appears on both sides."""
+    import random
+
+    prompts = sorted({u.prompt_id for u in utterances})
+    random.Random(seed).shuffle(prompts)
+    held = set(prompts[: max(1, round(len(prompts) * held_out_fraction))]) if prompts else set()
+    return [u for u in utterances if u.prompt_id not in held], [u for u in utterances if u.prompt_id in held]

@@ -1,0 +1,52 @@
+"""Offline ASR judges and WER/CER on normalised text (pluggable: pocketsphinx by default)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+
+from ..processing.audio import prepare_waveform
+
+
+def normalize_transcript(text: str) -> str:
+    """Lower-case, spell out numbers, strip punctuation: the text both sides of a WER go through."""
+    from ..processing.text_normalization import normalize_text
+
+    try:
+        text = normalize_text(text)
+    except ValueError:
+        pass
+    text = unicodedata.normalize("NFKC", text).lower().replace("-", " ")
+    text = re.sub(r"[^\w\s']", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class PocketsphinxASR:
+    """pocketsphinx 5 with its bundled US-English model (offline; 16 kHz)."""
+
+    sampling_rate = 16000
+
+    def __init__(self) -> None:
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=self.sampling_rate, loglevel="FATAL")
+
+    def transcribe(self, waveform: np.ndarray, sampling_rate: int) -> str:
+        audio = prepare_waveform(waveform, sampling_rate, self.sampling_rate, name="ASR input")
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm, full_utt=True)
+        self.decoder.end_utt()
+        hypothesis = self.decoder.hyp()
+        return hypothesis.hypstr if hypothesis is not None else ""
+
+
+def word_error_rate(references: list[str], hypotheses: list[str]) -> dict[str, float]:
+    """Corpus WER and CER (jiwer) on normalised text."""
+    import jiwer
+
+    refs = [normalize_transcript(r) for r in references]
+    hyps = [normalize_transcript(h) for h in hypotheses]
+    return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}
