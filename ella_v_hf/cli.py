@@ -54,6 +54,53 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_make_demo_corpus(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .processing.demo_corpus import make_demo_corpus
+
+    summary = make_demo_corpus(args.out, n=args.n, voices=args.voices, data_dir=args.data_dir, seed=args.seed)
+    if args.json:
+        print(json.dumps(asdict(summary)))
+    else:
+        print(f"{summary.utterances} utterances, {summary.speakers} speakers, {summary.seconds / 3600:.2f} h -> {summary.out}")
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .processing.prepare import prepare_corpus
+
+    summary = prepare_corpus(
+        args.data,
+        args.out,
+        codec=args.codec,
+        aligner=args.aligner,
+        codec_model=args.codec_model,
+        aligner_model=args.aligner_model,
+        textgrid_dir=args.textgrid_dir,
+        language=args.language,
+        min_seconds=args.min_seconds,
+        max_seconds=args.max_seconds,
+        fit_utterances=args.fit_utterances,
+        num_proc=args.num_proc,
+        seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(asdict(summary), ensure_ascii=False))
+    else:
+        print(
+            f"{summary.utterances} utterances ({summary.hours:.2f} h) -> {summary.out}/dataset; "
+            f"{len(summary.skipped)} skipped {summary.skipped_by_reason}; "
+            f"{summary.utterances_per_second} utt/s in the audio step",
+            file=sys.stderr,
+        )
+        for item in summary.skipped[:20]:
+            print(f"  skipped {item['id']}: {item['reason']}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ella-v", description="ELLA-V codec language model TTS (transformers).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +113,32 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("--num-codebooks", type=int, default=8)
     params.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     params.set_defaults(func=_cmd_params)
+
+    demo = sub.add_parser("make-demo-corpus", help="synthesise a multi-voice English corpus with flite")
+    demo.add_argument("--out", required=True)
+    demo.add_argument("--n", type=int, default=1000)
+    demo.add_argument("--voices", nargs="*", default=None, help="speaker ids (default: all)")
+    demo.add_argument("--data-dir", default=None, help="folder with harvard-sentences.txt / cmuarctic-a.data")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--json", action="store_true")
+    demo.set_defaults(func=_cmd_make_demo_corpus)
+
+    prep = sub.add_parser("prepare", help="corpus -> phonemes, codes, durations (datasets.save_to_disk)")
+    prep.add_argument("--data", required=True, help="audiofolder, LibriTTS or LibriSpeech directory")
+    prep.add_argument("--out", required=True)
+    prep.add_argument("--codec", choices=["mel", "encodec"], default="mel")
+    prep.add_argument("--aligner", choices=["builtin", "ctc", "textgrid"], default="builtin", help="ctc = builtin (alias)")
+    prep.add_argument("--codec-model", default=None)
+    prep.add_argument("--aligner-model", default=None)
+    prep.add_argument("--textgrid-dir", default=None)
+    prep.add_argument("--language", default="en-us")
+    prep.add_argument("--min-seconds", type=float, default=0.5)
+    prep.add_argument("--max-seconds", type=float, default=20.0)
+    prep.add_argument("--fit-utterances", type=int, default=400)
+    prep.add_argument("--num-proc", type=int, default=2)
+    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--json", action="store_true")
+    prep.set_defaults(func=_cmd_prepare)
     return parser
 
 
@@ -74,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:
         print(f"ella-v {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -69,7 +69,7 @@ def read_corpus(root: str | os.PathLike) -> tuple[list[Utterance], list[CorpusPr
         elif not utt.text.strip():
             problems.append(CorpusProblem(utt.id, "empty transcript"))
         elif not os.path.isfile(utt.audio_path):
-            problems.append(CorpusProblem(utt.id, f"missing audio file {utt.audio_path}"))
+            problems.append(CorpusProblem(utt.id, f"missing audio file: {utt.audio_path}"))
         else:
             utterances.append(utt)
         seen.add(utt.id)

@@ -65,11 +65,16 @@ def _espeak_backend(language: str):
         os.environ.setdefault("ESPEAK_DATA_PATH", espeakng_loader.get_data_path())
     except ImportError:  # fall back to a system espeak-ng
         pass
+    import logging
+
     from phonemizer.backend import EspeakBackend
 
+    quiet = logging.getLogger("ella_v_hf.phonemizer")  # word-count mismatches are expected with punctuation
+    quiet.setLevel(logging.ERROR)
     try:
         backend = EspeakBackend(
             language,
+            logger=quiet,
             preserve_punctuation=True,
             with_stress=False,
             language_switch="remove-flags",

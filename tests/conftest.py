@@ -50,3 +50,46 @@ def random_sequence(rng: random.Random, config: EllaVConfig, n_phonemes: int | N
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def flite_corpus(tmp_path_factory):
+    """A small two-voice corpus synthesised with flite (the shipped fallback sentences)."""
+    from ella_v_hf.processing.demo_corpus import make_demo_corpus
+
+    out = tmp_path_factory.mktemp("flite_corpus")
+    make_demo_corpus(out, n=24, voices=["slt", "rms"], data_dir=out / "no-shared-data", progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_codec(flite_corpus):
+    """The embedded codec fitted small (2 x 32 codes) on the flite corpus."""
+    from ella_v_hf.modeling import EllaVMelCodecConfig
+    from ella_v_hf.processing import MelCodec, fit_mel_codec, load_audio, read_corpus
+
+    utterances, _ = read_corpus(flite_corpus)
+    config = EllaVMelCodecConfig(num_codebooks=2, codebook_size=32, griffin_lim_iters=4)
+    return MelCodec(fit_mel_codec((load_audio(u.audio_path) for u in utterances), config, progress=False))
+
+
+@pytest.fixture(scope="session")
+def small_aligner(flite_corpus):
+    """The built-in aligner trained briefly on the flite corpus."""
+    from ella_v_hf.processing import (
+        EllaVAlignerConfig,
+        EllaVPhonemeTokenizer,
+        load_audio,
+        prepare_waveform,
+        read_corpus,
+        train_aligner,
+    )
+
+    utterances, _ = read_corpus(flite_corpus)
+    tok = EllaVPhonemeTokenizer()
+    examples = [
+        (prepare_waveform(*load_audio(u.audio_path), 16000), ids)
+        for u, ids in zip(utterances, tok.batch_encode_phonemes([u.text for u in utterances]))
+    ]
+    config = EllaVAlignerConfig(vocab_size=tok.vocab_size, separator_ids=tok.separator_token_ids, hidden_size=64)
+    return train_aligner(examples, config, iterations=2, epochs_per_iteration=4, progress=False).eval()

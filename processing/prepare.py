@@ -1,0 +1,320 @@
+"""``ella-v prepare``: corpus -> phoneme ids, codec codes and per-token durations (a saved ``datasets`` dataset).
+
+Pipeline (each step a ``datasets.map`` with an explicit cache file named by a fingerprint of its
+inputs and settings, so a re-run reuses finished work and an interrupted run keeps finished shards):
+
+1. read the corpus (audiofolder / LibriTTS / LibriSpeech); entries with missing audio, empty
+   transcripts or duplicated ids are skipped and listed;
+2. ``text``: phonemise (batched espeak calls);
+3. fit the embedded codec (``--codec mel``, unless given) and the built-in aligner (``--aligner
+   builtin``, unless given) on a sample of the corpus;
+4. ``audio``: load, check length, encode with the codec, align (built-in aligner or TextGrid).
+
+Rows that fail a step (unreadable audio, too short/long, transcript mismatch…) are skipped with
+their reason, never fatal. Output directory::
+
+    OUT/dataset/     datasets.save_to_disk: id, speaker_id, prompt_id, text, phoneme_ids, durations,
+                     codes [K][T], num_frames
+    OUT/processor/   EllaVProcessor (tokenizer, aligner, embedded codec) for training and synthesis
+    OUT/summary.json utterances, hours, skipped (with reasons), timings, utterances/s
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .aligner import AlignmentError, EllaVAlignerConfig, EllaVAlignerModel, train_aligner
+from .audio import AudioError, load_audio, prepare_waveform
+from .codecs import AudioCodec, EncodecCodec, MelCodec, fit_mel_codec
+from .corpus import read_corpus
+from .processing_ella_v import EllaVProcessor
+from .textgrid_alignment import TextGridMismatch, textgrid_durations
+from .tokenization_ella_v import EllaVPhonemeTokenizer
+
+ALIGNERS = ("builtin", "ctc", "textgrid")  # "ctc" is accepted as an alias of "builtin"
+CODECS = ("mel", "encodec")
+
+
+@dataclass
+class PrepareSummary:
+    """What ``prepare`` produced."""
+
+    out: str
+    utterances: int
+    hours: float
+    skipped: list[dict] = field(default_factory=list)
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    utterances_per_second: float = 0.0
+
+
+def _fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def prepare_corpus(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    codec: str = "mel",
+    aligner: str = "builtin",
+    codec_model: str | None = None,
+    aligner_model: str | None = None,
+    textgrid_dir: str | None = None,
+    language: str = "en-us",
+    min_seconds: float = 0.5,
+    max_seconds: float = 20.0,
+    fit_utterances: int = 400,
+    aligner_iterations: int = 4,
+    num_proc: int = 2,
+    seed: int = 0,
+    progress: bool = True,
+) -> PrepareSummary:
+    """Prepare a corpus for training (see the module docstring).
+
+    Args:
+        data: Corpus directory.
+        out: Output directory (reused: finished steps are not redone).
+        codec: ``"mel"`` (embedded, fitted here unless ``codec_model``) or ``"encodec"``.
+        aligner: ``"builtin"`` (trained here unless ``aligner_model``; ``"ctc"`` is an alias) or
+            ``"textgrid"`` (MFA TextGrids next to the audio files or in ``textgrid_dir``).
+        codec_model: A saved codec (mel: an EllaVMelCodecModel directory; encodec: a model id or path).
+        aligner_model: A saved EllaVAlignerModel directory.
+        textgrid_dir: Where ``<utterance id>.TextGrid`` files are (default: beside the audio).
+        language: espeak language code.
+        min_seconds / max_seconds: Utterances outside this length are skipped.
+        fit_utterances: Utterances used to fit the codec and train the aligner.
+        aligner_iterations: Viterbi re-alignment rounds of the built-in aligner.
+        num_proc: Processes for the audio step.
+        seed: Seed for fitting.
+        progress: Progress bars on stderr.
+
+    Raises:
+        ValueError: Unknown codec/aligner, unsupported corpus layout, or nothing usable left.
+    """
+    if codec not in CODECS:
+        raise ValueError(f"Unknown codec {codec!r}; expected one of {CODECS}")
+    if aligner not in ALIGNERS:
+        raise ValueError(f"Unknown aligner {aligner!r}; expected one of {ALIGNERS}")
+    from datasets import Dataset, disable_progress_bars, enable_progress_bars
+
+    (enable_progress_bars if progress else disable_progress_bars)()
+    out = Path(out)
+    cache = out / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    start = time.time()
+
+    utterances, problems = read_corpus(data)
+    skipped = [{"id": p.id, "reason": p.reason} for p in problems]
+    if not utterances:
+        raise ValueError(f"No usable utterances in {data!s} ({len(skipped)} skipped)")
+    rows = [asdict(u) for u in utterances]
+    corpus_key = _fingerprint([(r["id"], r["audio_path"], r["text"], os.path.getsize(r["audio_path"])) for r in rows])
+    dataset = Dataset.from_list(rows)
+
+    tokenizer = EllaVPhonemeTokenizer(language=language)
+
+    def phonemize(batch: dict) -> dict:
+        ids, errors = [], []
+        try:
+            ids = tokenizer.batch_encode_phonemes(batch["text"])
+            errors = [""] * len(ids)
+        except ValueError:  # find the offending rows one by one
+            for text in batch["text"]:
+                try:
+                    ids.append(tokenizer.batch_encode_phonemes([text])[0])
+                    errors.append("")
+                except ValueError as error:
+                    ids.append([])
+                    errors.append(_reason(error))
+        return {"phoneme_ids": ids, "error": errors}
+
+    step = time.time()
+    text_key = _fingerprint("text", corpus_key, language, tokenizer.get_vocab())
+    dataset = dataset.map(
+        phonemize,
+        batched=True,
+        batch_size=256,
+        cache_file_name=str(cache / f"text-{text_key}.arrow"),
+        new_fingerprint=text_key,
+        desc="phonemise",
+    )
+    timings["text"] = time.time() - step
+
+    # Codec and aligner, fitted on a sample of the text-valid rows (or loaded).
+    step = time.time()
+    valid = [i for i, e in enumerate(dataset["error"]) if not e]
+    rng = np.random.default_rng(seed)
+    sample = sorted(rng.choice(valid, min(fit_utterances, len(valid)), replace=False).tolist()) if valid else []
+    audio_codec = _load_or_fit_codec(codec, codec_model, out, dataset, sample, seed, progress)
+    timings["codec"] = time.time() - step
+    step = time.time()
+    align_model = None
+    if aligner in ("builtin", "ctc"):
+        align_model = _load_or_train_aligner(aligner_model, out, dataset, sample, tokenizer, audio_codec, aligner_iterations, seed, progress)
+    timings["aligner"] = time.time() - step
+    processor = EllaVProcessor(tokenizer, aligner=align_model, codec=audio_codec)
+    processor.save_pretrained(out / "processor")
+
+    frame_rate = audio_codec.frame_rate
+
+    def encode_and_align(row: dict) -> dict:
+        torch.set_num_threads(1)
+        result = {"codes": [], "durations": [], "num_frames": 0, "error": row["error"]}
+        if row["error"]:
+            return result
+        try:
+            waveform, rate = load_audio(row["audio_path"])
+            waveform = prepare_waveform(waveform, rate, audio_codec.sampling_rate, name=row["id"])
+            seconds = len(waveform) / audio_codec.sampling_rate
+            if not min_seconds <= seconds <= max_seconds:
+                raise AudioError(f"{seconds:.2f} s is outside [{min_seconds}, {max_seconds}] s")
+            codes = audio_codec.encode(waveform, audio_codec.sampling_rate)
+            num_frames = int(codes.shape[-1])
+            if align_model is not None:
+                durations = align_model.align(waveform, row["phoneme_ids"]).durations
+            else:
+                path = _textgrid_path(row, textgrid_dir)
+                tokens, durations = textgrid_durations(path, row["text"], num_frames, frame_rate, language)
+                if tokenizer.convert_tokens_to_ids(tokens) != row["phoneme_ids"]:
+                    raise TextGridMismatch("TextGrid token sequence differs from the tokenizer's")
+            if sum(durations) != num_frames or len(durations) != len(row["phoneme_ids"]):
+                raise AlignmentError(f"alignment covers {sum(durations)} of {num_frames} frames")
+            result.update(codes=codes.to(torch.int16).tolist(), durations=durations, num_frames=num_frames)
+        except (AudioError, AlignmentError, TextGridMismatch, ValueError, RuntimeError, OSError) as error:
+            result["error"] = _reason(error)
+        return result
+
+    step = time.time()
+    audio_key = _fingerprint(
+        "audio",
+        text_key,
+        codec,
+        _model_key(audio_codec),
+        aligner,
+        _model_key(align_model),
+        textgrid_dir,
+        min_seconds,
+        max_seconds,
+    )
+    dataset = dataset.map(
+        encode_and_align,
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
+        cache_file_name=str(cache / f"audio-{audio_key}.arrow"),
+        new_fingerprint=audio_key,
+        desc="encode + align",
+    )
+    timings["audio"] = time.time() - step
+
+    errors = dataset["error"]
+    skipped += [{"id": i, "reason": e} for i, e in zip(dataset["id"], errors) if e]
+    good = dataset.filter(lambda e: not e, input_columns="error", keep_in_memory=True)
+    if len(good) == 0:
+        raise ValueError(f"Every utterance was skipped; first reasons: {skipped[:5]}")
+    good = good.remove_columns(["error", "audio_path"])
+    good.save_to_disk(str(out / "dataset"))
+    hours = float(np.sum(good["num_frames"])) / frame_rate / 3600
+    timings["total"] = time.time() - start
+    reasons = Counter(s["reason"].split(":")[0] for s in skipped)
+    summary = PrepareSummary(
+        out=str(out),
+        utterances=len(good),
+        hours=round(hours, 4),
+        skipped=skipped,
+        skipped_by_reason=dict(reasons),
+        seconds={k: round(v, 2) for k, v in timings.items()},
+        utterances_per_second=round(len(dataset) / max(timings["audio"], 1e-9), 2),
+    )
+    (out / "summary.json").write_text(json.dumps(asdict(summary), indent=1, ensure_ascii=False), encoding="utf-8")
+    return summary
+
+
+def _model_key(model) -> str | None:
+    """Fingerprint of a codec/aligner's weights and config (None when absent)."""
+    if model is None:
+        return None
+    module = model.model if isinstance(model, AudioCodec) else model
+    digest = hashlib.sha256(json.dumps(module.config.to_dict(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _textgrid_path(row: dict, textgrid_dir: str | None) -> Path:
+    if textgrid_dir:
+        candidates = [Path(textgrid_dir) / f"{row['id']}.TextGrid", Path(textgrid_dir) / f"{Path(row['id']).name}.TextGrid"]
+    else:
+        candidates = [Path(row["audio_path"]).with_suffix(".TextGrid")]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise TextGridMismatch(f"no TextGrid found (looked for {[str(c) for c in candidates]})")
+
+
+def _sample_waveforms(dataset, sample: list[int], rate: int, progress: bool, desc: str):
+    for index in tqdm(sample, desc=desc, disable=not progress):
+        row = dataset[index]
+        try:
+            waveform, source_rate = load_audio(row["audio_path"])
+            yield row, prepare_waveform(waveform, source_rate, rate, name=row["id"])
+        except AudioError:
+            continue  # reported by the audio step
+
+
+def _load_or_fit_codec(codec: str, codec_model: str | None, out: Path, dataset, sample, seed: int, progress: bool) -> AudioCodec:
+    if codec == "encodec":
+        return EncodecCodec.from_pretrained(codec_model or "facebook/encodec_24khz")
+    if codec_model:
+        return MelCodec.from_pretrained(codec_model)
+    fitted = out / "codec"
+    if (fitted / "model.safetensors").is_file():
+        return MelCodec.from_pretrained(str(fitted))
+    from ..modeling.codec_mel import EllaVMelCodecConfig
+
+    config = EllaVMelCodecConfig()
+    waves = ((w, config.sampling_rate) for _, w in _sample_waveforms(dataset, sample, config.sampling_rate, progress, "read for codec"))
+    mel = MelCodec(fit_mel_codec(waves, config, seed=seed, progress=progress))
+    mel.save_pretrained(str(fitted))
+    return mel
+
+
+def _load_or_train_aligner(
+    aligner_model, out: Path, dataset, sample, tokenizer, codec: AudioCodec, iterations: int, seed: int, progress: bool
+) -> EllaVAlignerModel:
+    if aligner_model:
+        return EllaVAlignerModel.from_pretrained(aligner_model).eval()
+    trained = out / "aligner"
+    if (trained / "model.safetensors").is_file():
+        return EllaVAlignerModel.from_pretrained(trained).eval()
+    hop = round(codec.sampling_rate / codec.frame_rate)
+    config = EllaVAlignerConfig(
+        vocab_size=tokenizer.vocab_size,
+        separator_ids=tokenizer.separator_token_ids,
+        sampling_rate=codec.sampling_rate,
+        hop_length=hop,
+        n_fft=max(1024, 2 * hop),
+    )
+    examples = [(w, row["phoneme_ids"]) for row, w in _sample_waveforms(dataset, sample, codec.sampling_rate, progress, "read for aligner")]
+    if not examples:
+        raise ValueError("No readable audio to train the aligner on.")
+    model = train_aligner(examples, config, iterations=iterations, seed=seed, progress=progress).eval()
+    model.save_pretrained(trained)
+    return model
+
+
+__all__ = ["ALIGNERS", "CODECS", "PrepareSummary", "prepare_corpus"]
