@@ -101,6 +101,24 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plot_alignment(args: argparse.Namespace) -> int:
+    from .processing import EllaVProcessor, load_audio, prepare_waveform
+    from .processing.plot import plot_alignment
+
+    processor = EllaVProcessor.from_pretrained(args.processor)
+    if processor.aligner is None:
+        raise ValueError(f"{args.processor} has no aligner")
+    rate = processor.aligner.config.sampling_rate
+    waveform = prepare_waveform(*load_audio(args.audio), rate, name=args.audio)
+    ids = processor.tokenizer(args.text)["input_ids"]
+    alignment = processor.aligner.align(waveform, ids, check=not args.no_check)
+    tokens = processor.tokenizer.convert_ids_to_tokens(ids)
+    plot_alignment(waveform, rate, tokens, alignment.durations, processor.aligner.config.frame_rate, args.output, title=args.text)
+    result = {"output": args.output, "score": alignment.score, "tokens": tokens, "durations": alignment.durations}
+    print(json.dumps(result, ensure_ascii=False) if args.json else f"wrote {args.output} (score {alignment.score:.2f})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ella-v", description="ELLA-V codec language model TTS (transformers).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--seed", type=int, default=0)
     prep.add_argument("--json", action="store_true")
     prep.set_defaults(func=_cmd_prepare)
+
+    plot = sub.add_parser("plot-alignment", help="PNG of a spectrogram with the aligned phoneme boundaries")
+    plot.add_argument("--processor", required=True, help="a saved EllaVProcessor (e.g. PREPARED/processor)")
+    plot.add_argument("--audio", required=True)
+    plot.add_argument("--text", required=True)
+    plot.add_argument("-o", "--output", required=True)
+    plot.add_argument("--no-check", action="store_true", help="plot even if the transcript looks mismatched")
+    plot.add_argument("--json", action="store_true")
+    plot.set_defaults(func=_cmd_plot_alignment)
     return parser
 
 
