@@ -9,7 +9,14 @@ Importing the package registers the configurations and models with transformers'
 ```
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForTextToWaveform,
+    AutoProcessor,
+    AutoTokenizer,
+)
 
 from .modeling import (
     DEFAULT_LOCAL_ADVANCE,
@@ -33,6 +40,7 @@ from .modeling import (
     parse_gar_sequence,
     sequence_to_alignment_durations,
 )
+from .modeling import EllaVForTextToSpeech, EllaVPhonemeAdvanceLogitsProcessor, EllaVTTSConfig, EllaVTTSOutput
 from .modeling.codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel
 from .presets import PRESETS, preset
 from .processing import EllaVAlignerConfig, EllaVAlignerModel, EllaVPhonemeTokenizer, EllaVProcessor
@@ -47,8 +55,12 @@ AutoModelForCausalLM.register(EllaVConfig, EllaVForCausalLM, exist_ok=True)
 for _config, _model in ((EllaVMelCodecConfig, EllaVMelCodecModel), (EllaVAlignerConfig, EllaVAlignerModel)):
     AutoConfig.register(_config.model_type, _config, exist_ok=True)
     AutoModel.register(_config, _model, exist_ok=True)
-AutoTokenizer.register(EllaVConfig, slow_tokenizer_class=EllaVPhonemeTokenizer, exist_ok=True)
-AutoProcessor.register(EllaVConfig, EllaVProcessor, exist_ok=True)
+AutoConfig.register(EllaVTTSConfig.model_type, EllaVTTSConfig, exist_ok=True)
+AutoModel.register(EllaVTTSConfig, EllaVForTextToSpeech, exist_ok=True)
+AutoModelForTextToWaveform.register(EllaVTTSConfig, EllaVForTextToSpeech, exist_ok=True)
+for _config in (EllaVConfig, EllaVTTSConfig):
+    AutoTokenizer.register(_config, slow_tokenizer_class=EllaVPhonemeTokenizer, exist_ok=True)
+    AutoProcessor.register(_config, EllaVProcessor, exist_ok=True)
 
 __all__ = [
     "DEFAULT_LOCAL_ADVANCE",
@@ -61,10 +73,14 @@ __all__ = [
     "EllaVAlignerModel",
     "EllaVConfig",
     "EllaVForCausalLM",
+    "EllaVForTextToSpeech",
     "EllaVMelCodecConfig",
     "EllaVMelCodecModel",
     "EllaVPhonemeTokenizer",
+    "EllaVPhonemeAdvanceLogitsProcessor",
     "EllaVProcessor",
+    "EllaVTTSConfig",
+    "EllaVTTSOutput",
     "EllaVModel",
     "EllaVNARConfig",
     "EllaVNARModel",

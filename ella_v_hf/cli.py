@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -119,6 +120,76 @@ def _cmd_plot_alignment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synthesize(args: argparse.Namespace) -> int:
+    import numpy as np
+    import soundfile as sf
+    from tqdm.auto import tqdm
+
+    from .modeling import EllaVForTextToSpeech
+    from .processing import EllaVProcessor, load_audio
+    from .synthesis import resolve_model_dir, synthesize
+
+    model_dir = resolve_model_dir(args.model)
+    model = EllaVForTextToSpeech.from_pretrained(model_dir).eval()
+    processor = EllaVProcessor.from_pretrained(model_dir)
+    prompt, prompt_rate = (None, None)
+    if args.prompt_audio:
+        if not args.prompt_text:
+            raise ValueError("--prompt-audio needs --prompt-text (its transcript)")
+        prompt, prompt_rate = load_audio(args.prompt_audio)
+    jobs = [(args.text, args.output)]
+    if args.batch_file:
+        lines = [line.strip() for line in open(args.batch_file, encoding="utf-8") if line.strip()]
+        stem, suffix = os.path.splitext(args.output)
+        jobs = [(line, f"{stem}_{i:04d}{suffix or '.wav'}") for i, line in enumerate(lines)]
+    elif args.text is None:
+        raise ValueError("give TEXT or --batch-file")
+    results = []
+    for text, path in tqdm(jobs, desc="synthesize", disable=len(jobs) == 1, file=sys.stderr):
+        result = synthesize(
+            model,
+            processor,
+            text,
+            prompt_audio=prompt,
+            prompt_text=args.prompt_text,
+            prompt_sampling_rate=prompt_rate,
+            seed=args.seed,
+            do_sample=not args.greedy,
+            temperature=args.temperature,
+            top_p=args.top_p,
+        )
+        sf.write(path, result.audio, result.sampling_rate)
+        if args.plot:
+            _plot_waveform(result.audio, result.sampling_rate, os.path.splitext(path)[0] + ".png", text)
+        seconds = len(result.audio) / result.sampling_rate
+        results.append({"output": path, "seconds": round(seconds, 3), "cuts": result.cuts, "infinite": result.infinite})
+        print(f"wrote {path}: {seconds:.2f} s, {result.cuts} forced EOPs", file=sys.stderr)
+        if not np.isfinite(result.audio).all():
+            raise RuntimeError(f"non-finite samples in {path}")
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results))
+    return 0
+
+
+def _plot_waveform(audio, rate: int, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4), sharex=True)
+    time = np.arange(len(audio)) / rate
+    top.plot(time, audio, linewidth=0.4)
+    top.set_title(title[:100])
+    with np.errstate(divide="ignore"):
+        bottom.specgram(audio + 1e-9, Fs=rate, NFFT=512, noverlap=384, cmap="magma")
+    bottom.set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ella-v", description="ELLA-V codec language model TTS (transformers).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -166,6 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--no-check", action="store_true", help="plot even if the transcript looks mismatched")
     plot.add_argument("--json", action="store_true")
     plot.set_defaults(func=_cmd_plot_alignment)
+
+    synth = sub.add_parser("synthesize", help="text -> speech (default model: the bundled demo checkpoint)")
+    synth.add_argument("text", nargs="?", default=None)
+    synth.add_argument("-o", "--output", required=True, help="WAV path (with --batch-file: a name pattern)")
+    synth.add_argument("--model", default=None, help="an EllaVForTextToSpeech directory")
+    synth.add_argument("--prompt-audio", default=None)
+    synth.add_argument("--prompt-text", default=None)
+    synth.add_argument("--top-p", type=float, default=0.9)
+    synth.add_argument("--temperature", type=float, default=1.0)
+    synth.add_argument("--greedy", action="store_true", help="greedy GAR decoding instead of sampling")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--batch-file", default=None, help="one text per line; writes OUTPUT_0000.wav, …")
+    synth.add_argument("--plot", action="store_true", help="also write a PNG of the waveform and spectrogram")
+    synth.add_argument("--json", action="store_true")
+    synth.set_defaults(func=_cmd_synthesize)
     return parser
 
 
@@ -174,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, FileNotFoundError) as error:
         print(f"ella-v {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -57,3 +57,8 @@ __all__ = [
 from .codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel, LogMel
 
 __all__ += ["EllaVMelCodecConfig", "EllaVMelCodecModel", "LogMel"]
+
+from .generation_ella_v import EllaVPhonemeAdvanceLogitsProcessor
+from .modeling_ella_v_tts import EllaVForTextToSpeech, EllaVTTSConfig, EllaVTTSOutput
+
+__all__ += ["EllaVForTextToSpeech", "EllaVPhonemeAdvanceLogitsProcessor", "EllaVTTSConfig", "EllaVTTSOutput"]

@@ -248,9 +248,11 @@ class EllaVPreTrainedModel(PreTrainedModel):
         if not kwargs.get("safe_serialization", True):
             raise ValueError("ella-v-hf saves safetensors only (safe_serialization=False is not supported).")
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
-        auto_map.setdefault("AutoConfig", f"configuration_ella_v.{type(self.config).__name__}")
+        model_module = type(self).__module__.rsplit(".", 1)[-1]
+        config_module = type(self.config).__module__.rsplit(".", 1)[-1]
+        auto_map.setdefault("AutoConfig", f"{config_module}.{type(self.config).__name__}")
         for auto_class, class_name in self._remote_auto_map.items():
-            auto_map.setdefault(auto_class, f"modeling_ella_v.{class_name}")
+            auto_map.setdefault(auto_class, f"{model_module}.{class_name}")
         self.config.auto_map = auto_map
         return super().save_pretrained(save_directory, *args, **kwargs)
 

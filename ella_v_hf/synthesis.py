@@ -1,0 +1,120 @@
+"""High-level synthesis: long text split into sentences, synthesised as one batch, joined with pauses.
+
+Limit: each sentence is one GAR sequence; a single sentence longer than
+``MAX_SENTENCE_PHONEMES`` phoneme tokens is further split at commas, then at word boundaries.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .modeling import EllaVForTextToSpeech
+from .processing import EllaVProcessor
+
+#: Longest phoneme sequence synthesised as one GAR sequence (longer sentences are split).
+MAX_SENTENCE_PHONEMES = 200
+#: Where the bundled demo checkpoint lives (installed with the package once trained).
+DEMO_MODEL_DIR = Path(__file__).parent / "demo_models" / "ella-v-demo"
+
+
+@dataclass
+class SynthesisResult:
+    """A synthesised waveform and what happened while generating it."""
+
+    audio: np.ndarray  # [S] float32
+    sampling_rate: int
+    sentences: list[str]
+    cuts: int  # EOPs forced by the frame cap
+    infinite: int  # rows that hit the length cap (VALL-E)
+
+
+def split_sentences(text: str, tokenizer=None, max_phonemes: int = MAX_SENTENCE_PHONEMES) -> list[str]:
+    """Split at sentence punctuation; sentences over ``max_phonemes`` tokens at commas, then words."""
+    parts = [p.strip() for p in re.split(r"(?<=[.!?…;])\s+", text.strip()) if p.strip()]
+    if tokenizer is None:
+        return parts
+    out: list[str] = []
+    for part in parts:
+        if len(tokenizer.text_to_phonemes(part)) <= max_phonemes:
+            out.append(part)
+            continue
+        chunk: list[str] = []
+        for piece in re.split(r"(?<=,)\s+|\s+", part):
+            candidate = " ".join(chunk + [piece])
+            if chunk and len(tokenizer.text_to_phonemes(candidate)) > max_phonemes:
+                out.append(" ".join(chunk))
+                chunk = [piece]
+            else:
+                chunk.append(piece)
+        if chunk:
+            out.append(" ".join(chunk))
+    return out
+
+
+def resolve_model_dir(model: str | os.PathLike | None) -> Path:
+    """The model directory to use (default: the bundled demo checkpoint).
+
+    Raises:
+        FileNotFoundError: When no model is given and no demo checkpoint is bundled.
+    """
+    if model is not None:
+        path = Path(model)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a saved EllaVForTextToSpeech directory (no config.json)")
+        return path
+    if not (DEMO_MODEL_DIR / "config.json").is_file():
+        raise FileNotFoundError(
+            "No demo checkpoint is bundled with this installation yet; pass --model DIR "
+            "(an EllaVForTextToSpeech directory saved with its processor)."
+        )
+    return DEMO_MODEL_DIR
+
+
+def synthesize(
+    model: EllaVForTextToSpeech,
+    processor: EllaVProcessor,
+    text: str,
+    prompt_audio: np.ndarray | None = None,
+    prompt_text: str | None = None,
+    prompt_sampling_rate: int | None = None,
+    seed: int | None = None,
+    **generate_kwargs,
+) -> SynthesisResult:
+    """Synthesise ``text`` (any length) in one batch of sentences, joined with short pauses.
+
+    Args:
+        model: The text-to-speech model.
+        processor: Its processor (with aligner and codec when a prompt is given).
+        text: Text to speak.
+        prompt_audio / prompt_text / prompt_sampling_rate: Optional voice prompt and its transcript.
+        seed: Seed for sampling.
+        generate_kwargs: ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``max_frames_per_phone``.
+    """
+    sentences = split_sentences(text, processor.tokenizer)
+    if not sentences:
+        raise ValueError("Text is empty or whitespace only; nothing to synthesise.")
+    if seed is not None:
+        torch.manual_seed(seed)
+    inputs = processor(sentences, prompt_audio=prompt_audio, prompt_text=prompt_text, sampling_rate=prompt_sampling_rate)
+    out = model.generate(**inputs, **generate_kwargs)
+    rate = model.config.sampling_rate
+    pause = np.zeros(int(model.config.sentence_pause_seconds * rate), dtype=np.float32)
+    pieces = []
+    for i, length in enumerate(out.audio_lengths.tolist()):
+        if i:
+            pieces.append(pause)
+        pieces.append(out.audio[i, :length].cpu().numpy().astype(np.float32))
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+    return SynthesisResult(
+        audio=audio,
+        sampling_rate=rate,
+        sentences=sentences,
+        cuts=int(out.cuts.sum()),
+        infinite=int(out.infinite.sum()),
+    )

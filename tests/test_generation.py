@@ -1,0 +1,252 @@
+"""Generation: the phoneme-advance LogitsProcessor in stock generate(), the TTS model, pipeline, CLI."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import LogitsProcessorList
+
+from ella_v_hf import EllaVForCausalLM, EllaVPhonemeAdvanceLogitsProcessor, build_gar_sequence, parse_gar_sequence
+
+
+def generate(model, prompts: list[list[int]], cap: int, before=(), **kwargs):
+    space, spec = model.config.token_space, model.config.layout_spec
+    length = max(map(len, prompts))
+    ids = torch.zeros(len(prompts), length, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, length - len(p) :] = torch.tensor(p)
+        mask[i, length - len(p) :] = 1
+    processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap)
+    n = max(len(parse_gar_sequence(p, space, spec).prefix_phonemes) for p in prompts)
+    bound = n * (cap + 2) + 2
+    out = model.generate(
+        ids, attention_mask=mask, logits_processor=LogitsProcessorList([*before, processor]), max_new_tokens=bound,
+        eos_token_id=space.EOS, pad_token_id=space.PAD, **kwargs,
+    )
+    return out, processor, length, bound
+
+
+def text_prompt(model, phonemes):
+    return build_gar_sequence(phonemes, None, None, model.config.token_space, model.config.layout_spec).input_ids
+
+
+SAMPLING = [dict(do_sample=False), dict(do_sample=True, top_p=0.9), dict(do_sample=True, temperature=1.5, top_k=5)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("sampling", SAMPLING)
+def test_generated_sequences_keep_the_ella_v_structure(seed, sampling):
+    torch.manual_seed(seed)
+    model = EllaVForCausalLM(tiny_config(local_advance=1)).eval()
+    space, spec = model.config.token_space, model.config.layout_spec
+    rng = random.Random(seed)
+    rows = [[rng.randrange(10) for _ in range(rng.randint(1, 7))] for _ in range(3)]
+    # One row continues an aligned prompt (2 phonemes, 4 frames) into the rest of its text.
+    rows.append([1, 2, 3, 4])
+    prompts = [text_prompt(model, r) for r in rows[:3]]
+    prompts.append(build_gar_sequence(rows[3], [1, 3], [5, 6, 7, 8], space, spec).input_ids)
+    cap = 3
+    out, processor, prompt_len, bound = generate(model, prompts, cap, **sampling)
+    assert out.shape[1] - prompt_len <= bound
+    for i, row in enumerate(rows):
+        seq = [t for t in out[i].tolist()]
+        parsed = parse_gar_sequence(seq, space, spec)  # strict: raises on any structural violation
+        assert parsed.complete, f"row {i} did not end with EOS"
+        assert parsed.phonemes == row and parsed.closed_phonemes == len(row)
+        generated = out[i, prompt_len:].tolist()
+        end = generated.index(space.EOS)
+        assert all(t == space.PAD for t in generated[end + 1 :])
+        assert seq[: len(seq)].count(space.EOS) == 1
+        assert max(parsed.frame_counts) <= cap
+        assert processor.cuts[i] <= sum(1 for c in parsed.frame_counts if c == cap)
+
+
+def test_cut_forces_eop_at_the_cap():
+    model = EllaVForCausalLM(tiny_config()).eval()
+    space = model.config.token_space
+
+    def never_eop(input_ids, scores):  # a model that would never close a phoneme by itself
+        return scores.index_fill(1, torch.tensor([space.EOP]), -1e4)
+
+    out, processor, prompt_len, _ = generate(model, [text_prompt(model, [1, 2, 3])], cap=4, before=[never_eop], do_sample=False)
+    parsed = parse_gar_sequence(out[0].tolist(), space, model.config.layout_spec)
+    assert parsed.frame_counts == [4, 4, 4] and processor.cuts.tolist() == [3]
+
+
+def test_cache_no_cache_and_batch_generation_agree():
+    model = EllaVForCausalLM(tiny_config()).eval()
+    rows = [[1, 2], [3, 4, 5, 6, 7]]
+    prompts = [text_prompt(model, r) for r in rows]
+    singles = []
+    for prompt in prompts:
+        with_cache, _, length, _ = generate(model, [prompt], 5, do_sample=False, use_cache=True)
+        without, _, _, _ = generate(model, [prompt], 5, do_sample=False, use_cache=False)
+        assert torch.equal(with_cache, without)
+        singles.append(with_cache[0, length:].tolist())
+    batch, _, length, _ = generate(model, prompts, 5, do_sample=False)
+    for i, single in enumerate(singles):
+        got = batch[i, length:].tolist()
+        assert got[: len(single)] == single and all(t == 0 for t in got[len(single) :])
+
+
+def test_vall_e_layout_samples_eos_and_can_run_forever():
+    model = EllaVForCausalLM(tiny_config(layout="vall-e")).eval()
+    space, spec = model.config.token_space, model.config.layout_spec
+
+    def never_eos(input_ids, scores):  # a model that never stops
+        return scores.index_fill(1, torch.tensor([space.EOS]), -1e4)
+
+    prompt = text_prompt(model, [1, 2, 3])
+    processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, 5)
+    out = model.generate(
+        torch.tensor([prompt]), logits_processor=LogitsProcessorList([never_eos, processor]), max_new_tokens=12, do_sample=True,
+        eos_token_id=space.EOS, pad_token_id=space.PAD,
+    )
+    parsed = parse_gar_sequence(out[0].tolist(), space, spec)
+    assert not parsed.complete and len(parsed.codes) == 12  # hit the cap: counted as INF by callers
+    assert all(space.is_acoustic(t) for t in out[0, len(prompt) :].tolist())
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**16), st.lists(st.integers(0, 9), min_size=1, max_size=6), st.integers(1, 4), st.integers(0, 2))
+def test_processor_state_matches_a_fresh_parse_at_every_step(seed, phonemes, cap, advance):
+    """Drive the processor with random logits and compare its O(1) state with the layout parser."""
+    config = tiny_config(local_advance=advance)
+    space, spec = config.token_space, config.layout_spec
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.tensor([build_gar_sequence(phonemes, None, None, space, spec).input_ids])
+    processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap)
+    for _ in range(len(phonemes) * (cap + 2) + 2):
+        scores = processor(ids, torch.randn(1, space.vocab_size, generator=generator))
+        parsed = parse_gar_sequence(ids[0].tolist(), space, spec)
+        assert int(processor.opened[0]) == len(parsed.phonemes)
+        assert bool(processor.in_phone[0]) == (len(parsed.phonemes) > parsed.closed_phonemes)
+        assert bool(processor.done[0]) == parsed.complete
+        if processor.in_phone[0]:
+            assert int(processor.frames_in_phone[0]) == parsed.frame_counts[-1]
+        if parsed.complete:
+            break
+        probs = torch.softmax(scores[0], -1)
+        token = torch.multinomial(probs, 1, generator=generator)
+        ids = torch.cat([ids, token[None]], dim=1)
+    assert parse_gar_sequence(ids[0].tolist(), space, spec).complete
+
+
+def test_processor_rejects_prompts_without_bos():
+    config = tiny_config()
+    processor = EllaVPhonemeAdvanceLogitsProcessor(config.token_space, config.layout_spec, 5)
+    with pytest.raises(ValueError, match="no BOS"):
+        processor(torch.tensor([[4, 5, 6]]), torch.zeros(1, config.vocab_size))
+
+
+# -- the text-to-speech model ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tts_dir(tmp_path_factory, small_aligner, small_codec):
+    from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig
+    from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
+
+    tok = EllaVPhonemeTokenizer()
+    dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    config = EllaVTTSConfig(gar_config=dims, nar_config=dims, codec_config=small_codec.model.config)
+    torch.manual_seed(0)
+    model = EllaVForTextToSpeech(config)
+    model.codec.load_state_dict(small_codec.model.state_dict())
+    out = tmp_path_factory.mktemp("tts")
+    model.save_pretrained(out)
+    EllaVProcessor(tok, aligner=small_aligner, codec=small_codec).save_pretrained(out)
+    return out
+
+
+def test_tts_generate_with_and_without_prompt(tts_dir, flite_corpus):
+    from ella_v_hf import EllaVForTextToSpeech
+    from ella_v_hf.processing import EllaVProcessor, load_audio, read_corpus
+
+    model = EllaVForTextToSpeech.from_pretrained(tts_dir).eval()
+    processor = EllaVProcessor.from_pretrained(tts_dir)
+    torch.manual_seed(0)
+    out = model.generate(**processor(["Hello world.", "A longer second sentence, with a comma."]))
+    assert out.audio.shape[0] == 2 and (out.audio_lengths > 0).all() and torch.isfinite(out.audio).all()
+    assert out.codes[0].shape[0] == model.config.nar_config.num_codebooks
+    assert out.audio_lengths.tolist() == [c.shape[-1] * 320 for c in out.codes]
+    utterance = read_corpus(flite_corpus)[0][0]
+    waveform, rate = load_audio(utterance.audio_path)
+    inputs = processor(["Hello world."], prompt_audio=waveform, prompt_text=utterance.text, sampling_rate=rate)
+    prompted = model.generate(**inputs, do_sample=False)
+    prompt_frames = int(inputs["prompt_num_frames"][0])
+    parsed = parse_gar_sequence(prompted.sequences[0].tolist(), model.config.gar_config.token_space, model.config.gar_config.layout_spec)
+    assert parsed.complete and parsed.codes[:prompt_frames] == inputs["prompt_codes"][0, 0].tolist()
+    assert prompted.codes[0].shape[-1] == len(parsed.codes) - prompt_frames  # the prompt is not returned
+
+
+def test_pipeline(tts_dir):
+    from transformers import pipeline
+
+    tts = pipeline("text-to-speech", model=str(tts_dir))
+    result = tts("Hello there.")
+    assert result["sampling_rate"] == 16000
+    assert result["audio"].ndim == 1 and result["audio"].size > 0 and np.isfinite(result["audio"]).all()
+
+
+def test_synthesize_cli(tts_dir, tmp_path):
+    import soundfile as sf
+
+    out = tmp_path / "out.wav"
+    result = subprocess.run(
+        [sys.executable, "-m", "ella_v_hf.cli", "synthesize", "One sentence. And another one!", "-o", str(out), "--model", str(tts_dir), "--json", "--plot"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    audio, rate = sf.read(out)
+    assert rate == 16000 and audio.size > 0 and np.isfinite(audio).all()
+    assert (tmp_path / "out.png").is_file()
+
+
+def test_long_text_is_split():
+    from ella_v_hf.processing import EllaVPhonemeTokenizer
+    from ella_v_hf.synthesis import split_sentences
+
+    tok = EllaVPhonemeTokenizer()
+    assert split_sentences("One. Two! Three?") == ["One.", "Two!", "Three?"]
+    long = ", ".join(["a very long clause of words"] * 30) + "."
+    parts = split_sentences(long, tok, max_phonemes=60)
+    assert len(parts) > 1 and all(len(tok.text_to_phonemes(p)) <= 60 for p in parts)
+
+
+def test_tts_remote_code_in_fresh_process(tts_dir, tmp_path):
+    import json
+    import os
+    import textwrap
+
+    from ella_v_hf import EllaVForTextToSpeech
+    from ella_v_hf.processing import EllaVProcessor
+
+    script = textwrap.dedent(
+        """
+        import json, sys
+        sys.modules["ella_v_hf"] = None
+        import torch
+        from transformers import AutoModelForTextToWaveform, AutoProcessor
+        model = AutoModelForTextToWaveform.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+        processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+        out = model.generate(**processor(["Hello there."]), do_sample=False)
+        print(json.dumps({"module": type(model).__module__, "sequences": out.sequences.tolist(), "length": int(out.audio_lengths[0])}))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-c", script, str(tts_dir)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = json.loads(result.stdout.strip().splitlines()[-1])
+    assert remote["module"].startswith("transformers_modules.")
+    model = EllaVForTextToSpeech.from_pretrained(tts_dir).eval()
+    local = model.generate(**EllaVProcessor.from_pretrained(tts_dir)(["Hello there."]), do_sample=False)
+    assert remote["sequences"] == local.sequences.tolist() and remote["length"] == int(local.audio_lengths[0])
