@@ -190,6 +190,19 @@ def _plot_waveform(audio, rate: int, path: str, title: str) -> None:
     plt.close(fig)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .training.bench import markdown, run_benchmark
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but no CUDA device is available")
+    torch.set_num_threads(args.threads) if args.threads else None
+    results = run_benchmark(device=args.device, preset_name=args.preset, phonemes=args.phonemes, repeats=args.repeats)
+    print(json.dumps(results) if args.json else markdown(results))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ella-v", description="ELLA-V codec language model TTS (transformers).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -252,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--plot", action="store_true", help="also write a PNG of the waveform and spectrogram")
     synth.add_argument("--json", action="store_true")
     synth.set_defaults(func=_cmd_synthesize)
+
+    bench = sub.add_parser("bench", help="GAR generation speed vs a stock Llama of the same size, and RTF")
+    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    bench.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    bench.add_argument("--phonemes", type=int, default=24, help="phonemes in the benchmark text")
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--threads", type=int, default=None)
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

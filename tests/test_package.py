@@ -56,3 +56,14 @@ def test_cli_reports_bad_arguments_clearly():
         [sys.executable, "-m", "ella_v_hf.cli", "params", "--num-phonemes", "0"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 2 and "num_phonemes must be >= 1" in result.stderr
+
+
+def test_bench_runs_and_reports_every_figure():
+    from ella_v_hf.training.bench import markdown, run_benchmark
+
+    results = run_benchmark(phonemes=2, repeats=1, overrides=dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128))
+    for batch in ("1", "16"):
+        row = results["batches"][batch]
+        assert row["ella_v_tokens_per_second"] > 0 and row["llama_tokens_per_second"] > 0 and row["ratio_vs_llama"] > 0
+    assert results["end_to_end"]["audio_seconds"] > 0 and results["end_to_end"]["rtf"] > 0
+    assert "ratio vs Llama" in markdown(results)
