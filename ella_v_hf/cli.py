@@ -160,7 +160,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
         )
         sf.write(path, result.audio, result.sampling_rate)
         if args.plot:
-            _plot_waveform(result.audio, result.sampling_rate, os.path.splitext(path)[0] + ".png", text)
+            _plot_waveform(result.audio, result.sampling_rate, os.path.splitext(path)[0] + ".png", text, result.segments)
         seconds = len(result.audio) / result.sampling_rate
         results.append({"output": path, "seconds": round(seconds, 3), "cuts": result.cuts, "infinite": result.infinite})
         print(f"wrote {path}: {seconds:.2f} s, {result.cuts} forced EOPs", file=sys.stderr)
@@ -171,7 +171,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot_waveform(audio, rate: int, path: str, title: str) -> None:
+def _plot_waveform(audio, rate: int, path: str, title: str, segments=()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,6 +184,9 @@ def _plot_waveform(audio, rate: int, path: str, title: str) -> None:
     top.set_title(title[:100])
     with np.errstate(divide="ignore"):
         bottom.specgram(audio + 1e-9, Fs=rate, NFFT=512, noverlap=384, cmap="magma")
+    for symbol, start, end in segments:
+        bottom.axvline(start, color="cyan", linewidth=0.5)
+        bottom.text((start + end) / 2, rate / 2 * 1.02, symbol, ha="center", va="bottom", fontsize=7, clip_on=False)
     bottom.set_xlabel("seconds")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

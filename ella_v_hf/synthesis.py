@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .modeling import EllaVForTextToSpeech
+from .modeling import EllaVForTextToSpeech, parse_gar_sequence
 from .processing import EllaVProcessor
 
 #: Longest phoneme sequence synthesised as one GAR sequence (longer sentences are split).
@@ -32,6 +32,7 @@ class SynthesisResult:
     sentences: list[str]
     cuts: int  # EOPs forced by the frame cap
     infinite: int  # rows that hit the length cap (VALL-E)
+    segments: list[tuple[str, float, float]]  # (phoneme symbol, start s, end s) of generated speech (ELLA-V)
 
 
 def split_sentences(text: str, tokenizer=None, max_phonemes: int = MAX_SENTENCE_PHONEMES) -> list[str]:
@@ -105,16 +106,33 @@ def synthesize(
     out = model.generate(**inputs, **generate_kwargs)
     rate = model.config.sampling_rate
     pause = np.zeros(int(model.config.sentence_pause_seconds * rate), dtype=np.float32)
-    pieces = []
+    gar = model.config.gar_config
+    frame_seconds = 1.0 / gar.frame_rate
+    prompt_frames = inputs["prompt_num_frames"].tolist() if "prompt_num_frames" in inputs else [0] * len(sentences)
+    pieces, segments, offset = [], [], 0.0
     for i, length in enumerate(out.audio_lengths.tolist()):
         if i:
             pieces.append(pause)
+            offset += len(pause) / rate
         pieces.append(out.audio[i, :length].cpu().numpy().astype(np.float32))
+        if gar.layout_spec.interleaved:
+            parsed = parse_gar_sequence(out.sequences[i].tolist(), gar.token_space, gar.layout_spec, strict=False)
+            position = -prompt_frames[i]
+            for phoneme, count in zip(parsed.phonemes, parsed.frame_counts):
+                start, position = position, position + count
+                if position > 0:
+                    symbol = processor.tokenizer.convert_ids_to_tokens(phoneme)
+                    segments.append((symbol, offset + max(start, 0) * frame_seconds, offset + position * frame_seconds))
+        offset += length / rate
     audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak > 0.99:  # keep WAV output unclipped
+        audio = audio * (0.99 / peak)
     return SynthesisResult(
         audio=audio,
         sampling_rate=rate,
         sentences=sentences,
         cuts=int(out.cuts.sum()),
         infinite=int(out.infinite.sum()),
+        segments=segments,
     )
