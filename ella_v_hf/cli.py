@@ -206,6 +206,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .training.trainer import TrainConfig, train
+
+    config = TrainConfig.from_file(args.config)
+    changes = {k: v for k, v in (("layout", args.layout), ("stage", args.stage), ("max_steps", args.max_steps)) if v is not None}
+    config = replace(config, **changes)
+    summary = train(config, args.data, args.out, resume=args.resume)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"trained {summary['step']} steps -> {summary['model']} (eval {summary['eval']})", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ella-v", description="ELLA-V codec language model TTS (transformers).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--plot", action="store_true", help="also write a PNG of the waveform and spectrogram")
     synth.add_argument("--json", action="store_true")
     synth.set_defaults(func=_cmd_synthesize)
+
+    tr = sub.add_parser("train", help="train the GAR and/or NAR on a prepared corpus (Accelerate)")
+    tr.add_argument("--config", required=True, help="JSON recipe, e.g. training/configs/tiny-ella-v.json")
+    tr.add_argument("--data", required=True, help="`ella-v prepare` output directory")
+    tr.add_argument("--out", required=True, help="run directory")
+    tr.add_argument("--stage", choices=["ar", "nar", "both"], default=None)
+    tr.add_argument("--layout", choices=["ella-v", "vall-e"], default=None)
+    tr.add_argument("--max-steps", type=int, default=None)
+    tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    tr.add_argument("--json", action="store_true")
+    tr.set_defaults(func=_cmd_train)
 
     bench = sub.add_parser("bench", help="GAR generation speed vs a stock Llama of the same size, and RTF")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

@@ -112,6 +112,15 @@ class EllaVTTSOutput(ModelOutput):
     infinite: torch.BoolTensor | None = None
 
 
+@dataclass
+class EllaVTTSTrainingOutput(ModelOutput):
+    """Losses of :meth:`EllaVForTextToSpeech.forward` (``loss = gar_loss + nar_loss``)."""
+
+    loss: torch.FloatTensor | None = None
+    gar_loss: torch.FloatTensor | None = None
+    nar_loss: torch.FloatTensor | None = None
+
+
 class EllaVForTextToSpeech(EllaVPreTrainedModel):
     """ELLA-V (or VALL-E) text-to-speech: GAR (first codebook), NAR (codebooks 2..K) and codec.
 
@@ -143,9 +152,25 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
     def can_generate(cls) -> bool:
         return True  # generate() is ours (GAR generate + NAR + codec), not GenerationMixin's
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
-        """The GAR's forward (``model.gar``); the NAR is trained through ``model.nar``."""
-        return self.gar(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,  # [B, L] GAR sequences (GarCollator)
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        nar_inputs: dict | None = None,  # EllaVNARModel.forward kwargs (NarCollator)
+        **kwargs,
+    ) -> EllaVTTSTrainingOutput:
+        """Training forward: GAR loss, NAR loss, or both summed (one call, so distributed
+        wrappers see every parameter that gets a gradient)."""
+        gar_loss = nar_loss = None
+        if input_ids is not None:
+            gar_loss = self.gar(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False, **kwargs).loss
+        if nar_inputs is not None:
+            nar_loss = self.nar(**nar_inputs).loss
+        parts = [x for x in (gar_loss, nar_loss) if x is not None]
+        if not parts:
+            raise ValueError("Pass GAR inputs (input_ids, labels) and/or nar_inputs.")
+        return EllaVTTSTrainingOutput(loss=sum(parts), gar_loss=gar_loss, nar_loss=nar_loss)
 
     # -- inference ----------------------------------------------------------------------------
     def build_prompts(

@@ -1,0 +1,105 @@
+"""Batch construction from prepared rows (``ella-v prepare`` output) for the GAR and the NAR.
+
+Both collators are plain callables over lists of rows, so they serve the Accelerate trainer and
+``transformers.Trainer`` alike. GAR sequences come from the layout rule (``build_gar_sequence``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..modeling import IGNORE_INDEX, EllaVConfig, EllaVNARConfig, build_gar_sequence
+
+
+@dataclass
+class GarCollator:
+    """Rows -> ``input_ids``/``attention_mask``/``labels`` ``[B, L]`` (right-padded) for the GAR.
+
+    Args:
+        config: The GAR configuration (token space and layout).
+    """
+
+    config: EllaVConfig
+
+    def __call__(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+        space, spec = self.config.token_space, self.config.layout_spec
+        built = [build_gar_sequence(r["phoneme_ids"], r["durations"], r["codes"][0], space, spec) for r in rows]
+        length = max(len(b.input_ids) for b in built)
+        ids = torch.full((len(rows), length), space.PAD, dtype=torch.long)
+        labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, b in enumerate(built):
+            n = len(b.input_ids)
+            ids[i, :n] = torch.tensor(b.input_ids)
+            labels[i, :n] = torch.tensor(b.labels)
+            mask[i, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+@dataclass
+class NarCollator:
+    """Rows -> NAR inputs: phoneme prefix, all codebooks, a random codebook index per row in
+    ``1..K-1`` and (with ``prompt_probability``) a random acoustic-prompt prefix of up to
+    ``max_prompt_fraction`` of the frames, embedded with all codebooks and excluded from the loss.
+
+    Args:
+        config: The NAR configuration.
+        prompt_probability: Chance that a row gets an acoustic prompt.
+        max_prompt_fraction: Longest prompt as a fraction of the row's frames.
+        seed: Seed of the collator's own generator (``None`` = from ``random``).
+    """
+
+    config: EllaVNARConfig
+    prompt_probability: float = 0.5
+    max_prompt_fraction: float = 0.5
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def __call__(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+        space = self.config.token_space
+        k = self.config.num_codebooks
+        phonemes = max(len(r["phoneme_ids"]) for r in rows)
+        frames = max(len(r["codes"][0]) for r in rows)
+        phoneme_ids = torch.full((len(rows), phonemes), space.PAD, dtype=torch.long)
+        phoneme_mask = torch.zeros((len(rows), phonemes), dtype=torch.long)
+        codes = torch.zeros((len(rows), k, frames), dtype=torch.long)
+        codes_mask = torch.zeros((len(rows), frames), dtype=torch.long)
+        index = torch.zeros(len(rows), dtype=torch.long)
+        prompt = torch.zeros(len(rows), dtype=torch.long)
+        labels = torch.full((len(rows), frames), IGNORE_INDEX, dtype=torch.long)
+        for i, r in enumerate(rows):
+            row_codes = torch.tensor(r["codes"], dtype=torch.long)  # [K, T]
+            if row_codes.shape[0] != k:
+                raise ValueError(f"Row has {row_codes.shape[0]} codebooks but the NAR expects {k}")
+            n, t = len(r["phoneme_ids"]), row_codes.shape[1]
+            phoneme_ids[i, :n] = torch.tensor(r["phoneme_ids"]) + space.phoneme_offset
+            phoneme_mask[i, :n] = 1
+            codes[i, :, :t] = row_codes
+            codes_mask[i, :t] = 1
+            index[i] = self._rng.randint(1, k - 1)
+            if self._rng.random() < self.prompt_probability and t > 2:
+                prompt[i] = self._rng.randint(1, max(1, int(t * self.max_prompt_fraction)))
+            labels[i, :t] = row_codes[index[i]]
+        return {
+            "phoneme_ids": phoneme_ids,
+            "phoneme_attention_mask": phoneme_mask,
+            "codes": codes,
+            "codes_attention_mask": codes_mask,
+            "codebook_index": index,
+            "prompt_frames": prompt,
+            "labels": labels,
+        }
+
+
+def gar_length(row: dict, config: EllaVConfig) -> int:
+    """Token length of a row's GAR sequence (without building it)."""
+    n, t = len(row["phoneme_ids"]), int(row["num_frames"])
+    if config.layout == "vall-e":
+        return n + 1 + t + 1
+    return (n if config.global_advance else 0) + 1 + 2 * n + t + 1

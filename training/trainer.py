@@ -1,0 +1,344 @@
+"""``ella-v train``: train the GAR and/or NAR of an EllaVForTextToSpeech on a prepared corpus with Accelerate.
+
+Dynamic batches by token count with length bucketing, AdamW with warmup and cosine decay,
+gradient accumulation and clipping, mixed precision (bf16; fp16 with loss scaling on GPU),
+periodic held-out loss, atomic checkpoints (model, optimizer, scheduler, RNG and data position)
+every N steps with keep-last-K, and ``--resume`` that continues exactly where a run stopped.
+Non-finite losses skip the step; too many stop the run with a clear message.
+``accelerate launch -m ella_v_hf.cli train …`` runs it on several GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..modeling import EllaVForTextToSpeech, EllaVTTSConfig
+from ..presets import preset
+from .collators import GarCollator, NarCollator, gar_length
+
+STAGES = ("both", "ar", "nar")
+
+
+@dataclass
+class TrainConfig:
+    """Training recipe (a JSON file; see ``training/configs/``)."""
+
+    preset: str = "tiny"
+    model_overrides: dict = field(default_factory=dict)
+    layout: str = "ella-v"
+    global_advance: bool = True
+    local_advance: int | None = None
+    stage: str = "both"
+    max_steps: int = 2000
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    max_tokens_per_batch: int = 6000
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    eval_fraction: float = 0.03
+    eval_every: int = 250
+    save_every: int = 250
+    keep_last: int = 2
+    log_every: int = 10
+    max_nonfinite_steps: int = 20
+    seed: int = 0
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> TrainConfig:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.layout not in ("ella-v", "vall-e"):
+            raise ValueError(f"Unknown layout {self.layout!r}; expected 'ella-v' or 'vall-e'")
+        if self.stage not in STAGES:
+            raise ValueError(f"Unknown stage {self.stage!r}; expected one of {STAGES}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        for name in ("max_steps", "max_tokens_per_batch", "gradient_accumulation_steps", "save_every", "eval_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        preset(self.preset)
+
+
+def bucket_batches(lengths: list[int], max_tokens: int, seed: int) -> list[list[int]]:
+    """Group row indices into batches of at most ``max_tokens`` padded tokens, similar lengths
+    together (sorted within shuffled buckets of 100 rows per batch-worth), batch order shuffled."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: lengths[i])
+    batches, current, longest = [], [], 0
+    for i in order:
+        if lengths[i] > max_tokens:
+            raise ValueError(f"A row of {lengths[i]} tokens exceeds max_tokens_per_batch={max_tokens}")
+        if current and max(longest, lengths[i]) * (len(current) + 1) > max_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, lengths[i])
+    if current:
+        batches.append(current)
+    rng.shuffle(batches)
+    return batches
+
+
+def padding_waste(batches: list[list[int]], lengths: list[int]) -> float:
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    return 1.0 - real / padded
+
+
+def _split(dataset, fraction: float, seed: int):
+    prompts = sorted(set(dataset["prompt_id"]))
+    random.Random(seed).shuffle(prompts)
+    held = set(prompts[: max(1, round(len(prompts) * fraction))]) if fraction > 0 else set()
+    is_held = [p in held for p in dataset["prompt_id"]]
+    train = [i for i, h in enumerate(is_held) if not h]
+    evaluation = [i for i, h in enumerate(is_held) if h]
+    return train, evaluation
+
+
+def build_model_config(config: TrainConfig, processor) -> EllaVTTSConfig:
+    """The EllaVTTSConfig for a recipe and a prepared corpus's processor (tokenizer + codec)."""
+    if processor.codec is None:
+        raise ValueError("The prepared corpus has no codec in its processor")
+    dims = {**preset(config.preset), **config.model_overrides}
+    gar = dict(dims, num_phonemes=processor.tokenizer.vocab_size, layout=config.layout, global_advance=config.global_advance)
+    if config.local_advance is not None:
+        gar["local_advance"] = config.local_advance
+    nar = dict(dims, num_phonemes=processor.tokenizer.vocab_size)
+    codec_model = processor.codec.model
+    return EllaVTTSConfig(gar_config=gar, nar_config=nar, codec_config=codec_model.config.to_dict())
+
+
+def _checkpoints(run: Path) -> list[Path]:
+    folder = run / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.name.startswith("step-") and (p / "trainer_state.json").is_file()), key=lambda p: int(p.name[5:]))
+
+
+def train(
+    config: TrainConfig,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Train (see the module docstring).
+
+    Args:
+        config: The recipe.
+        data: A prepared corpus (``ella-v prepare`` output directory).
+        out: Run directory (checkpoints, logs, final model in ``OUT/model``).
+        resume: Continue from the newest complete checkpoint in ``out``.
+        progress: Show a progress bar.
+        stop_after: Stop (as if interrupted) after this many steps of this invocation (tests).
+
+    Returns:
+        A summary: steps, final losses, tokens/s, padding waste, skipped steps, model path.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from datasets import load_from_disk
+    from transformers import get_cosine_schedule_with_warmup
+
+    from ..processing import EllaVProcessor
+
+    config.validate()
+    data, out = Path(data), Path(out)
+    if not (data / "dataset").is_dir() or not (data / "processor").is_dir():
+        raise ValueError(f"{data} is not a prepared corpus (run `ella-v prepare` first)")
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoints = _checkpoints(out)
+    if checkpoints and not resume:
+        raise ValueError(f"{out} already has checkpoints; pass --resume to continue or choose a new --out")
+    use_cpu = not torch.cuda.is_available()
+    accelerator = Accelerator(
+        cpu=use_cpu,
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+    )
+    set_seed(config.seed)
+    processor = EllaVProcessor.from_pretrained(data / "processor")
+    dataset = load_from_disk(str(data / "dataset"))
+    model_config = build_model_config(config, processor)
+    model = EllaVForTextToSpeech(model_config)
+    model.codec.load_state_dict(processor.codec.model.state_dict())
+    model.codec.requires_grad_(False)
+    if config.stage == "ar":
+        model.nar.requires_grad_(False)
+    elif config.stage == "nar":
+        model.gar.requires_grad_(False)
+    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+
+    train_rows, eval_rows = _split(dataset, config.eval_fraction, config.seed)
+    lengths = [gar_length(dataset[i], model_config.gar_config) for i in range(len(dataset))]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    gar_collate, unwrapped = GarCollator(model_config.gar_config), accelerator.unwrap_model(model)
+
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "nonfinite_steps": 0, "tokens": 0, "seconds": 0.0}
+    if resume and checkpoints:
+        accelerator.load_state(str(checkpoints[-1]))
+        state.update(json.loads((checkpoints[-1] / "trainer_state.json").read_text()))
+        accelerator.print(f"resumed from {checkpoints[-1]} at step {state['step']}")
+
+    def batches_for(epoch: int) -> list[list[int]]:
+        sub = [lengths[i] for i in train_rows]
+        local = bucket_batches(sub, config.max_tokens_per_batch, config.seed + epoch)
+        batches = [[train_rows[i] for i in b] for b in local]
+        return batches[accelerator.process_index :: accelerator.num_processes]
+
+    def losses(rows: list[dict], step_seed: int) -> tuple[torch.Tensor, dict[str, float], int]:
+        """Loss of one batch through the prepared (possibly distributed) model."""
+        inputs: dict = {}
+        tokens = 0
+        if config.stage in ("both", "ar"):
+            inputs.update({k: v.to(accelerator.device) for k, v in gar_collate(rows).items()})
+            tokens += int(inputs["attention_mask"].sum())
+        if config.stage in ("both", "nar"):
+            nar_batch = NarCollator(model_config.nar_config, seed=step_seed)(rows)
+            inputs["nar_inputs"] = {k: v.to(accelerator.device) for k, v in nar_batch.items()}
+            tokens += int(nar_batch["codes_attention_mask"].sum())
+        out = model(**inputs)
+        parts = {k: float(getattr(out, f"{k}_loss").detach()) for k in ("gar", "nar") if getattr(out, f"{k}_loss") is not None}
+        return out.loss, parts, tokens
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        sums: dict[str, float] = {}
+        batches = bucket_batches([lengths[i] for i in eval_rows], config.max_tokens_per_batch, 0) if eval_rows else []
+        with torch.no_grad():
+            for j, b in enumerate(batches):
+                _, parts, _ = losses([dataset[eval_rows[i]] for i in b], step_seed=10_000 + j)
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v / len(batches)
+        model.train()
+        return sums
+
+    def save_checkpoint() -> None:
+        folder = out / "checkpoints"
+        final = folder / f"step-{state['step']}"
+        temporary = folder / f".tmp-step-{state['step']}"
+        if accelerator.is_main_process:
+            shutil.rmtree(temporary, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(temporary))
+        if accelerator.is_main_process:
+            (temporary / "trainer_state.json").write_text(json.dumps(state))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(temporary, final)  # a checkpoint exists completely or not at all
+            for old in _checkpoints(out)[: -config.keep_last]:
+                shutil.rmtree(old, ignore_errors=True)
+
+    log_path = out / "log.jsonl"
+    writer = None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard")) if accelerator.is_main_process else None
+    except ImportError:
+        pass
+    model.train()
+    batches = batches_for(state["epoch"])
+    waste = padding_waste(batches, lengths)
+    bar = tqdm(total=config.max_steps, initial=state["step"], desc="train", disable=not progress or not accelerator.is_main_process, file=sys.stderr)
+    steps_this_run, last_eval = 0, {}
+    last_parts: dict[str, float] = {}
+    while state["step"] < config.max_steps:
+        if state["batch_in_epoch"] >= len(batches):
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+            batches = batches_for(state["epoch"])
+        rows = [dataset[i] for i in batches[state["batch_in_epoch"]]]
+        state["batch_in_epoch"] += 1
+        started = time.time()
+        with accelerator.accumulate(model):
+            loss, parts, tokens = losses(rows, step_seed=config.seed * 1_000_003 + state["step"])
+            if not torch.isfinite(loss):
+                state["nonfinite_steps"] += 1
+                optimizer.zero_grad()
+                if state["nonfinite_steps"] > config.max_nonfinite_steps:
+                    raise RuntimeError(
+                        f"{state['nonfinite_steps']} steps had a non-finite loss (limit {config.max_nonfinite_steps}); "
+                        "lower the learning rate or use fp32 (mixed_precision='no')."
+                    )
+                continue
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.max_grad_norm:
+                accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        state["step"] += 1
+        steps_this_run += 1
+        state["tokens"] += tokens
+        state["seconds"] += time.time() - started
+        last_parts = parts
+        bar.update(1)
+        if state["step"] % config.log_every == 0 or state["step"] == config.max_steps:
+            record = {"step": state["step"], "lr": scheduler.get_last_lr()[0], "tok_per_s": state["tokens"] / max(state["seconds"], 1e-9), **parts}
+            bar.set_postfix({k: round(v, 3) if isinstance(v, float) else v for k, v in record.items() if k != "step"})
+            if accelerator.is_main_process:
+                with open(log_path, "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                if writer is not None:
+                    for k, v in record.items():
+                        if k != "step":
+                            writer.add_scalar(f"train/{k}", v, state["step"])
+        if state["step"] % config.eval_every == 0:
+            last_eval = evaluate()
+            if accelerator.is_main_process:
+                with open(log_path, "a") as handle:
+                    handle.write(json.dumps({"step": state["step"], **{f"eval_{k}": v for k, v in last_eval.items()}}) + "\n")
+                if writer is not None:
+                    for k, v in last_eval.items():
+                        writer.add_scalar(f"eval/{k}", v, state["step"])
+        if state["step"] % config.save_every == 0 or state["step"] == config.max_steps:
+            save_checkpoint()
+        if stop_after is not None and steps_this_run >= stop_after:
+            bar.close()
+            return {"stopped_at": state["step"], **state, "last": last_parts}
+    bar.close()
+    final = out / "model"
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(final)
+        processor.save_pretrained(final)
+    summary = {
+        **state,
+        "tokens_per_second": state["tokens"] / max(state["seconds"], 1e-9),
+        "padding_waste": round(waste, 4),
+        "last": last_parts,
+        "eval": last_eval or evaluate(),
+        "model": str(final),
+        "train_utterances": len(train_rows),
+        "eval_utterances": len(eval_rows),
+    }
+    if accelerator.is_main_process:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+__all__ = ["STAGES", "TrainConfig", "bucket_batches", "build_model_config", "padding_waste", "train"]
