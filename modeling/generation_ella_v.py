@@ -91,6 +91,18 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         self.in_phone = (self.in_phone | is_phoneme) & (token != space.EOP)
         self.done |= token == space.EOS
 
+    def _masks(self, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids ``[V]`` and the freely sampleable ones ``[V]`` (acoustic + EOP for ELLA-V,
+        acoustic + EOS for VALL-E), built once per vocabulary size and device."""
+        key = (vocab, device)
+        if getattr(self, "_mask_key", None) != key:
+            ids = torch.arange(vocab, device=device)
+            acoustic = (ids >= self.space.acoustic_offset) & (ids < self.space.vocab_size)
+            closing = self.space.EOP if self.spec.interleaved else self.space.EOS
+            self._mask_cache = (ids, acoustic | (ids == closing))
+            self._mask_key = key
+        return self._mask_cache
+
     # -- the rule ---------------------------------------------------------------------------------
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """``input_ids`` ``[B, L]``, ``scores`` ``[B, V]`` -> masked scores ``[B, V]``."""
@@ -100,9 +112,7 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
             self._update(input_ids[:, -1])
             self._length = input_ids.shape[1]
         space = self.space
-        vocab = scores.shape[-1]
-        ids = torch.arange(vocab, device=scores.device)
-        acoustic = (ids >= space.acoustic_offset) & (ids < space.vocab_size)  # [V]
+        ids, free_mask = self._masks(scores.shape[-1], scores.device)  # [V], [V]
         neg = torch.finfo(scores.dtype).min
         allowed = torch.zeros_like(scores, dtype=torch.bool)  # [B, V]
         forced = torch.full((scores.shape[0],), -1, dtype=torch.long, device=scores.device)
@@ -116,10 +126,9 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
             at_cap = self.in_phone & (self.frames_in_phone >= self.cap) & ~self.done
             forced = torch.where(at_cap, torch.full_like(forced, space.EOP), forced)
             free = self.in_phone & ~at_cap & ~self.done
-            allowed |= free[:, None] & (acoustic[None] | (ids == space.EOP)[None])
         else:
             free = ~self.done
-            allowed |= free[:, None] & (acoustic[None] | (ids == space.EOS)[None])
+        allowed |= free[:, None] & free_mask[None]
         forced = torch.where(self.done, torch.full_like(forced, space.PAD), forced)
         has_forced = forced >= 0
         allowed |= has_forced[:, None] & (ids[None] == forced[:, None])

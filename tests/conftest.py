@@ -93,3 +93,17 @@ def small_aligner(flite_corpus):
     ]
     config = EllaVAlignerConfig(vocab_size=tok.vocab_size, separator_ids=tok.separator_token_ids, hidden_size=64)
     return train_aligner(examples, config, iterations=2, epochs_per_iteration=4, progress=False).eval()
+
+
+@pytest.fixture(scope="session")
+def prepared_corpus(tmp_path_factory, flite_corpus, small_codec, small_aligner):
+    """`ella-v prepare` output for the flite corpus (small codec and aligner)."""
+    from ella_v_hf.processing.prepare import prepare_corpus
+
+    root = tmp_path_factory.mktemp("prepared")
+    small_codec.save_pretrained(str(root / "codec_model"))
+    small_aligner.save_pretrained(root / "aligner_model")
+    prepare_corpus(
+        flite_corpus, root / "out", codec_model=str(root / "codec_model"), aligner_model=str(root / "aligner_model"), num_proc=1, progress=False
+    )
+    return root / "out"

@@ -1,0 +1,101 @@
+"""Training: collators, bucketing, loss goes down, exact resume, clear config errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ella_v_hf.training.collators import GarCollator, NarCollator, gar_length
+from ella_v_hf.training.trainer import TrainConfig, bucket_batches, padding_waste, train
+
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+
+
+def recipe(**overrides) -> TrainConfig:
+    base = dict(preset="tiny", model_overrides=SMALL, max_steps=16, warmup_steps=2, learning_rate=3e-3,
+                max_tokens_per_batch=2500, eval_every=100, save_every=8, log_every=1, eval_fraction=0.1)
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_bucketing_respects_the_token_budget():
+    lengths = [10, 200, 30, 190, 50, 55, 120, 5]
+    batches = bucket_batches(lengths, 400, seed=0)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+    assert all(max(lengths[i] for i in b) * len(b) <= 400 for b in batches)
+    assert 0 <= padding_waste(batches, lengths) < 0.5
+    with pytest.raises(ValueError, match="exceeds max_tokens_per_batch"):
+        bucket_batches([500], 400, seed=0)
+
+
+def test_collators_follow_the_layout(prepared_corpus):
+    from datasets import load_from_disk
+
+    from ella_v_hf.modeling import EllaVConfig, EllaVNARConfig
+
+    rows = [load_from_disk(str(prepared_corpus / "dataset"))[i] for i in range(3)]
+    gar = EllaVConfig(num_phonemes=65, codebook_size=32, num_codebooks=2, frame_rate=50.0, **SMALL)
+    batch = GarCollator(gar)(rows)
+    assert batch["input_ids"].shape[1] == max(gar_length(r, gar) for r in rows)
+    assert (batch["labels"] != -100).sum() == sum(r["num_frames"] + len(r["phoneme_ids"]) + 1 for r in rows)
+    nar = NarCollator(EllaVNARConfig(num_phonemes=65, codebook_size=32, num_codebooks=2, **SMALL), seed=0)(rows)
+    assert nar["codes"].shape[:2] == (3, 2) and (nar["codebook_index"] == 1).all()
+
+
+def test_training_lowers_the_loss_and_writes_a_model(prepared_corpus, tmp_path):
+    summary = train(recipe(max_steps=30), prepared_corpus, tmp_path / "run", progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"lr"' in line]
+    first, last = log[0], log[-1]
+    assert last["gar"] < first["gar"] - 0.3 and last["nar"] < first["nar"] - 0.3
+    assert summary["step"] == 30 and summary["padding_waste"] < 0.5
+    from ella_v_hf import EllaVForTextToSpeech
+    from ella_v_hf.processing import EllaVProcessor
+
+    model = EllaVForTextToSpeech.from_pretrained(tmp_path / "run" / "model").eval()
+    out = model.generate(**EllaVProcessor.from_pretrained(tmp_path / "run" / "model")(["Hello."]))
+    assert torch.isfinite(out.audio).all() and out.audio_lengths[0] > 0
+
+
+def test_interrupted_run_resumes_exactly(prepared_corpus, tmp_path):
+    config = recipe(model_overrides={**SMALL, "hidden_dropout": 0.1})
+    train(config, prepared_corpus, tmp_path / "straight", progress=False)
+    train(config, prepared_corpus, tmp_path / "resumed", progress=False, stop_after=8)
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == ["step-8"]
+    with pytest.raises(ValueError, match="pass --resume"):
+        train(config, prepared_corpus, tmp_path / "resumed", progress=False)
+    train(config, prepared_corpus, tmp_path / "resumed", progress=False, resume=True)
+
+    def curve(run):
+        lines = (tmp_path / run / "log.jsonl").read_text().splitlines()
+        return {r["step"]: (r["gar"], r["nar"]) for r in map(json.loads, lines) if "lr" in r}
+
+    straight, resumed = curve("straight"), curve("resumed")
+    for step in range(9, 17):
+        assert straight[step] == pytest.approx(resumed[step], rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(layout="valle"), "Unknown layout"),
+        (dict(stage="ar+nar"), "Unknown stage"),
+        (dict(mixed_precision="fp8"), "mixed_precision"),
+        (dict(max_steps=0), "max_steps must be >= 1"),
+        (dict(preset="huge"), "Unknown preset"),
+    ],
+)
+def test_bad_config_fails_fast(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        recipe(**overrides).validate()
+
+
+def test_config_file_errors(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"preset": "tiny", "learning_rat": 1e-3}))
+    with pytest.raises(ValueError, match="unknown config keys"):
+        TrainConfig.from_file(tmp_path / "c.json")
+
+
+def test_unprepared_data_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a prepared corpus"):
+        train(recipe(), tmp_path, tmp_path / "run", progress=False)
