@@ -222,6 +222,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_to_hub, stage_for_hub
+
+    if args.dry_run:
+        staged = stage_for_hub(args.model, args.dry_run, args.card)
+        files = sorted(p.name for p in staged.iterdir())
+        print(json.dumps({"staged": str(staged), "files": files}) if args.json else f"staged {len(files)} files in {staged}")
+        return 0
+    url = push_to_hub(args.model, args.repo_id, args.card, private=args.private)
+    print(json.dumps({"repo_id": args.repo_id, "commit": url}) if args.json else f"uploaded to {args.repo_id}: {url}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ella-v", description="ELLA-V codec language model TTS (transformers).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=_cmd_train)
+
+    push = sub.add_parser("push", help="upload a checkpoint (with its model card) to the Hugging Face Hub")
+    push.add_argument("--model", required=True)
+    push.add_argument("--repo-id", required=True)
+    push.add_argument("--card", default=None, help="model card Markdown (default: generated from the config)")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--dry-run", metavar="DIR", default=None, help="only stage the upload into DIR")
+    push.add_argument("--json", action="store_true")
+    push.set_defaults(func=_cmd_push)
 
     bench = sub.add_parser("bench", help="GAR generation speed vs a stock Llama of the same size, and RTF")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

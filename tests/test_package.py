@@ -66,4 +66,32 @@ def test_bench_runs_and_reports_every_figure():
         row = results["batches"][batch]
         assert row["ella_v_tokens_per_second"] > 0 and row["llama_tokens_per_second"] > 0 and row["ratio_vs_llama"] > 0
     assert results["end_to_end"]["audio_seconds"] > 0 and results["end_to_end"]["rtf"] > 0
+    assert results["training"]["ella_v_tokens_per_second"] > 0 and results["training"]["ratio_vs_llama"] > 0
     assert "ratio vs Llama" in markdown(results)
+
+
+def test_push_staging_offline(tmp_path):
+    import pytest
+
+    from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig
+    from ella_v_hf.hub import stage_for_hub
+    from ella_v_hf.modeling import EllaVMelCodecConfig
+    from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
+
+    tok = EllaVPhonemeTokenizer()
+    dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    config = EllaVTTSConfig(gar_config=dims, nar_config=dims, codec_config=EllaVMelCodecConfig(num_codebooks=2, codebook_size=16))
+    EllaVForTextToSpeech(config).save_pretrained(tmp_path / "model")
+    EllaVProcessor(tok).save_pretrained(tmp_path / "model")
+    result = subprocess.run(
+        [sys.executable, "-m", "ella_v_hf.cli", "push", "--model", str(tmp_path / "model"), "--repo-id", "me/x", "--dry-run", str(tmp_path / "stage"), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    files = set(json.loads(result.stdout)["files"])
+    assert {"README.md", "config.json", "model.safetensors", "modeling_ella_v_tts.py", "vocab.json"} <= files
+    card = (tmp_path / "stage" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-to-speech")
+    (tmp_path / "model" / "extra.bin").write_bytes(b"\x80")
+    with pytest.raises(ValueError, match="pickle-based"):
+        stage_for_hub(tmp_path / "model", tmp_path / "stage2")

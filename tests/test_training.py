@@ -99,3 +99,17 @@ def test_config_file_errors(tmp_path):
 def test_unprepared_data_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not a prepared corpus"):
         train(recipe(), tmp_path, tmp_path / "run", progress=False)
+
+
+def test_trainer_fine_tuning_example_runs(prepared_corpus, tmp_path):
+    from ella_v_hf.training.finetune_trainer import finetune
+
+    base = train(recipe(max_steps=2), prepared_corpus, tmp_path / "base", progress=False)
+    final = finetune(base["model"], str(prepared_corpus), str(tmp_path / "ft"), max_steps=3, batch_size=4, learning_rate=1e-3)
+    from ella_v_hf import EllaVForTextToSpeech
+
+    tuned = EllaVForTextToSpeech.from_pretrained(final)
+    original = EllaVForTextToSpeech.from_pretrained(base["model"])
+    assert not torch.equal(tuned.gar.lm_head.weight, original.gar.lm_head.weight)  # the Trainer updated the GAR
+    assert not torch.equal(tuned.nar.heads[0].weight, original.nar.heads[0].weight)  # ... and the NAR
+    assert torch.equal(tuned.codec.codebooks, original.codec.codebooks)  # the codec stayed frozen

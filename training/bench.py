@@ -1,9 +1,10 @@
-"""Speed benchmark: ELLA-V GAR generation against a stock ``LlamaForCausalLM`` of the same size.
+"""Speed benchmark: ELLA-V GAR generation and training against a stock ``LlamaForCausalLM`` of the same size.
 
 For batch sizes 1 and 16 it times, in the same run and with the same prompt lengths:
 the GAR with the ELLA-V LogitsProcessor (the real decoding path), the same GAR without it, and
-a stock Llama with the same dimensions generating exactly as many tokens. It also times
-end-to-end synthesis (GAR + NAR + codec) and reports the real-time factor.
+a stock Llama with the same dimensions generating exactly as many tokens. It also times a
+training step (forward, backward, AdamW) of both on the same batches, and end-to-end synthesis
+(GAR + NAR + codec) for the real-time factor.
 
     ella-v bench [--device cpu|cuda] [--preset tiny] [--json]
 """
@@ -137,6 +138,8 @@ def run_benchmark(
     b1, b16 = results["batches"]["1"], results["batches"]["16"]
     results["batch16_throughput_over_batch1"] = round(b16["ella_v_tokens_per_second"] / b1["ella_v_tokens_per_second"], 2)
 
+    results["training"] = run_training_benchmark(llama, gar, steps=repeats, seed=seed)
+
     # End-to-end real-time factor (random weights of the same size; the demo checkpoint replaces them).
     tts_config = EllaVTTSConfig(
         gar_config=dict(num_phonemes=num_phonemes, **dims),
@@ -157,6 +160,33 @@ def run_benchmark(
     return results
 
 
+def run_training_benchmark(llama: LlamaForCausalLM, gar: EllaVForCausalLM, batch: int = 8, length: int = 300, steps: int = 3, seed: int = 0) -> dict:
+    """Training tokens/s (forward + backward + AdamW step) of the GAR vs the stock Llama on the same batches."""
+    generator = torch.Generator().manual_seed(seed)
+    space = gar.config.token_space
+    device = next(gar.parameters()).device
+    ids = torch.randint(space.acoustic_offset, space.vocab_size, (batch, length), generator=generator).to(device)
+    labels = ids.clone()
+    figures = {}
+    for name, model in (("ella_v", gar), ("llama", llama)):
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            loss = model(input_ids=ids, labels=labels, use_cache=False).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+        step()  # warm-up
+        seconds, _ = _best_of(steps, step)
+        figures[f"{name}_tokens_per_second"] = round(batch * length / seconds, 1)
+        model.eval()
+    figures["ratio_vs_llama"] = round(figures["ella_v_tokens_per_second"] / figures["llama_tokens_per_second"], 3)
+    figures["batch"], figures["length"] = batch, length
+    return figures
+
+
 def markdown(results: dict) -> str:
     """The figures as a Markdown table."""
     lines = [
@@ -171,7 +201,12 @@ def markdown(results: dict) -> str:
             f"| {row['ratio_vs_llama']} | {row['processor_overhead'] * 100:.1f} % |"
         )
     e2e = results["end_to_end"]
+    training = results["training"]
     lines += [
+        "",
+        f"training (batch {training['batch']} x {training['length']} tokens, fwd+bwd+AdamW): ELLA-V "
+        f"{training['ella_v_tokens_per_second']} tok/s, Llama {training['llama_tokens_per_second']} tok/s, "
+        f"ratio {training['ratio_vs_llama']}",
         "",
         f"batch 16 / batch 1 throughput: {results['batch16_throughput_over_batch1']}x; end-to-end RTF {e2e['rtf']} "
         f"({e2e['seconds']} s for {e2e['audio_seconds']} s of audio)",

@@ -1,0 +1,102 @@
+"""Fine-tune a released checkpoint on your own speaker with ``transformers.Trainer``.
+
+    # 1. prepare your recordings with the checkpoint's own processor (same tokenizer, codec, aligner)
+    ella-v prepare --data my_speaker/ --out my_speaker_prep \\
+        --codec-model CHECKPOINT/codec --aligner-model CHECKPOINT/aligner
+    # 2. fine-tune GAR and NAR
+    python -m ella_v_hf.training.finetune_trainer --model CHECKPOINT --data my_speaker_prep --out my_voice
+
+The collator yields GAR inputs (``input_ids``, ``attention_mask``, ``labels``) and the NAR's
+(``nar_inputs``) in one dict; ``EllaVForTextToSpeech.forward`` returns their summed loss, which
+is all the Trainer needs. The codec stays frozen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..modeling import EllaVForTextToSpeech
+from .collators import GarCollator, NarCollator
+
+
+@dataclass
+class TTSDataCollator:
+    """Rows of a prepared dataset -> ``EllaVForTextToSpeech.forward`` inputs (GAR + NAR)."""
+
+    gar: GarCollator
+    nar: NarCollator
+
+    def __call__(self, rows: list[dict]) -> dict:
+        return {**self.gar(rows), "nar_inputs": self.nar(rows)}
+
+
+def finetune(
+    model_dir: str,
+    data_dir: str,
+    out_dir: str,
+    max_steps: int = 500,
+    learning_rate: float = 1e-4,
+    batch_size: int = 8,
+    seed: int = 0,
+    **training_args,
+) -> Path:
+    """Fine-tune ``model_dir`` on the prepared corpus ``data_dir`` with ``transformers.Trainer``.
+
+    Returns:
+        The directory with the fine-tuned model and its processor (``OUT/model``).
+    """
+    from datasets import load_from_disk
+    from transformers import Trainer, TrainingArguments
+
+    from ..processing import EllaVProcessor
+
+    model = EllaVForTextToSpeech.from_pretrained(model_dir)
+    model.codec.requires_grad_(False)
+    processor = EllaVProcessor.from_pretrained(model_dir)
+    dataset = load_from_disk(str(Path(data_dir) / "dataset"))
+    if processor.tokenizer.get_vocab() != EllaVProcessor.from_pretrained(Path(data_dir) / "processor").tokenizer.get_vocab():
+        raise ValueError("The corpus was prepared with another phoneme vocabulary than the checkpoint's; prepare it with the checkpoint's processor.")
+    collator = TTSDataCollator(GarCollator(model.config.gar_config), NarCollator(model.config.nar_config, seed=seed))
+    args = TrainingArguments(
+        output_dir=str(Path(out_dir) / "trainer"),
+        max_steps=max_steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=max(1, max_steps // 20),
+        lr_scheduler_type="cosine",
+        logging_steps=max(1, max_steps // 50),
+        save_strategy="no",
+        report_to=[],
+        remove_unused_columns=False,
+        use_cpu=not __import__("torch").cuda.is_available(),
+        seed=seed,
+        **training_args,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, processing_class=processor.tokenizer)
+    trainer.train()
+    final = Path(out_dir) / "model"
+    model.save_pretrained(final)
+    processor.save_pretrained(final)
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="an EllaVForTextToSpeech checkpoint directory")
+    parser.add_argument("--data", required=True, help="`ella-v prepare` output prepared with the checkpoint's processor")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--max-steps", type=int, default=500)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    final = finetune(args.model, args.data, args.out, args.max_steps, args.learning_rate, args.batch_size, args.seed)
+    print(f"fine-tuned model -> {final}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
