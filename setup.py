@@ -13,6 +13,8 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).parent
+TRAIN = ["accelerate>=1.0"]  # TensorBoard logging turns on when `tensorboard` is installed
+EVAL = ["evaluate>=0.4", "jiwer>=3.0", "pocketsphinx>=5.0"]
 
 setup(
     name="ella-v-hf",
@@ -44,11 +46,13 @@ setup(
         "scikit-learn>=1.3",
         "praatio>=6.0",
         "tqdm>=4.60",
+        "datasets>=4.0",
+        "matplotlib>=3.7",
     ],
     extras_require={
-        "train": ["accelerate>=1.0", "datasets>=4.0"],
-        "eval": ["evaluate>=0.4", "jiwer>=3.0"],
-        "dev": ["pytest>=8", "hypothesis>=6"],
+        "train": TRAIN,
+        "eval": EVAL,
+        "dev": ["pytest>=8", "hypothesis>=6", *TRAIN, *EVAL],
     },
     entry_points={"console_scripts": ["ella-v=ella_v_hf.cli:main"]},
     classifiers=[
