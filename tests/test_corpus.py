@@ -1,0 +1,44 @@
+"""Corpus readers: audiofolder, LibriTTS and LibriSpeech layouts, problems listed, split by prompt."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import soundfile as sf
+
+from ella_v_hf.processing import read_corpus, split_by_prompt
+
+
+def test_libritts_and_librispeech_layouts(flite_corpus, tmp_path):
+    wav = next((flite_corpus / "audio" / "slt").glob("*.wav"))
+    libritts = tmp_path / "LibriTTS" / "train-clean-100" / "19" / "198"
+    libritts.mkdir(parents=True)
+    shutil.copy(wav, libritts / "19_198_000000_000000.wav")
+    (libritts / "19_198_000000_000000.normalized.txt").write_text("Northanger Abbey.")
+    (libritts / "19_198_000000_000001.normalized.txt").write_text("No audio for this one.")
+    utterances, problems = read_corpus(tmp_path / "LibriTTS")
+    assert [(u.id, u.speaker_id, u.text) for u in utterances] == [("19_198_000000_000000", "19", "Northanger Abbey.")]
+    assert problems[0].id == "19_198_000000_000001" and problems[0].reason.startswith("missing audio file")
+
+    librispeech = tmp_path / "LibriSpeech" / "test-clean" / "1089" / "134686"
+    librispeech.mkdir(parents=True)
+    audio, rate = sf.read(wav)
+    sf.write(librispeech / "1089-134686-0000.flac", audio, rate)
+    (librispeech / "1089-134686.trans.txt").write_text("1089-134686-0000 HE HOPED THERE WOULD BE STEW\n")
+    utterances, problems = read_corpus(tmp_path / "LibriSpeech")
+    assert [(u.id, u.speaker_id, u.text) for u in utterances] == [("1089-134686-0000", "1089", "HE HOPED THERE WOULD BE STEW")]
+    assert not problems
+
+
+def test_audiofolder_needs_its_columns(tmp_path):
+    (tmp_path / "metadata.csv").write_text("path,sentence\na.wav,hello\n")
+    with pytest.raises(ValueError, match="needs the columns file_name,text"):
+        read_corpus(tmp_path)
+
+
+def test_split_by_prompt_keeps_prompts_on_one_side(flite_corpus):
+    utterances, _ = read_corpus(flite_corpus)
+    train, held = split_by_prompt(utterances, held_out_fraction=0.25, seed=0)
+    assert held and train and len(train) + len(held) == len(utterances)
+    assert not {u.prompt_id for u in train} & {u.prompt_id for u in held}
