@@ -235,6 +235,32 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .training.evaluate_tts import evaluate_model
+
+    result = evaluate_model(
+        args.model,
+        args.eval,
+        args.out,
+        asr=args.asr,
+        sim=args.sim,
+        sweep=[s.strip() for s in args.sweep.split(";") if s.strip()],
+        mode=args.prompt_mode,
+        prompt_seconds=args.prompt_seconds,
+        limit=args.limit,
+        seed=args.seed,
+        prompt_audio=args.prompt_audio,
+        prompt_text=args.prompt_text,
+    )
+    if args.json:
+        print(json.dumps(result["summary"]))
+    else:
+        from .training.evaluate_tts import markdown_table
+
+        print(markdown_table(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ella-v", description="ELLA-V codec language model TTS (transformers).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -308,6 +334,22 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("evaluate", help="WER/CER/SIM/INF/CUT/RTF of a checkpoint vs ground truth and codec resynthesis")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--eval", required=True, help="audiofolder / LibriTTS / LibriSpeech directory, or a text file")
+    ev.add_argument("--out", required=True, help="results JSON (a .md table and a .png chart are written beside it)")
+    ev.add_argument("--asr", default="pocketsphinx", help="pocketsphinx or a transformers ASR model id/path")
+    ev.add_argument("--sim", default="resemblyzer", help="resemblyzer, none, or a transformers x-vector model id/path")
+    ev.add_argument("--sweep", default="top_p=0.9", help="';'-separated strategies, e.g. 'greedy;top_p=0.8;top_p=1.0'")
+    ev.add_argument("--prompt-mode", choices=["continuation", "cross", "none"], default="continuation")
+    ev.add_argument("--prompt-seconds", type=float, default=3.0)
+    ev.add_argument("--prompt-audio", default=None, help="fixed prompt for a text-file --eval")
+    ev.add_argument("--prompt-text", default=None)
+    ev.add_argument("--limit", type=int, default=None)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_cmd_evaluate)
 
     push = sub.add_parser("push", help="upload a checkpoint (with its model card) to the Hugging Face Hub")
     push.add_argument("--model", required=True)

@@ -1,4 +1,4 @@
-"""Offline ASR judges and WER/CER on normalised text (pluggable: pocketsphinx by default)."""
+"""The offline ASR judge (pocketsphinx) and the text normalisation both sides of a WER go through."""
 
 from __future__ import annotations
 
@@ -41,12 +41,3 @@ class PocketsphinxASR:
         self.decoder.end_utt()
         hypothesis = self.decoder.hyp()
         return hypothesis.hypstr if hypothesis is not None else ""
-
-
-def word_error_rate(references: list[str], hypotheses: list[str]) -> dict[str, float]:
-    """Corpus WER and CER (jiwer) on normalised text."""
-    import jiwer
-
-    refs = [normalize_transcript(r) for r in references]
-    hyps = [normalize_transcript(h) for h in hypotheses]
-    return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}

@@ -18,7 +18,8 @@ from ..modeling.codec_mel import EllaVMelCodecConfig
 from ..processing.audio import load_audio
 from ..processing.codecs import MelCodec, fit_mel_codec
 from ..processing.corpus import read_corpus, split_by_prompt
-from .asr import PocketsphinxASR, word_error_rate
+from .asr import PocketsphinxASR
+from .judges import wer_cer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             "codebook_size": codec.codebook_size,
         },
         "fit_seconds": round(fit_seconds, 1),
-        "source": word_error_rate(refs, source_hyps),
-        "resynthesis": word_error_rate(refs, resynth_hyps),
-        "first_codebook_only": word_error_rate(refs, partial_hyps),
+        "source": wer_cer(refs, source_hyps),
+        "resynthesis": wer_cer(refs, resynth_hyps),
+        "first_codebook_only": wer_cer(refs, partial_hyps),
     }
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     return 0
