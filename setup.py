@@ -31,7 +31,10 @@ setup(
         "ella_v_hf.processing": "processing",
         "ella_v_hf.training": "training",
     },
-    package_data={"ella_v_hf.processing": ["*.json"]},
+    package_data={
+        "ella_v_hf.processing": ["*.json"],
+        "ella_v_hf.training": ["configs/*.json", "metrics/*.py", "eval_sentences/*.txt"],
+    },
     install_requires=[
         "torch>=2.4",
         "transformers>=5.24,<6",

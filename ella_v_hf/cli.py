@@ -202,6 +202,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError("--device cuda but no CUDA device is available")
     torch.set_num_threads(args.threads) if args.threads else None
     results = run_benchmark(device=args.device, preset_name=args.preset, phonemes=args.phonemes, repeats=args.repeats)
+    if args.out:
+        base = os.path.splitext(args.out)[0]
+        with open(base + ".json", "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1)
+        with open(base + ".md", "w", encoding="utf-8") as handle:
+            handle.write(markdown(results) + "\n")
     print(json.dumps(results) if args.json else markdown(results))
     return 0
 
@@ -366,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--phonemes", type=int, default=24, help="phonemes in the benchmark text")
     bench.add_argument("--repeats", type=int, default=3)
     bench.add_argument("--threads", type=int, default=None)
+    bench.add_argument("--out", default=None, help="also write OUT.json and OUT.md")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=_cmd_bench)
     return parser
