@@ -29,6 +29,9 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         space: The model's token space (``config.token_space``).
         spec: The model's layout (``config.layout_spec``).
         max_frames_per_phone: Frame cap per phoneme (``config.max_frames_per_phone``).
+        phonemes: Per row, the phoneme indices to speak (prompt's and target's). Needed when the
+            layout has no global advance (no phoneme prefix to read them from); otherwise they
+            come from each row's prefix.
 
     Attributes:
         cuts: ``[B]`` EOPs forced by the frame cap, per row (after generation).
@@ -44,12 +47,17 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
     ```
     """
 
-    def __init__(self, space: TokenSpace, spec: LayoutSpec, max_frames_per_phone: int) -> None:
+    def __init__(
+        self, space: TokenSpace, spec: LayoutSpec, max_frames_per_phone: int, phonemes: list[list[int]] | None = None
+    ) -> None:
         if max_frames_per_phone < 1:
             raise ValueError(f"max_frames_per_phone must be >= 1, got {max_frames_per_phone}")
+        if spec.interleaved and not spec.global_advance and phonemes is None:
+            raise ValueError("Without global advance the sequence carries no phoneme prefix: pass phonemes=[[...], ...].")
         self.space = space
         self.spec = spec
         self.cap = int(max_frames_per_phone)
+        self.phonemes = phonemes
         self._length = -1  # length of the input_ids seen at the last call
 
     # -- state ----------------------------------------------------------------------------------
@@ -59,16 +67,25 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         device = input_ids.device
         parsed = [parse_gar_sequence(row, self.space, self.spec) for row in rows]
         for i, p in enumerate(parsed):
-            if not p.prefix_phonemes and self.spec.global_advance:
-                raise ValueError(f"Row {i} has no phoneme prefix; build prompts with build_gar_sequence.")
             if self.space.BOS not in rows[i]:
                 raise ValueError(f"Row {i} has no BOS; generation continues a sequence that starts with BOS.")
-        width = max(1, max(len(p.prefix_phonemes) for p in parsed))
+            if not p.prefix_phonemes and self.spec.global_advance:
+                raise ValueError(f"Row {i} has no phoneme prefix; build prompts with build_gar_sequence.")
+        if self.phonemes is not None:
+            if len(self.phonemes) != len(rows):
+                raise ValueError(f"phonemes has {len(self.phonemes)} rows but the batch has {len(rows)}")
+            to_speak = [list(map(int, p)) for p in self.phonemes]
+            for i, (p, spoken) in enumerate(zip(parsed, to_speak)):
+                if spoken[: len(p.phonemes)] != p.phonemes:
+                    raise ValueError(f"Row {i}: the prompt's phonemes {p.phonemes} do not start the given phonemes")
+        else:
+            to_speak = [p.prefix_phonemes for p in parsed]
+        width = max(1, max(len(p) for p in to_speak))
         prefix = torch.full((len(rows), width), self.space.PAD, dtype=torch.long)
-        for i, p in enumerate(parsed):
-            prefix[i, : len(p.prefix_phonemes)] = torch.tensor(p.prefix_phonemes, dtype=torch.long) + self.space.phoneme_offset
+        for i, p in enumerate(to_speak):
+            prefix[i, : len(p)] = torch.tensor(p, dtype=torch.long) + self.space.phoneme_offset
         self.prefix = prefix.to(device)  # [B, N] flat phoneme ids to force, in order
-        self.num_phonemes = torch.tensor([len(p.prefix_phonemes) for p in parsed], device=device)  # [B]
+        self.num_phonemes = torch.tensor([len(p) for p in to_speak], device=device)  # [B]
         self.opened = torch.tensor([len(p.phonemes) for p in parsed], device=device)  # phoneme tokens emitted
         self.in_phone = torch.tensor([len(p.phonemes) > p.closed_phonemes for p in parsed], device=device)
         last_frames = [p.frame_counts[-1] if p.frame_counts and len(p.phonemes) > p.closed_phonemes else 0 for p in parsed]

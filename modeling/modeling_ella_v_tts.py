@@ -268,7 +268,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         for b, prompt in enumerate(prompts):
             ids[b, length - len(prompt) :] = torch.tensor(prompt)
             mask[b, length - len(prompt) :] = 1
-        processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap)
+        processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap, phonemes=phonemes if spec.interleaved else None)
         sampling = dict(do_sample=bool(do_sample))
         if do_sample:
             sampling.update(temperature=temperature or 1.0, top_k=top_k or 0, top_p=1.0 if top_p is None else top_p)

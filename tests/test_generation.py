@@ -70,6 +70,25 @@ def test_generated_sequences_keep_the_ella_v_structure(seed, sampling):
         assert processor.cuts[i] <= sum(1 for c in parsed.frame_counts if c == cap)
 
 
+def test_no_global_advance_needs_and_uses_given_phonemes():
+    torch.manual_seed(0)
+    model = EllaVForCausalLM(tiny_config(global_advance=False)).eval()
+    space, spec = model.config.token_space, model.config.layout_spec
+    rows = [[1, 2, 3], [4, 5]]
+    prompts = [text_prompt(model, r) for r in rows]  # "BOS P1": the rest of the text is not in the sequence
+    with pytest.raises(ValueError, match="pass phonemes"):
+        EllaVPhonemeAdvanceLogitsProcessor(space, spec, 4)
+    processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, 4, phonemes=rows)
+    length = max(map(len, prompts))
+    ids = torch.tensor([[0] * (length - len(p)) + p for p in prompts])
+    mask = (ids != 0).long()
+    out = model.generate(ids, attention_mask=mask, logits_processor=LogitsProcessorList([processor]), max_new_tokens=3 * 6 + 2,
+                         do_sample=True, eos_token_id=space.EOS, pad_token_id=space.PAD)
+    for i, row in enumerate(rows):
+        parsed = parse_gar_sequence(out[i].tolist(), space, spec)
+        assert parsed.complete and parsed.phonemes == row and max(parsed.frame_counts) <= 4
+
+
 def test_cut_forces_eop_at_the_cap():
     model = EllaVForCausalLM(tiny_config()).eval()
     space = model.config.token_space
@@ -250,3 +269,28 @@ def test_tts_remote_code_in_fresh_process(tts_dir, tmp_path):
     model = EllaVForTextToSpeech.from_pretrained(tts_dir).eval()
     local = model.generate(**EllaVProcessor.from_pretrained(tts_dir)(["Hello there."]), do_sample=False)
     assert remote["sequences"] == local.sequences.tolist() and remote["length"] == int(local.audio_lengths[0])
+
+
+@pytest.mark.parametrize("gar_overrides", [dict(layout="vall-e"), dict(global_advance=False), dict(local_advance=0)])
+def test_tts_generate_for_every_layout(gar_overrides):
+    from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig
+    from ella_v_hf.modeling import EllaVMelCodecConfig
+    from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
+
+    tok = EllaVPhonemeTokenizer()
+    dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    config = EllaVTTSConfig(gar_config={**dims, **gar_overrides}, nar_config=dims,
+                            codec_config=EllaVMelCodecConfig(num_codebooks=2, codebook_size=16, griffin_lim_iters=2))
+    torch.manual_seed(0)
+    model = EllaVForTextToSpeech(config).eval()
+    inputs = EllaVProcessor(tok)(["Hi there.", "A longer sentence here."])
+    out = model.generate(**inputs)
+    space, spec = config.gar_config.token_space, config.gar_config.layout_spec
+    for i in range(2):
+        parsed = parse_gar_sequence(out.sequences[i].tolist(), space, spec, strict=spec.interleaved)
+        assert out.codes[i].shape == (2, len(parsed.codes))
+        if spec.interleaved:
+            target = inputs["input_ids"][i, : int(inputs["attention_mask"][i].sum())].tolist()
+            assert parsed.complete and parsed.phonemes == target and not out.infinite[i]
+        else:  # VALL-E: either EOS was sampled, or the row hit the cap and counts as infinite
+            assert parsed.complete != bool(out.infinite[i])
