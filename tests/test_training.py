@@ -113,3 +113,12 @@ def test_trainer_fine_tuning_example_runs(prepared_corpus, tmp_path):
     assert not torch.equal(tuned.gar.lm_head.weight, original.gar.lm_head.weight)  # the Trainer updated the GAR
     assert not torch.equal(tuned.nar.heads[0].weight, original.nar.heads[0].weight)  # ... and the NAR
     assert torch.equal(tuned.codec.codebooks, original.codec.codebooks)  # the codec stayed frozen
+
+
+def test_gradient_accumulation_keeps_the_schedule_in_updates(prepared_corpus, tmp_path):
+    train(recipe(max_steps=8, gradient_accumulation_steps=2, warmup_steps=2), prepared_corpus, tmp_path / "run", progress=False)
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"lr"' in line]
+    assert len(lrs) == 8 and max(lrs) > 0 and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    # The scheduler moves once per optimizer update (every second batch), not once per batch.
+    assert lrs[1] == lrs[2] and lrs[3] == lrs[4] and lrs[5] == lrs[6]
+    assert len(set(lrs)) == 5

@@ -31,7 +31,9 @@ STAGES = ("both", "ar", "nar")
 
 @dataclass
 class TrainConfig:
-    """Training recipe (a JSON file; see ``training/configs/``)."""
+    """Training recipe (a JSON file; see ``training/configs/``). ``max_steps``, ``warmup_steps``,
+    ``eval_every`` and ``save_every`` count batches (with gradient accumulation, an optimizer update
+    happens every ``gradient_accumulation_steps`` batches)."""
 
     preset: str = "tiny"
     model_overrides: dict = field(default_factory=dict)
@@ -195,7 +197,10 @@ def train(
     lengths = [gar_length(dataset[i], model_config.gar_config) for i in range(len(dataset))]
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
-    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    # Steps count batches; the schedule counts optimizer updates (one per accumulation window).
+    updates = max(1, config.max_steps // config.gradient_accumulation_steps)
+    warmup = config.warmup_steps // config.gradient_accumulation_steps
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, updates)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     gar_collate, unwrapped = GarCollator(model_config.gar_config), accelerator.unwrap_model(model)
 
