@@ -30,6 +30,10 @@ from ..processing.tokenization_ella_v import phonemize_words
 from .judges import load_asr, load_similarity, wer_cer
 
 
+#: Continuation items need at least this much reference speech after the prompt.
+MIN_TARGET_SECONDS = 1.0
+
+
 @dataclass
 class EvalItem:
     id: str
@@ -100,6 +104,9 @@ def build_items(processor: EllaVProcessor, eval_path: str, mode: str, prompt_sec
                 skipped.append({"id": u.id, "reason": "no word boundary to cut a continuation prompt at"})
                 continue
             p_audio, p_text, t_audio, t_text = split
+            if len(t_audio) < MIN_TARGET_SECONDS * rate:
+                skipped.append({"id": u.id, "reason": f"less than {MIN_TARGET_SECONDS} s of speech after the prompt"})
+                continue
             items.append(EvalItem(u.id, t_text, t_audio, p_audio, p_text))
         elif mode == "cross":
             other = next((o for o in utterances if o.speaker_id == u.speaker_id and o.prompt_id != u.prompt_id), None)
