@@ -62,6 +62,7 @@ def test_interrupted_run_resumes_exactly(prepared_corpus, tmp_path):
     train(config, prepared_corpus, tmp_path / "straight", progress=False)
     train(config, prepared_corpus, tmp_path / "resumed", progress=False, stop_after=8)
     assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == ["step-8"]
+    assert (tmp_path / "resumed" / "model" / "trained_steps.txt").read_text() == "8"  # usable before the end
     with pytest.raises(ValueError, match="pass --resume"):
         train(config, prepared_corpus, tmp_path / "resumed", progress=False)
     train(config, prepared_corpus, tmp_path / "resumed", progress=False, resume=True)

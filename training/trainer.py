@@ -4,6 +4,8 @@ Dynamic batches by token count with length bucketing, AdamW with warmup and cosi
 gradient accumulation and clipping, mixed precision (bf16; fp16 with loss scaling on GPU),
 periodic held-out loss, atomic checkpoints (model, optimizer, scheduler, RNG and data position)
 every N steps with keep-last-K, and ``--resume`` that continues exactly where a run stopped.
+``OUT/model`` always holds the newest checkpoint as a ready-to-use model directory (with its
+processor), so an interrupted run can already synthesise.
 Non-finite losses skip the step; too many stop the run with a clear message.
 ``accelerate launch -m ella_v_hf.cli train …`` runs it on several GPUs.
 """
@@ -257,6 +259,17 @@ def train(
             os.replace(temporary, final)  # a checkpoint exists completely or not at all
             for old in _checkpoints(out)[: -config.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
+            export_model()
+
+    def export_model() -> None:
+        """Write ``OUT/model`` (model + processor, ready for synthesize/pipeline) atomically."""
+        target, temporary = out / "model", out / ".tmp-model"
+        shutil.rmtree(temporary, ignore_errors=True)
+        unwrapped.save_pretrained(temporary)
+        processor.save_pretrained(temporary)
+        (temporary / "trained_steps.txt").write_text(str(state["step"]))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(temporary, target)
 
     log_path = out / "log.jsonl"
     writer = None
@@ -328,9 +341,8 @@ def train(
             return {"stopped_at": state["step"], **state, "last": last_parts}
     bar.close()
     final = out / "model"
-    if accelerator.is_main_process:
-        unwrapped.save_pretrained(final)
-        processor.save_pretrained(final)
+    if accelerator.is_main_process and not (final / "config.json").is_file():
+        export_model()  # the last step normally exported it with its checkpoint
     summary = {
         **state,
         "tokens_per_second": state["tokens"] / max(state["seconds"], 1e-9),
