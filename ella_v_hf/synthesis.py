@@ -19,6 +19,8 @@ from .processing import EllaVProcessor
 
 #: Longest phoneme sequence synthesised as one GAR sequence (longer sentences are split).
 MAX_SENTENCE_PHONEMES = 200
+#: Sentences generated together in one batch (long texts run in several batches).
+SENTENCES_PER_BATCH = 16
 #: Where the bundled demo checkpoint lives (installed with the package once trained).
 DEMO_MODEL_DIR = Path(__file__).parent / "demo_models" / "ella-v-demo"
 
@@ -62,12 +64,22 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
     """The model directory to use (default: the bundled demo checkpoint).
 
     Raises:
-        FileNotFoundError: When no model is given and no demo checkpoint is bundled.
+        FileNotFoundError: When no model is given and no demo checkpoint is bundled, or the
+            directory lacks a file a checkpoint needs.
+        ValueError: When the weights file is truncated or corrupt.
     """
     if model is not None:
         path = Path(model)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} is not a saved EllaVForTextToSpeech directory (no config.json)")
+        missing = [f for f in ("config.json", "model.safetensors", "processor_config.json") if not (path / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{path} is not a complete EllaVForTextToSpeech directory: missing {missing}")
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path / "model.safetensors"), framework="pt") as handle:
+                handle.keys()
+        except Exception as error:  # safetensors raises its own error types for bad headers
+            raise ValueError(f"{path / 'model.safetensors'} is truncated or corrupt: {error}") from error
         return path
     if not (DEMO_MODEL_DIR / "config.json").is_file():
         raise FileNotFoundError(
@@ -102,22 +114,29 @@ def synthesize(
         raise ValueError("Text is empty or whitespace only; nothing to synthesise.")
     if seed is not None:
         torch.manual_seed(seed)
-    inputs = processor(sentences, prompt_audio=prompt_audio, prompt_text=prompt_text, sampling_rate=prompt_sampling_rate)
-    out = model.generate(**inputs, **generate_kwargs)
+    outputs = []
+    for start in range(0, len(sentences), SENTENCES_PER_BATCH):
+        chunk = sentences[start : start + SENTENCES_PER_BATCH]
+        inputs = processor(chunk, prompt_audio=prompt_audio, prompt_text=prompt_text, sampling_rate=prompt_sampling_rate)
+        generated = model.generate(**inputs, **generate_kwargs)
+        frames = inputs["prompt_num_frames"].tolist() if "prompt_num_frames" in inputs else [0] * len(chunk)
+        for i in range(len(chunk)):
+            length = int(generated.audio_lengths[i])
+            outputs.append((generated.audio[i, :length], generated.sequences[i], frames[i], int(generated.cuts[i]), bool(generated.infinite[i])))
     rate = model.config.sampling_rate
     pause = np.zeros(int(model.config.sentence_pause_seconds * rate), dtype=np.float32)
     gar = model.config.gar_config
     frame_seconds = 1.0 / gar.frame_rate
-    prompt_frames = inputs["prompt_num_frames"].tolist() if "prompt_num_frames" in inputs else [0] * len(sentences)
     pieces, segments, offset = [], [], 0.0
-    for i, length in enumerate(out.audio_lengths.tolist()):
+    for i, (wave, sequence, prompt_frames, _, _) in enumerate(outputs):
         if i:
             pieces.append(pause)
             offset += len(pause) / rate
-        pieces.append(out.audio[i, :length].cpu().numpy().astype(np.float32))
+        pieces.append(wave.cpu().numpy().astype(np.float32))
+        length = wave.shape[-1]
         if gar.layout_spec.interleaved:
-            parsed = parse_gar_sequence(out.sequences[i].tolist(), gar.token_space, gar.layout_spec, strict=False)
-            position = -prompt_frames[i]
+            parsed = parse_gar_sequence(sequence.tolist(), gar.token_space, gar.layout_spec, strict=False)
+            position = -prompt_frames
             for phoneme, count in zip(parsed.phonemes, parsed.frame_counts):
                 start, position = position, position + count
                 if position > 0:
@@ -132,7 +151,7 @@ def synthesize(
         audio=audio,
         sampling_rate=rate,
         sentences=sentences,
-        cuts=int(out.cuts.sum()),
-        infinite=int(out.infinite.sum()),
+        cuts=sum(o[3] for o in outputs),
+        infinite=sum(o[4] for o in outputs),
         segments=segments,
     )

@@ -294,3 +294,35 @@ def test_tts_generate_for_every_layout(gar_overrides):
             assert parsed.complete and parsed.phonemes == target and not out.infinite[i]
         else:  # VALL-E: either EOS was sampled, or the row hit the cap and counts as infinite
             assert parsed.complete != bool(out.infinite[i])
+
+
+def test_long_text_runs_in_several_batches_and_joins(tts_dir, monkeypatch):
+    import ella_v_hf.synthesis as synthesis
+    from ella_v_hf import EllaVForTextToSpeech
+    from ella_v_hf.processing import EllaVProcessor
+
+    monkeypatch.setattr(synthesis, "SENTENCES_PER_BATCH", 2)
+    model = EllaVForTextToSpeech.from_pretrained(tts_dir).eval()
+    processor = EllaVProcessor.from_pretrained(tts_dir)
+    calls = []
+    original = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kw: calls.append(kw["input_ids"].shape[0]) or original(**kw))
+    result = synthesis.synthesize(model, processor, "One. Two. Three. Four. Five.", seed=0)
+    assert calls == [2, 2, 1] and len(result.sentences) == 5
+    pause = int(model.config.sentence_pause_seconds * 16000)
+    assert result.audio.size >= 4 * pause and np.isfinite(result.audio).all()
+
+
+def test_broken_checkpoint_directories_are_reported(tts_dir, tmp_path):
+    import shutil
+
+    from ella_v_hf.synthesis import resolve_model_dir
+
+    with pytest.raises(FileNotFoundError, match="missing"):
+        resolve_model_dir(tmp_path)
+    broken = tmp_path / "broken"
+    shutil.copytree(tts_dir, broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        resolve_model_dir(broken)

@@ -123,3 +123,31 @@ def test_gradient_accumulation_keeps_the_schedule_in_updates(prepared_corpus, tm
     # The scheduler moves once per optimizer update (every second batch), not once per batch.
     assert lrs[1] == lrs[2] and lrs[3] == lrs[4] and lrs[5] == lrs[6]
     assert len(set(lrs)) == 4  # 0 (start), 3 values after updates 1..3, 0 again at the end
+
+
+def test_sigkill_then_resume_continues_from_the_last_good_checkpoint(prepared_corpus, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"preset": "tiny", "model_overrides": SMALL, "max_steps": 400, "warmup_steps": 2,
+                                  "max_tokens_per_batch": 2500, "save_every": 4, "eval_every": 1000, "log_every": 1}))
+    command = [sys.executable, "-m", "ella_v_hf.cli", "train", "--config", str(config), "--data", str(prepared_corpus), "--out", str(tmp_path / "run")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (tmp_path / "run" / "checkpoints" / "step-8").is_dir():
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    checkpoints = sorted(int(p.name[5:]) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith("step-"))
+    assert checkpoints and checkpoints[-1] >= 8
+    short = json.loads(config.read_text()) | {"max_steps": checkpoints[-1] + 4}
+    config.write_text(json.dumps(short))
+    result = subprocess.run([*command, "--resume", "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["step"] == checkpoints[-1] + 4
+    assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".tmp")]

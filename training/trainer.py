@@ -173,6 +173,8 @@ def train(
     if not (data / "dataset").is_dir() or not (data / "processor").is_dir():
         raise ValueError(f"{data} is not a prepared corpus (run `ella-v prepare` first)")
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*(out / "checkpoints").glob(".tmp-*"), out / ".tmp-model"]:  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     checkpoints = _checkpoints(out)
     if checkpoints and not resume:
         raise ValueError(f"{out} already has checkpoints; pass --resume to continue or choose a new --out")
