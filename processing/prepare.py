@@ -24,8 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -56,6 +58,17 @@ class PrepareSummary:
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     utterances_per_second: float = 0.0
+
+
+@contextmanager
+def _atomic_dir(target: Path):
+    """Yield a temporary directory that replaces ``target`` only once it is completely written,
+    so a killed run never leaves a half-written codec, aligner, processor or dataset behind."""
+    temporary = target.with_name(f".tmp-{target.name}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    yield temporary
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(temporary, target)
 
 
 def _fingerprint(*parts) -> str:
@@ -168,7 +181,8 @@ def prepare_corpus(
         align_model = _load_or_train_aligner(aligner_model, out, dataset, sample, tokenizer, audio_codec, aligner_iterations, seed, progress)
     timings["aligner"] = time.time() - step
     processor = EllaVProcessor(tokenizer, aligner=align_model, codec=audio_codec)
-    processor.save_pretrained(out / "processor")
+    with _atomic_dir(out / "processor") as folder:
+        processor.save_pretrained(folder)
 
     frame_rate = audio_codec.frame_rate
 
@@ -226,7 +240,8 @@ def prepare_corpus(
     if len(good) == 0:
         raise ValueError(f"Every utterance was skipped; first reasons: {skipped[:5]}")
     good = good.remove_columns(["error", "audio_path"])
-    good.save_to_disk(str(out / "dataset"))
+    with _atomic_dir(out / "dataset") as folder:
+        good.save_to_disk(str(folder))
     hours = float(np.sum(good["num_frames"])) / frame_rate / 3600
     timings["total"] = time.time() - start
     reasons = Counter(s["reason"].split(":")[0] for s in skipped)
@@ -239,7 +254,8 @@ def prepare_corpus(
         seconds={k: round(v, 2) for k, v in timings.items()},
         utterances_per_second=round(len(dataset) / max(timings["audio"], 1e-9), 2),
     )
-    (out / "summary.json").write_text(json.dumps(asdict(summary), indent=1, ensure_ascii=False), encoding="utf-8")
+    (out / ".summary.json").write_text(json.dumps(asdict(summary), indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(out / ".summary.json", out / "summary.json")
     return summary
 
 
@@ -289,7 +305,8 @@ def _load_or_fit_codec(codec: str, codec_model: str | None, out: Path, dataset, 
     config = EllaVMelCodecConfig()
     waves = ((w, config.sampling_rate) for _, w in _sample_waveforms(dataset, sample, config.sampling_rate, progress, "read for codec"))
     mel = MelCodec(fit_mel_codec(waves, config, seed=seed, progress=progress))
-    mel.save_pretrained(str(fitted))
+    with _atomic_dir(fitted) as folder:
+        mel.save_pretrained(str(folder))
     return mel
 
 
@@ -313,7 +330,8 @@ def _load_or_train_aligner(
     if not examples:
         raise ValueError("No readable audio to train the aligner on.")
     model = train_aligner(examples, config, iterations=iterations, seed=seed, progress=progress).eval()
-    model.save_pretrained(trained)
+    with _atomic_dir(trained) as folder:
+        model.save_pretrained(folder)
     return model
 
 
