@@ -87,7 +87,8 @@ class EllaVProcessor(ProcessorMixin):
 
         Args:
             text: Target text(s).
-            prompt_audio: Prompt waveform(s) (``[S]``, or ``[S, C]``/``[C, S]`` multi-channel, mixed down).
+            prompt_audio: A prompt waveform (``[S]``, or ``[S, C]``/``[C, S]`` multi-channel, mixed down),
+                or a list of them (one per text).
             prompt_text: Transcript(s) of the prompt audio.
             sampling_rate: Rate of ``prompt_audio`` (resampled to the codec's).
             return_tensors: ``"pt"`` or None for lists.
