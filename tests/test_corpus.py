@@ -42,3 +42,17 @@ def test_split_by_prompt_keeps_prompts_on_one_side(flite_corpus):
     train, held = split_by_prompt(utterances, held_out_fraction=0.25, seed=0)
     assert held and train and len(train) + len(held) == len(utterances)
     assert not {u.prompt_id for u in train} & {u.prompt_id for u in held}
+
+
+def test_combine_corpora_holds_out_sentences_everywhere(flite_corpus, tmp_path):
+    from ella_v_hf.training.combine_corpora import combine
+
+    other = tmp_path / "other"
+    shutil.copytree(flite_corpus, other)  # the same sentences read again: a held-out one must not leak back in
+    counts = combine([str(flite_corpus), str(other)], str(tmp_path / "train"), {str(flite_corpus): 0.25}, str(tmp_path / "held"))
+    train, _ = read_corpus(tmp_path / "train")
+    held, _ = read_corpus(tmp_path / "held")
+    assert counts == {"train": len(train), "held_out": len(held)} and held
+    assert not {u.text for u in train} & {u.text for u in held}
+    assert len({u.id for u in train}) == len(train)
+    assert all(u.speaker_id.split(":")[0] in (flite_corpus.name, "other") for u in train)
