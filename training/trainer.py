@@ -320,7 +320,7 @@ def train(
         bar.update(1)
         if state["step"] % config.log_every == 0 or state["step"] == config.max_steps:
             record = {"step": state["step"], "lr": scheduler.get_last_lr()[0], "tok_per_s": state["tokens"] / max(state["seconds"], 1e-9), **parts}
-            bar.set_postfix({k: round(v, 3) if isinstance(v, float) else v for k, v in record.items() if k != "step"})
+            bar.set_postfix({k: (f"{v:.2e}" if k == "lr" else round(v, 3)) for k, v in record.items() if k != "step"})
             if accelerator.is_main_process:
                 with open(log_path, "a") as handle:
                     handle.write(json.dumps(record) + "\n")
