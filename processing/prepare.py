@@ -43,6 +43,8 @@ from .processing_ella_v import EllaVProcessor
 from .textgrid_alignment import TextGridMismatch, textgrid_durations
 from .tokenization_ella_v import EllaVPhonemeTokenizer
 
+#: Bumped whenever a step's output changes, so older caches are not reused.
+PIPELINE_VERSION = 2
 ALIGNERS = ("builtin", "ctc", "textgrid")  # "ctc" is accepted as an alias of "builtin"
 CODECS = ("mel", "encodec")
 
@@ -188,7 +190,7 @@ def prepare_corpus(
 
     def encode_and_align(row: dict) -> dict:
         torch.set_num_threads(1)
-        result = {"codes": [], "durations": [], "num_frames": 0, "error": row["error"]}
+        result = {"codes": [], "durations": [], "num_frames": 0, "align_score": 0.0, "error": row["error"]}
         if row["error"]:
             return result
         try:
@@ -200,7 +202,8 @@ def prepare_corpus(
             codes = audio_codec.encode(waveform, audio_codec.sampling_rate)
             num_frames = int(codes.shape[-1])
             if align_model is not None:
-                durations = align_model.align(waveform, row["phoneme_ids"]).durations
+                alignment = align_model.align(waveform, row["phoneme_ids"], check=False)
+                durations, result["align_score"] = alignment.durations, alignment.score
             else:
                 path = _textgrid_path(row, textgrid_dir)
                 tokens, durations = textgrid_durations(path, row["text"], num_frames, frame_rate, language)
@@ -216,6 +219,7 @@ def prepare_corpus(
     step = time.time()
     audio_key = _fingerprint(
         "audio",
+        PIPELINE_VERSION,
         text_key,
         codec,
         _model_key(audio_codec),
@@ -234,12 +238,14 @@ def prepare_corpus(
     )
     timings["audio"] = time.time() - step
 
+    if align_model is not None:
+        dataset = _flag_mismatches(dataset, align_model.config.mismatch_threshold)
     errors = dataset["error"]
     skipped += [{"id": i, "reason": e} for i, e in zip(dataset["id"], errors) if e]
     good = dataset.filter(lambda e: not e, input_columns="error", keep_in_memory=True)
     if len(good) == 0:
         raise ValueError(f"Every utterance was skipped; first reasons: {skipped[:5]}")
-    good = good.remove_columns(["error", "audio_path"])
+    good = good.remove_columns([c for c in ("error", "audio_path", "align_score") if c in good.column_names])
     with _atomic_dir(out / "dataset") as folder:
         good.save_to_disk(str(folder))
     hours = float(np.sum(good["num_frames"])) / frame_rate / 3600
@@ -257,6 +263,46 @@ def prepare_corpus(
     (out / ".summary.json").write_text(json.dumps(asdict(summary), indent=1, ensure_ascii=False), encoding="utf-8")
     os.replace(out / ".summary.json", out / "summary.json")
     return summary
+
+
+#: Speakers with fewer aligned utterances than this are judged by the corpus threshold alone.
+MIN_UTTERANCES_PER_SPEAKER_THRESHOLD = 10
+
+
+def speaker_thresholds(speakers: list[str], scores: list[float]) -> dict[str, float]:
+    """Per-speaker mismatch thresholds: median minus max(8 MAD, 0.5) of the speaker's scores."""
+    by_speaker: dict[str, list[float]] = {}
+    for speaker, score in zip(speakers, scores):
+        by_speaker.setdefault(speaker, []).append(score)
+    out = {}
+    for speaker, values in by_speaker.items():
+        if len(values) >= MIN_UTTERANCES_PER_SPEAKER_THRESHOLD:
+            median = float(np.median(values))
+            mad = float(np.median(np.abs(np.asarray(values) - median)))
+            out[speaker] = median - max(8.0 * mad, 0.5)
+    return out
+
+
+def _flag_mismatches(dataset, corpus_threshold: float | None):
+    """Flag transcript mismatches: a score below the aligner's corpus threshold *and* below the
+    speaker's own threshold (recording conditions shift a speaker's scores as a whole; a wrong
+    transcript is an outlier for its speaker too)."""
+    if corpus_threshold is None:
+        return dataset
+    ok = [i for i, e in enumerate(dataset["error"]) if not e]
+    speakers, scores = dataset["speaker_id"], dataset["align_score"]
+    per_speaker = speaker_thresholds([speakers[i] for i in ok], [scores[i] for i in ok])
+
+    def flag(row: dict) -> dict:
+        if row["error"]:
+            return {"error": row["error"]}
+        limit = min(corpus_threshold, per_speaker.get(row["speaker_id"], corpus_threshold))
+        if row["align_score"] < limit:
+            return {"error": f"AlignmentError: transcript does not match the audio: alignment score "
+                             f"{row['align_score']:.2f} is below the threshold {limit:.2f}"}
+        return {"error": ""}
+
+    return dataset.map(flag, keep_in_memory=True, desc="check alignments")
 
 
 def _model_key(model) -> str | None:

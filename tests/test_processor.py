@@ -169,3 +169,25 @@ def test_prepare_bad_arguments(tmp_path):
         prepare_corpus(tmp_path, tmp_path / "o", codec="mp3")
     with pytest.raises(ValueError, match="not a supported corpus"):
         prepare_corpus(tmp_path, tmp_path / "o")
+
+
+def test_mismatch_flags_use_corpus_and_speaker_thresholds():
+    from datasets import Dataset
+
+    from ella_v_hf.processing.prepare import _flag_mismatches, speaker_thresholds
+
+    # Speaker "real" scores lower as a whole (recording conditions), speaker "tts" higher.
+    real = [-0.9 + 0.01 * (i % 5) for i in range(20)]
+    tts = [-0.3 + 0.01 * (i % 5) for i in range(20)]
+    rows = {
+        "speaker_id": ["real"] * 22 + ["tts"] * 21 + ["rare"],
+        "align_score": real + [-1.3, -3.0] + tts + [-1.5] + [-1.5],
+        "error": [""] * 44,
+    }
+    thresholds = speaker_thresholds(rows["speaker_id"], rows["align_score"])
+    assert set(thresholds) == {"real", "tts"}  # "rare" has too few utterances for its own threshold
+    flagged = _flag_mismatches(Dataset.from_dict(rows), corpus_threshold=-1.2)["error"]
+    assert not any(flagged[:20])
+    assert not flagged[20]  # below the corpus threshold, but ordinary for its speaker: kept
+    assert flagged[21] and flagged[42] and flagged[43]  # outliers for the speaker (or a rare one) and the corpus
+    assert "below the threshold" in flagged[21]
