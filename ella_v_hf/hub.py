@@ -38,16 +38,35 @@ Training data, recipe, measured results and limitations: not documented by its a
 """
 
 
+def check_checkpoint(model_dir: str | os.PathLike) -> Path:
+    """Check that ``model_dir`` is a complete EllaVForTextToSpeech directory with readable weights.
+
+    Raises:
+        FileNotFoundError: A required file is missing.
+        ValueError: ``model.safetensors`` is truncated or corrupt.
+    """
+    path = Path(model_dir)
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a complete EllaVForTextToSpeech directory: missing {missing}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path / "model.safetensors"), framework="pt") as handle:
+            handle.keys()
+    except Exception as error:  # safetensors raises its own error types for bad headers
+        raise ValueError(f"{path / 'model.safetensors'} is truncated or corrupt: {error}") from error
+    return path
+
+
 def stage_for_hub(model_dir: str | os.PathLike, out: str | os.PathLike, card: str | os.PathLike | None = None) -> Path:
     """Copy a checkpoint into ``out`` with ``README.md`` (the model card) and check it is complete.
 
     Raises:
-        ValueError: Missing required files, or pickle-based weight files.
+        FileNotFoundError / ValueError: An incomplete or corrupt checkpoint (:func:`check_checkpoint`).
+        ValueError: Pickle-based weight files.
     """
-    source, target = Path(model_dir), Path(out)
-    missing = [name for name in REQUIRED_FILES if not (source / name).is_file()]
-    if missing:
-        raise ValueError(f"{source} is not a complete EllaVForTextToSpeech checkpoint: missing {missing}")
+    source, target = check_checkpoint(model_dir), Path(out)
     unsafe = [p.name for p in source.rglob("*") if p.suffix in FORBIDDEN_SUFFIXES]
     if unsafe:
         raise ValueError(f"{source} holds pickle-based files {unsafe}; only safetensors are shared")

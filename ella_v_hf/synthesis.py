@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .hub import check_checkpoint
 from .modeling import EllaVForTextToSpeech, parse_gar_sequence
 from .processing import EllaVProcessor
 
@@ -69,18 +70,7 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
         ValueError: When the weights file is truncated or corrupt.
     """
     if model is not None:
-        path = Path(model)
-        missing = [f for f in ("config.json", "model.safetensors", "processor_config.json") if not (path / f).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{path} is not a complete EllaVForTextToSpeech directory: missing {missing}")
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(path / "model.safetensors"), framework="pt") as handle:
-                handle.keys()
-        except Exception as error:  # safetensors raises its own error types for bad headers
-            raise ValueError(f"{path / 'model.safetensors'} is truncated or corrupt: {error}") from error
-        return path
+        return check_checkpoint(model)
     if not (DEMO_MODEL_DIR / "config.json").is_file():
         raise FileNotFoundError(
             "No demo checkpoint is bundled with this installation yet; pass --model DIR "

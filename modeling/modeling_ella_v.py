@@ -256,6 +256,22 @@ class EllaVPreTrainedModel(PreTrainedModel):
         self.config.auto_map = auto_map
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def run_layers(
+        self,
+        embeds: torch.Tensor,  # [B, L, H]
+        mask: torch.Tensor | None,
+        position_ids: torch.LongTensor,  # [B or 1, L]
+        cache: Cache | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """Embedding dropout, the Transformer layers with RoPE, final norm: ``[B, L, H] -> [B, L, H]``.
+        Shared by the GAR stack and the NAR (models with ``dropout``, ``rotary_emb``, ``layers``, ``norm``)."""
+        hidden_states = self.dropout(embeds)
+        position_embeddings = self.rotary_emb(hidden_states, position_ids)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask=mask, position_embeddings=position_embeddings, cache=cache, **kwargs)
+        return self.norm(hidden_states)
+
 
 # ---------------------------------------------------------------------------------------------
 # GAR
@@ -348,17 +364,7 @@ class EllaVModel(EllaVPreTrainedModel):
             position_ids=position_ids,
             or_mask_function=or_mask,
         )
-        hidden_states = self.dropout(inputs_embeds)
-        position_embeddings = self.rotary_emb(hidden_states, position_ids)
-        for layer in self.layers:
-            hidden_states = layer(
-                hidden_states,
-                attention_mask=mask,
-                position_embeddings=position_embeddings,
-                cache=cache,
-                **kwargs,
-            )
-        hidden_states = self.norm(hidden_states)
+        hidden_states = self.run_layers(inputs_embeds, mask, position_ids, cache=cache, **kwargs)
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache if use_cache else None)
 
 
@@ -594,11 +600,7 @@ class EllaVNARModel(EllaVPreTrainedModel):
         mask_2d = torch.cat([phoneme_attention_mask, codes_attention_mask], dim=1).long()  # [B, Lp + T]
         position_ids = positions_from_mask(mask_2d, mask_2d.shape[1], 0, device)
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=embeds, attention_mask=mask_2d)
-        hidden_states = self.dropout(embeds)
-        position_embeddings = self.rotary_emb(hidden_states, position_ids)
-        for layer in self.layers:
-            hidden_states = layer(hidden_states, attention_mask=mask, position_embeddings=position_embeddings, **kwargs)
-        hidden_states = self.norm(hidden_states)
+        hidden_states = self.run_layers(embeds, mask, position_ids, **kwargs)
 
         frame_states = hidden_states[:, phoneme_ids.shape[1] :]  # [B, T, H]
         head_weights = torch.stack([head.weight for head in self.heads])  # [K-1, C, H]
