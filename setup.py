@@ -32,8 +32,9 @@ setup(
         "ella_v_hf.training": "training",
     },
     package_data={
+        "ella_v_hf": ["demo_models/*/*.*", "demo_models/*/*/*.*"],
         "ella_v_hf.processing": ["*.json"],
-        "ella_v_hf.training": ["configs/*.json", "metrics/*.py", "eval_sentences/*.txt"],
+        "ella_v_hf.training": ["configs/*.json", "metrics/*.py", "eval_sentences/*.txt", "recipes/*.sh"],
     },
     install_requires=[
         "torch>=2.4",

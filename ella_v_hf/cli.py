@@ -125,13 +125,10 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     import soundfile as sf
     from tqdm.auto import tqdm
 
-    from .modeling import EllaVForTextToSpeech
-    from .processing import EllaVProcessor, load_audio
-    from .synthesis import resolve_model_dir, synthesize
+    from .processing import load_audio
+    from .synthesis import load_checkpoint, synthesize
 
-    model_dir = resolve_model_dir(args.model)
-    model = EllaVForTextToSpeech.from_pretrained(model_dir).eval()
-    processor = EllaVProcessor.from_pretrained(model_dir)
+    model, processor = load_checkpoint(args.model)
     prompt, prompt_rate = (None, None)
     if args.prompt_audio:
         if not args.prompt_text:
@@ -225,6 +222,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(f"trained {summary['step']} steps -> {summary['model']} (eval {summary['eval']})", file=sys.stderr)
+    return 0
+
+
+def _cmd_assemble(args: argparse.Namespace) -> int:
+    from .training.assemble import assemble_checkpoint
+
+    out = assemble_checkpoint(args.gar, args.out, nar_dir=args.nar, half=not args.fp32)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(json.dumps({"out": str(out), "bytes": size}) if args.json else f"wrote {out} ({size / 2**20:.1f} MiB)")
     return 0
 
 
@@ -356,6 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
+
+    asm = sub.add_parser("assemble", help="one release checkpoint (fp16) from a GAR run and a NAR run")
+    asm.add_argument("--gar", required=True, help="checkpoint whose GAR is taken (e.g. RUN/model of a stage-ar run)")
+    asm.add_argument("--nar", default=None, help="checkpoint whose NAR is taken (default: --gar)")
+    asm.add_argument("--out", required=True)
+    asm.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    asm.add_argument("--json", action="store_true")
+    asm.set_defaults(func=_cmd_assemble)
 
     push = sub.add_parser("push", help="upload a checkpoint (with its model card) to the Hugging Face Hub")
     push.add_argument("--model", required=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .hub import check_checkpoint
 from .modeling import EllaVForTextToSpeech, parse_gar_sequence
@@ -38,26 +39,51 @@ class SynthesisResult:
     segments: list[tuple[str, float, float]]  # (phoneme symbol, start s, end s) of generated speech (ELLA-V)
 
 
+def _token_counts(tokenizer, texts: list[str]) -> list[int]:
+    """Phoneme tokens of each text (one batched espeak call; 0 for a text with nothing to say)."""
+    try:
+        return [len(ids) for ids in tokenizer.batch_encode_phonemes(texts)]
+    except ValueError:  # some text is unpronounceable on its own (e.g. a lone dash): count one by one
+        counts = []
+        for text in texts:
+            try:
+                counts.append(len(tokenizer.batch_encode_phonemes([text])[0]))
+            except ValueError:
+                counts.append(0)
+        return counts
+
+
 def split_sentences(text: str, tokenizer=None, max_phonemes: int = MAX_SENTENCE_PHONEMES) -> list[str]:
-    """Split at sentence punctuation; sentences over ``max_phonemes`` tokens at commas, then words."""
+    """Split at sentence punctuation; a sentence over ``max_phonemes`` tokens is cut between words,
+    at its last comma when the words after it fit in the next piece. Word costs are counted one
+    word at a time, so a piece can exceed ``max_phonemes`` by a few tokens of context effects.
+
+    Phonemisation is batched (two espeak calls whatever the length), so 10,000-word texts split in seconds.
+    """
     parts = [p.strip() for p in re.split(r"(?<=[.!?…;])\s+", text.strip()) if p.strip()]
     if tokenizer is None:
         return parts
     out: list[str] = []
-    for part in parts:
-        if len(tokenizer.text_to_phonemes(part)) <= max_phonemes:
+    for part, count in zip(parts, _token_counts(tokenizer, parts)):
+        if count <= max_phonemes:
             out.append(part)
             continue
-        chunk: list[str] = []
-        for piece in re.split(r"(?<=,)\s+|\s+", part):
-            candidate = " ".join(chunk + [piece])
-            if chunk and len(tokenizer.text_to_phonemes(candidate)) > max_phonemes:
-                out.append(" ".join(chunk))
-                chunk = [piece]
-            else:
-                chunk.append(piece)
+        words = part.split()
+        # Each word alone is "| w sep": its share of a longer sequence is one token less.
+        costs = [max(c - 1, 0) for c in _token_counts(tokenizer, words)]
+        chunk: list[tuple[str, int]] = []  # (word, cost)
+        for word, cost in zip(words, costs):
+            if chunk and 1 + sum(c for _, c in chunk) + cost > max_phonemes:
+                commas = [
+                    i for i, (w, _) in enumerate(chunk[:-1])
+                    if w.endswith(",") and 1 + sum(c for _, c in chunk[i + 1 :]) + cost <= max_phonemes
+                ]
+                keep = commas[-1] + 1 if commas else len(chunk)
+                out.append(" ".join(w for w, _ in chunk[:keep]))
+                chunk = chunk[keep:]
+            chunk.append((word, cost))
         if chunk:
-            out.append(" ".join(chunk))
+            out.append(" ".join(w for w, _ in chunk))
     return out
 
 
@@ -79,6 +105,29 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
     return DEMO_MODEL_DIR
 
 
+def load_checkpoint(model: str | os.PathLike | None = None) -> tuple[EllaVForTextToSpeech, EllaVProcessor]:
+    """Load a checkpoint directory (default: the bundled demo) with its processor, in eval mode.
+
+    Raises:
+        FileNotFoundError / ValueError: See :func:`resolve_model_dir`.
+        ValueError: The processor does not fit the model (vocabulary size or sampling rate).
+    """
+    model_dir = resolve_model_dir(model)
+    tts = EllaVForTextToSpeech.from_pretrained(model_dir).eval()
+    processor = EllaVProcessor.from_pretrained(model_dir)
+    expected = tts.config.gar_config.num_phonemes
+    if processor.tokenizer.vocab_size != expected:
+        raise ValueError(
+            f"{model_dir}: the tokenizer has {processor.tokenizer.vocab_size} phoneme symbols but the model was built "
+            f"for num_phonemes={expected}; save the processor the model was trained with beside it."
+        )
+    if processor.codec is not None and processor.codec.sampling_rate != tts.config.sampling_rate:
+        raise ValueError(
+            f"{model_dir}: the processor's codec runs at {processor.codec.sampling_rate} Hz but the model's at {tts.config.sampling_rate} Hz."
+        )
+    return tts, processor
+
+
 def synthesize(
     model: EllaVForTextToSpeech,
     processor: EllaVProcessor,
@@ -87,9 +136,10 @@ def synthesize(
     prompt_text: str | None = None,
     prompt_sampling_rate: int | None = None,
     seed: int | None = None,
+    progress: bool = True,
     **generate_kwargs,
 ) -> SynthesisResult:
-    """Synthesise ``text`` (any length) in one batch of sentences, joined with short pauses.
+    """Synthesise ``text`` (any length): sentences in batches of ``SENTENCES_PER_BATCH``, joined with short pauses.
 
     Args:
         model: The text-to-speech model.
@@ -97,6 +147,7 @@ def synthesize(
         text: Text to speak.
         prompt_audio / prompt_text / prompt_sampling_rate: Optional voice prompt and its transcript.
         seed: Seed for sampling.
+        progress: Show a progress bar when the text needs more than one batch.
         generate_kwargs: ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``max_frames_per_phone``.
     """
     sentences = split_sentences(text, processor.tokenizer)
@@ -105,7 +156,8 @@ def synthesize(
     if seed is not None:
         torch.manual_seed(seed)
     outputs = []
-    for start in range(0, len(sentences), SENTENCES_PER_BATCH):
+    starts = range(0, len(sentences), SENTENCES_PER_BATCH)
+    for start in tqdm(starts, desc=f"synthesise {len(sentences)} sentences", unit="batch", disable=not progress or len(starts) < 2):
         chunk = sentences[start : start + SENTENCES_PER_BATCH]
         inputs = processor(chunk, prompt_audio=prompt_audio, prompt_text=prompt_text, sampling_rate=prompt_sampling_rate)
         generated = model.generate(**inputs, **generate_kwargs)

@@ -162,6 +162,9 @@ class EllaVMelCodecModel(PreTrainedModel):
         log_mel = self.dequantize(audio_codes)  # [B, T, M]
         bank = self.frontend.bank(log_mel.device)  # [F, M]
         magnitude = torch.clamp(log_mel.exp() @ torch.linalg.pinv(bank), min=0.0)  # [B, T, F]
+        shortest = self.config.n_fft // self.config.hop_length + 1  # the STFT's reflect padding needs this many
+        if magnitude.shape[1] < shortest:  # e.g. a one-frame utterance: add silent frames, cut below
+            magnitude = F.pad(magnitude, (0, 0, 0, shortest - magnitude.shape[1]))
         waveform = self._griffin_lim(magnitude.transpose(1, 2))  # [B, S']
         length = audio_codes.shape[-1] * self.config.hop_length
         return F.pad(waveform, (0, max(0, length - waveform.shape[-1])))[:, None, :length]

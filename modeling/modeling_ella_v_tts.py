@@ -16,6 +16,10 @@ from .generation_ella_v import EllaVPhonemeAdvanceLogitsProcessor
 from .modeling_ella_v import EllaVForCausalLM, EllaVNARModel, EllaVPreTrainedModel
 from .sequence_layout import TokenSpace, build_gar_sequence, parse_gar_sequence
 
+#: GAR tokens one phoneme token takes on average in English speech at 50 Hz (itself, its EOP and
+#: ~4-5 frames; ELLA-V also repeats it in the prefix): the yardstick of the length check.
+EXPECTED_TOKENS_PER_PHONEME = 8
+
 
 def _codec_config(value) -> PreTrainedConfig:
     if isinstance(value, PreTrainedConfig):
@@ -209,6 +213,24 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             codes.append(row_codes)
         return prompts, phonemes, codes
 
+    def _check_length(self, prompts: list[list[int]], phonemes: list[list[int]], spec) -> None:
+        """Refuse texts whose GAR sequence would run far past ``max_position_embeddings``.
+
+        Raises:
+            ValueError: With the size of the longest row and how to split the text.
+        """
+        gar_config = self.config.gar_config
+        space = gar_config.token_space
+        for prompt, row in zip(prompts, phonemes):
+            done = len(parse_gar_sequence(prompt, space, spec, strict=False).phonemes) if spec.interleaved else 0
+            expected = len(prompt) + (len(row) - done) * EXPECTED_TOKENS_PER_PHONEME
+            if expected > gar_config.max_position_embeddings:
+                raise ValueError(
+                    f"A text of {len(row)} phoneme tokens needs about {expected} GAR positions but the model "
+                    f"was trained for max_position_embeddings={gar_config.max_position_embeddings}. Split it into "
+                    "sentences first: ella_v_hf.synthesis.synthesize (and `ella-v synthesize`) does this."
+                )
+
     @torch.no_grad()
     def generate(
         self,
@@ -256,6 +278,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             input_ids, attention_mask, prompt_input_ids, prompt_attention_mask, prompt_durations, prompt_codes, prompt_num_frames
         )
         cap = int(max_frames_per_phone or gar_config.max_frames_per_phone)
+        self._check_length(prompts, phonemes, spec)
         if spec.interleaved:
             remaining = max(len(p) - len(parse_gar_sequence(q, space, spec).phonemes) + 1 for p, q in zip(phonemes, prompts))
             max_new_tokens = remaining * (cap + 2) + 2

@@ -1,7 +1,9 @@
 """``ella-v prepare``: corpus -> phoneme ids, codec codes and per-token durations (a saved ``datasets`` dataset).
 
 Pipeline (each step a ``datasets.map`` with an explicit cache file named by a fingerprint of its
-inputs and settings, so a re-run reuses finished work and an interrupted run keeps finished shards):
+inputs and settings, so a re-run reuses finished work; the audio step runs in chunks of
+``AUDIO_CHUNK_ROWS`` rows with one cache file per chunk and process, so a killed run keeps every
+finished chunk, and the temporary files it left are removed by the next run):
 
 1. read the corpus (audiofolder / LibriTTS / LibriSpeech); entries with missing audio, empty
    transcripts or duplicated ids are skipped and listed;
@@ -45,6 +47,8 @@ from .tokenization_ella_v import EllaVPhonemeTokenizer
 
 #: Bumped whenever a step's output changes, so older caches are not reused.
 PIPELINE_VERSION = 2
+#: Rows per cache file of the audio step (the work a killed run can lose per process).
+AUDIO_CHUNK_ROWS = 2000
 ALIGNERS = ("builtin", "ctc", "textgrid")  # "ctc" is accepted as an alias of "builtin"
 CODECS = ("mel", "encodec")
 
@@ -124,12 +128,14 @@ def prepare_corpus(
         raise ValueError(f"Unknown codec {codec!r}; expected one of {CODECS}")
     if aligner not in ALIGNERS:
         raise ValueError(f"Unknown aligner {aligner!r}; expected one of {ALIGNERS}")
-    from datasets import Dataset, disable_progress_bars, enable_progress_bars
+    from datasets import Dataset, concatenate_datasets, disable_progress_bars, enable_progress_bars
 
     (enable_progress_bars if progress else disable_progress_bars)()
     out = Path(out)
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
+    for stale in cache.glob("tmp*"):  # datasets' temporary writers, left behind by a killed run
+        stale.unlink(missing_ok=True)
     timings: dict[str, float] = {}
     start = time.time()
 
@@ -229,13 +235,20 @@ def prepare_corpus(
         min_seconds,
         max_seconds,
     )
-    dataset = dataset.map(
-        encode_and_align,
-        num_proc=num_proc if num_proc and num_proc > 1 else None,
-        cache_file_name=str(cache / f"audio-{audio_key}.arrow"),
-        new_fingerprint=audio_key,
-        desc="encode + align",
-    )
+    chunks = []
+    for first in range(0, len(dataset), AUDIO_CHUNK_ROWS):
+        rows_here = range(first, min(first + AUDIO_CHUNK_ROWS, len(dataset)))
+        chunk_key = f"{audio_key}-{first:09d}"
+        chunks.append(
+            dataset.select(rows_here).map(
+                encode_and_align,
+                num_proc=num_proc if num_proc and num_proc > 1 and len(rows_here) > 1 else None,
+                cache_file_name=str(cache / f"audio-{chunk_key}.arrow"),
+                new_fingerprint=chunk_key,
+                desc=f"encode + align (rows {first}-{rows_here[-1]} of {len(dataset)})",
+            )
+        )
+    dataset = concatenate_datasets(chunks)
     timings["audio"] = time.time() - step
 
     if align_model is not None:

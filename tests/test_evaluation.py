@@ -54,3 +54,20 @@ def test_evaluate_produces_every_field(prepared_corpus, flite_corpus, tmp_path):
     assert saved["summary"] == result["summary"]
     assert (tmp_path / "eval" / "results.md").read_text().count("\n| ") == 1 + 4  # header + 4 systems
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0
+
+
+def test_eval_set_sentences_exclude_the_training_corpus(flite_corpus, tmp_path):
+    from ella_v_hf.processing import read_corpus
+    from ella_v_hf.training.eval_sets import make_eval_set, unseen_sentences
+
+    trained = [u.text for u in read_corpus(flite_corpus)[0]]
+    candidates = [trained[0].upper(), "A brand new sentence.", trained[1], "Another unseen one!", "A brand new sentence."]
+    assert unseen_sentences(candidates, [str(flite_corpus)], 2) == ["A brand new sentence.", "Another unseen one!"]
+    with pytest.raises(ValueError, match="Only 2 sentences"):
+        unseen_sentences(candidates, [str(flite_corpus)], 3)
+    lines = tmp_path / "sentences.txt"
+    lines.write_text("\n".join(candidates) + "\n")
+    summary = make_eval_set(str(tmp_path / "eval"), str(lines), [str(flite_corpus)], n=2, voice="rms")
+    utterances, problems = read_corpus(tmp_path / "eval")
+    assert summary["utterances"] == 2 and not problems
+    assert sorted(u.text for u in utterances) == ["A brand new sentence.", "Another unseen one!"]

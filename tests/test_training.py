@@ -151,3 +151,51 @@ def test_sigkill_then_resume_continues_from_the_last_good_checkpoint(prepared_co
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["step"] == checkpoints[-1] + 4
     assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_assemble_joins_a_gar_run_and_a_nar_run_in_fp16(prepared_corpus, tmp_path):
+    from safetensors import safe_open
+
+    from ella_v_hf import EllaVForTextToSpeech
+    from ella_v_hf.processing import EllaVProcessor
+    from ella_v_hf.training.assemble import assemble_checkpoint
+
+    train(recipe(max_steps=2, save_every=2, layout="vall-e", stage="ar"), prepared_corpus, tmp_path / "ar", progress=False)
+    nar_recipe = recipe(max_steps=2, save_every=2, stage="nar", model_overrides={**SMALL, "num_hidden_layers": 1})
+    train(nar_recipe, prepared_corpus, tmp_path / "nar", progress=False)
+    out = assemble_checkpoint(tmp_path / "ar" / "model", tmp_path / "demo", nar_dir=tmp_path / "nar" / "model")
+    gar_source = EllaVForTextToSpeech.from_pretrained(tmp_path / "ar" / "model")
+    nar_source = EllaVForTextToSpeech.from_pretrained(tmp_path / "nar" / "model")
+    model = EllaVForTextToSpeech.from_pretrained(out).eval()
+    assert model.dtype == torch.float32  # fp16 on disk, float32 in memory
+    assert model.config.gar_config.layout == "vall-e" and model.config.nar_config.num_hidden_layers == 1
+    for mine, theirs in ((model.gar, gar_source.gar), (model.nar, nar_source.nar)):
+        assert mine.state_dict().keys() == theirs.state_dict().keys()
+        for name, value in mine.state_dict().items():
+            assert torch.equal(value, theirs.state_dict()[name].half().float()), name
+    for path in out.rglob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as handle:
+            assert {handle.get_tensor(k).dtype for k in handle.keys()} <= {torch.float16, torch.int64, torch.bool}, path
+    processor = EllaVProcessor.from_pretrained(out)
+    assert processor.aligner.dtype == torch.float32
+    result = model.generate(**processor(["Hello there."]))
+    assert torch.isfinite(result.audio).all() and result.audio_lengths[0] > 0
+    assert json.loads((out / "assembled_from.json").read_text())["nar_trained_steps"] == 2
+
+
+def test_assemble_refuses_checkpoints_with_different_codecs(prepared_corpus, tmp_path):
+    from ella_v_hf import EllaVForTextToSpeech
+    from ella_v_hf.training.assemble import assemble_checkpoint
+
+    train(recipe(max_steps=1, save_every=1), prepared_corpus, tmp_path / "a", progress=False)
+    other = EllaVForTextToSpeech.from_pretrained(tmp_path / "a" / "model")
+    with torch.no_grad():
+        next(other.codec.parameters()).add_(1.0)
+    other.save_pretrained(tmp_path / "b")
+    (tmp_path / "b" / "trained_steps.txt").write_text("1")
+    from ella_v_hf.processing import EllaVProcessor
+
+    EllaVProcessor.from_pretrained(tmp_path / "a" / "model").save_pretrained(tmp_path / "b")
+    with pytest.raises(ValueError, match="different codecs"):
+        assemble_checkpoint(tmp_path / "a" / "model", tmp_path / "out", nar_dir=tmp_path / "b")
+    assert not (tmp_path / "out").exists()

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..modeling import EllaVForTextToSpeech
 from ..processing import EllaVProcessor, load_audio, prepare_waveform, read_corpus
 from ..processing.tokenization_ella_v import phonemize_words
+from ..synthesis import load_checkpoint
 from .judges import load_asr, load_similarity, wer_cer
 
 
@@ -143,8 +143,7 @@ def evaluate_model(
     if mode not in ("continuation", "cross", "none"):
         raise ValueError(f"Unknown prompt mode {mode!r}; expected continuation, cross or none")
     strategies = {s: parse_strategy(s) for s in sweep}
-    model = EllaVForTextToSpeech.from_pretrained(model_dir).eval()
-    processor = EllaVProcessor.from_pretrained(model_dir)
+    model, processor = load_checkpoint(model_dir)
     rate = model.config.sampling_rate
     skipped: list[dict] = []
     items = build_items(processor, eval_path, mode, prompt_seconds, limit, prompt_audio, prompt_text, skipped)

@@ -1,0 +1,227 @@
+"""Reliability: bad inputs get specific errors (or a documented recovery), killed jobs resume without
+losing finished work, and generation is bounded for every layout and sampling setting.
+
+Bad inputs covered elsewhere: empty / whitespace / emoji / control-character text and unsupported
+languages (test_tokenizer), silent, 0.1 s, NaN and stereo prompts (test_processor), corrupt audio,
+missing files, empty transcripts and duplicated ids in a corpus (test_processor), TextGrids that
+do not match the transcript (test_alignment), missing or truncated safetensors (test_generation),
+train SIGKILL mid-run (test_training), and no pickle loading anywhere (test_package).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig, parse_gar_sequence
+from ella_v_hf.modeling import EllaVMelCodecConfig
+from ella_v_hf.processing import AlignmentError, AudioError, EllaVPhonemeTokenizer, EllaVProcessor, load_audio, read_corpus
+
+DIMS = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+
+
+def tiny_tts(num_phonemes: int, **gar_overrides) -> EllaVForTextToSpeech:
+    codec = EllaVMelCodecConfig(num_codebooks=2, codebook_size=16, griffin_lim_iters=1)
+    config = EllaVTTSConfig(gar_config={**DIMS, "num_phonemes": num_phonemes, **gar_overrides},
+                            nar_config={**DIMS, "num_phonemes": num_phonemes}, codec_config=codec)
+    return EllaVForTextToSpeech(config).eval()
+
+
+# -- text ----------------------------------------------------------------------------------------
+def test_ten_thousand_word_text_is_split_in_seconds_and_refused_whole():
+    from ella_v_hf.synthesis import MAX_SENTENCE_PHONEMES, split_sentences
+
+    tok = EllaVPhonemeTokenizer()
+    sentence = "The birch canoe slid on the smooth planks, and glue was put on the sheet"
+    words = (sentence.split() * 800)[:10_000]
+    for text in (" ".join(words), ". ".join(" ".join(words[i : i + 14]) for i in range(0, len(words), 14))):
+        started = time.perf_counter()
+        pieces = split_sentences(text, tok)
+        assert time.perf_counter() - started < 30
+        assert " ".join(pieces).split() == text.split()  # nothing lost or reordered
+        assert max(len(ids) for ids in tok.batch_encode_phonemes(pieces)) <= MAX_SENTENCE_PHONEMES + 10
+    model = tiny_tts(tok.vocab_size)
+    with pytest.raises(ValueError, match=r"needs about \d+ GAR positions .* Split it into\s+sentences"):
+        model.generate(**EllaVProcessor(tok)(" ".join(words[:2000])))
+
+
+# -- prompt audio ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def prompt_processor(small_aligner, small_codec):
+    return EllaVProcessor(EllaVPhonemeTokenizer(), aligner=small_aligner, codec=small_codec)
+
+
+@pytest.fixture(scope="module")
+def prompt(flite_corpus):
+    utterance = read_corpus(flite_corpus)[0][0]
+    waveform, rate = load_audio(utterance.audio_path)
+    return waveform, rate, utterance.text
+
+
+def test_prompt_audio_at_8_khz_and_clipped_is_usable(prompt_processor, prompt, caplog):
+    import soxr
+
+    waveform, rate, text = prompt
+    base = prompt_processor("Hi.", prompt_audio=waveform, prompt_text=text, sampling_rate=rate)
+    narrow = prompt_processor("Hi.", prompt_audio=soxr.resample(waveform, rate, 8000), prompt_text=text, sampling_rate=8000)
+    assert abs(int(narrow["prompt_num_frames"][0]) - int(base["prompt_num_frames"][0])) <= 1  # resampled, documented
+    clipped = np.clip(waveform / np.quantile(np.abs(waveform), 0.97), -1.0, 1.0)  # 3 % of samples at full scale
+    with caplog.at_level("WARNING"):
+        prompt_processor("Hi.", prompt_audio=clipped, prompt_text=text, sampling_rate=rate)
+    assert "clipped" in caplog.text
+
+
+def test_prompt_that_is_not_audio_is_refused(prompt_processor, prompt, tmp_path):
+    _, rate, text = prompt
+    notes = tmp_path / "notes.wav"
+    notes.write_text("these are my notes, not audio")
+    with pytest.raises(AudioError, match="Cannot read audio file .*notes.wav"):
+        load_audio(notes)
+    with pytest.raises(ValueError, match="Prompt audio is not usable audio"):
+        prompt_processor("Hi.", prompt_audio=np.array(["not", "audio"]), prompt_text=text, sampling_rate=rate)
+    with pytest.raises(ValueError, match="not usable audio|invalid sampling rate"):
+        prompt_processor("Hi.", prompt_audio=np.ones(16000, dtype=np.float32), prompt_text=text, sampling_rate=0)
+
+
+def test_prompt_text_that_does_not_match_the_audio_is_refused(prompt_processor, prompt, flite_corpus):
+    # The tiny test aligner only catches gross mismatches (other sentences read over this prompt);
+    # the corpus-size one flags swapped transcripts too (see the processing notes).
+    waveform, rate, _ = prompt
+    wrong = " ".join(u.text for u in read_corpus(flite_corpus)[0][1:5])
+    with pytest.raises(AlignmentError, match="does not match the audio"):
+        prompt_processor("Hi.", prompt_audio=waveform, prompt_text=wrong, sampling_rate=rate)
+
+
+# -- configs and checkpoints ----------------------------------------------------------------------
+def test_inconsistent_vocab_sizes_are_refused(tmp_path):
+    from ella_v_hf.synthesis import load_checkpoint
+
+    with pytest.raises(ValueError, match=r"gar_config.num_phonemes \(65\) != nar_config.num_phonemes \(70\)"):
+        EllaVTTSConfig(gar_config={**DIMS, "num_phonemes": 65}, nar_config={**DIMS, "num_phonemes": 70})
+    tok = EllaVPhonemeTokenizer()
+    tiny_tts(tok.vocab_size + 3).save_pretrained(tmp_path)
+    EllaVProcessor(tok).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=f"tokenizer has {tok.vocab_size} phoneme symbols but the model was built for num_phonemes={tok.vocab_size + 3}"):
+        load_checkpoint(tmp_path)
+
+
+# -- interrupted jobs -----------------------------------------------------------------------------
+PREPARE_THEN_DIE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from ella_v_hf.processing import prepare
+    data, out, codec, aligner, log, kill_at = sys.argv[1:7]
+    prepare.AUDIO_CHUNK_ROWS = 4
+    real = prepare.load_audio
+    def counted(path):
+        with open(log, "a") as handle:
+            handle.write(str(path) + "\\n")
+        if int(kill_at) and sum(1 for _ in open(log)) >= int(kill_at):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(path)
+    prepare.load_audio = counted
+    prepare.prepare_corpus(data, out, codec_model=codec, aligner_model=aligner, num_proc=1, progress=False)
+    """
+)
+
+
+def test_prepare_killed_then_rerun_reuses_finished_chunks(flite_corpus, prepared_corpus, small_codec, small_aligner, tmp_path):
+    from datasets import load_from_disk
+
+    small_codec.save_pretrained(str(tmp_path / "codec"))
+    small_aligner.save_pretrained(tmp_path / "aligner")
+    out = tmp_path / "out"
+
+    def run(log: str, kill_at: int) -> subprocess.CompletedProcess:
+        args = [str(flite_corpus), str(out), str(tmp_path / "codec"), str(tmp_path / "aligner"), str(tmp_path / log), str(kill_at)]
+        return subprocess.run([sys.executable, "-c", PREPARE_THEN_DIE, *args], capture_output=True, text=True, timeout=300)
+
+    killed = run("first.log", kill_at=10)  # dies on the 2nd row of the 3rd chunk of 4 rows
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (out / "dataset").exists() and not (out / "summary.json").exists()  # nothing half-written
+    finished = sorted(p.name for p in (out / "cache").glob("audio-*.arrow"))
+    assert len(finished) == 2  # rows 0-3 and 4-7
+    rerun = run("second.log", kill_at=0)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    redone = (tmp_path / "second.log").read_text().splitlines()
+    assert len(redone) == 24 - 8  # the finished chunks were reused, not recomputed
+    assert not list((out / "cache").glob("tmp*"))  # the killed run's temporary file was removed
+    got, want = load_from_disk(str(out / "dataset")), load_from_disk(str(prepared_corpus / "dataset"))
+    assert got["id"] == want["id"] and got["codes"] == want["codes"] and got["durations"] == want["durations"]
+
+
+TRAIN_THEN_DIE_IN_CHECKPOINT = textwrap.dedent(
+    """
+    import os, signal, sys
+    real = os.replace
+    def replace(source, target, *args, **kwargs):
+        if os.path.basename(str(source)) == ".tmp-step-8":  # step 8's checkpoint is written, not yet committed
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(source, target, *args, **kwargs)
+    os.replace = replace
+    from ella_v_hf.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_train_killed_mid_checkpoint_write_resumes_from_the_last_good_one(prepared_corpus, tmp_path):
+    config = tmp_path / "c.json"
+    small = dict(DIMS, num_hidden_layers=2)
+    config.write_text(json.dumps({"preset": "tiny", "model_overrides": small, "max_steps": 12, "warmup_steps": 2,
+                                  "max_tokens_per_batch": 2500, "save_every": 4, "eval_every": 1000, "log_every": 1}))
+    run = tmp_path / "run"
+    args = ["train", "--config", str(config), "--data", str(prepared_corpus), "--out", str(run)]
+    killed = subprocess.run([sys.executable, "-c", TRAIN_THEN_DIE_IN_CHECKPOINT, *args], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [".tmp-step-8", "step-4"]
+    assert (run / "model" / "trained_steps.txt").read_text() == "4"  # the usable model is the last good one
+    resumed = subprocess.run([sys.executable, "-m", "ella_v_hf.cli", *args, "--resume", "--json"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "step-4 at step 4" in resumed.stdout + resumed.stderr
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["step"] == 12
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-12", "step-8"]
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps[-8:] == list(range(5, 13))  # steps 5-8 were redone after the kill, nothing skipped
+
+
+# -- bounded generation -----------------------------------------------------------------------------
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    layout=st.sampled_from([dict(layout="ella-v"), dict(layout="ella-v", global_advance=False), dict(layout="ella-v", local_advance=0),
+                            dict(layout="ella-v", local_advance=2), dict(layout="vall-e")]),
+    cap=st.integers(1, 6),
+    rows=st.lists(st.lists(st.integers(0, 11), min_size=1, max_size=8), min_size=1, max_size=3),
+    sampling=st.sampled_from([dict(do_sample=False), dict(do_sample=True, top_p=0.9), dict(do_sample=True, temperature=2.0, top_k=0)]),
+)
+def test_generation_is_bounded_for_every_layout_and_sampling(seed, layout, cap, rows, sampling):
+    torch.manual_seed(seed)
+    model = tiny_tts(12, max_frames_per_phone=cap, **layout)
+    width = max(map(len, rows))
+    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    out = model.generate(input_ids=ids, attention_mask=mask, **sampling)
+    gar = model.config.gar_config
+    for b, row in enumerate(rows):
+        sequence = [t for t in out.sequences[b].tolist() if t != gar.token_space.PAD]
+        parsed = parse_gar_sequence(sequence, gar.token_space, gar.layout_spec, strict=False)
+        prefix = len(row) + 1 if gar.global_advance or not gar.layout_spec.interleaved else 1
+        if gar.layout_spec.interleaved:
+            assert parsed.complete and not out.infinite[b] and parsed.phonemes == row
+            assert max(parsed.frame_counts) <= cap
+            assert len(sequence) - prefix <= len(row) * (cap + 2) + 2
+        else:  # VALL-E: EOS, or the length cap at worst (then counted as infinite)
+            assert len(parsed.codes) <= width * model.config.vall_e_max_frames_per_phone + 1  # + the slot left for EOS
+            assert parsed.complete != bool(out.infinite[b])

@@ -1,0 +1,111 @@
+"""``ella-v assemble``: one release checkpoint from a GAR run and a NAR run, stored in fp16.
+
+The NAR's inputs (phonemes, prompt codes and the first codebook) do not depend on the GAR's
+layout, so one NAR trained with ``stage: nar`` serves an ELLA-V GAR and a VALL-E GAR alike; this
+is how the bundled demos are built. Weights are written as float16 safetensors while the configs
+keep ``dtype: float32``, so ``from_pretrained`` loads them as float32 (CPU-friendly) by default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..modeling import EllaVForTextToSpeech, EllaVTTSConfig
+
+
+def halve_safetensors(directory: str | os.PathLike) -> list[Path]:
+    """Rewrite every ``*.safetensors`` under ``directory`` with float32 tensors cast to float16.
+
+    Configs are left as they are (``dtype: float32``), so loading upcasts again.
+
+    Returns:
+        The rewritten files.
+    """
+    rewritten = []
+    for path in sorted(Path(directory).rglob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        tensors = {k: (v.to(torch.float16) if v.dtype == torch.float32 else v).contiguous() for k, v in tensors.items()}
+        temporary = path.with_suffix(".tmp")
+        save_file(tensors, str(temporary), metadata=metadata)
+        os.replace(temporary, path)
+        rewritten.append(path)
+    return rewritten
+
+
+def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def assemble_checkpoint(
+    gar_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    nar_dir: str | os.PathLike | None = None,
+    half: bool = True,
+) -> Path:
+    """Write ``out``: the GAR of ``gar_dir``, the NAR of ``nar_dir`` (default: ``gar_dir``), their
+    shared codec and the processor, ready for ``ella-v synthesize`` and ``from_pretrained``.
+
+    Args:
+        gar_dir: A checkpoint whose GAR is taken (e.g. ``RUN/model`` of a ``stage: ar`` run).
+        out: The new checkpoint directory (replaced atomically if it exists).
+        nar_dir: A checkpoint whose NAR is taken (e.g. ``RUN/model`` of a ``stage: nar`` run).
+        half: Store the weights (model, aligner, codec) as float16.
+
+    Raises:
+        ValueError: The two checkpoints were trained on different codecs or phoneme vocabularies.
+    """
+    from ..processing import EllaVProcessor
+
+    gar_dir, out = Path(gar_dir), Path(out)
+    nar_dir = Path(nar_dir) if nar_dir is not None else gar_dir
+    gar_model = EllaVForTextToSpeech.from_pretrained(gar_dir, dtype=torch.float32)
+    nar_model = gar_model if nar_dir == gar_dir else EllaVForTextToSpeech.from_pretrained(nar_dir, dtype=torch.float32)
+    processor = EllaVProcessor.from_pretrained(gar_dir)
+    if nar_model is not gar_model:
+        if not _same_state(gar_model.codec, nar_model.codec):
+            raise ValueError(f"{gar_dir} and {nar_dir} use different codecs; train both on the same prepared corpus")
+        nar_vocab = EllaVProcessor.from_pretrained(nar_dir).tokenizer.get_vocab()
+        if processor.tokenizer.get_vocab() != nar_vocab:
+            raise ValueError(f"{gar_dir} and {nar_dir} use different phoneme vocabularies")
+    source = gar_model.config
+    config = EllaVTTSConfig(
+        gar_config=source.gar_config.to_dict(),
+        nar_config=nar_model.config.nar_config.to_dict(),
+        codec_config=source.codec_config.to_dict(),
+        codec_bandwidth=source.codec_bandwidth,
+        vall_e_max_frames_per_phone=source.vall_e_max_frames_per_phone,
+        sentence_pause_seconds=source.sentence_pause_seconds,
+    )
+    model = EllaVForTextToSpeech(config)
+    model.gar.load_state_dict(gar_model.gar.state_dict())
+    model.nar.load_state_dict(nar_model.nar.state_dict())
+    model.codec.load_state_dict(gar_model.codec.state_dict())
+
+    temporary = out.parent / f".tmp-{out.name}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    model.save_pretrained(temporary)
+    processor.save_pretrained(temporary)
+    provenance = {"gar_from": str(gar_dir), "nar_from": str(nar_dir), "weights_dtype": "float16" if half else "float32"}
+    for key, folder in (("gar_trained_steps", gar_dir), ("nar_trained_steps", nar_dir)):
+        steps = folder / "trained_steps.txt"
+        if steps.is_file():
+            provenance[key] = int(steps.read_text())
+    (temporary / "assembled_from.json").write_text(json.dumps(provenance, indent=1))
+    if half:
+        halve_safetensors(temporary)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(temporary, out)
+    return out
+
+
+__all__ = ["assemble_checkpoint", "halve_safetensors"]

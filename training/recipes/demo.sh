@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The recipe of the bundled demo checkpoints (ella_v_hf/demo_models/{ella-v,vall-e}-demo), on CPU.
+#
+#   bash training/recipes/demo.sh RUNS_DIR [SHARED_DATA_DIR]
+#
+# 1. a 1,000-utterance flite corpus (8 voices) + the Kathleen corpus (CC0), 10 % of Kathleen's
+#    prompts held out (no held-out sentence is trained on in any voice);
+# 2. prepare with the embedded mel codec (8 x 256 codes, 50 Hz) and the built-in aligner;
+# 3. three runs in parallel, one CPU thread each, same data, steps and seed for both GARs:
+#    ELLA-V GAR (stage ar), VALL-E GAR (stage ar), one NAR (stage nar) shared by both demos;
+# 4. assemble both demos in fp16; 5. build the unseen-Harvard evaluation set.
+# Steps 1-2 take ~5 min, step 3 ~1.5 h on 2 cores (2,000 GAR steps of <= 3,000 tokens).
+set -euo pipefail
+RUNS=${1:?usage: demo.sh RUNS_DIR [SHARED_DATA_DIR]}
+SHARED=$(realpath "${2:-../shared/data}")
+HERE=$(cd "$(dirname "$0")/.." && pwd)  # training/
+mkdir -p "$RUNS" && cd "$RUNS"
+
+[ -f demo/metadata.csv ] || ella-v make-demo-corpus --out demo --n 1000 --data-dir "$SHARED"
+[ -f combined/metadata.csv ] || python3 -m ella_v_hf.training.combine_corpora --out combined \
+    --corpus "$SHARED/kathleen" --corpus demo --hold-out "$SHARED/kathleen=0.1" --held-out-dir kathleen_heldout
+ella-v prepare --data combined --out combined_prep
+
+for run in ella-v vall-e nar; do
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ella-v train --config "$HERE/configs/demo-$run.json" \
+        --data combined_prep --out "demo_train/$run" --resume > "demo_train-$run.log" 2>&1 &
+done
+wait
+
+ella-v assemble --gar demo_train/ella-v/model --nar demo_train/nar/model --out ella-v-demo
+ella-v assemble --gar demo_train/vall-e/model --nar demo_train/nar/model --out vall-e-demo
+python3 -m ella_v_hf.training.eval_sets --out harvard50 --n 50 --sentences "$SHARED/harvard-sentences.txt" \
+    --exclude combined --exclude kathleen_heldout --voice rms
