@@ -23,7 +23,7 @@ from .processing import EllaVProcessor
 MAX_SENTENCE_PHONEMES = 200
 #: Sentences generated together in one batch (long texts run in several batches).
 SENTENCES_PER_BATCH = 16
-#: Where the bundled demo checkpoint lives (installed with the package once trained).
+#: Where the bundled demo checkpoint lives (package data; `ella-v assemble` output of training/recipes/demo.sh).
 DEMO_MODEL_DIR = Path(__file__).parent / "demo_models" / "ella-v-demo"
 
 

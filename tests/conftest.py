@@ -107,3 +107,21 @@ def prepared_corpus(tmp_path_factory, flite_corpus, small_codec, small_aligner):
         flite_corpus, root / "out", codec_model=str(root / "codec_model"), aligner_model=str(root / "aligner_model"), num_proc=1, progress=False
     )
     return root / "out"
+
+
+@pytest.fixture(scope="session")
+def processor(small_aligner, small_codec):
+    """An EllaVProcessor with the small aligner and codec."""
+    from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
+
+    return EllaVProcessor(EllaVPhonemeTokenizer(), aligner=small_aligner, codec=small_codec)
+
+
+@pytest.fixture(scope="session")
+def prompt(flite_corpus):
+    """(waveform, sampling rate, transcript) of one flite utterance."""
+    from ella_v_hf.processing import load_audio, read_corpus
+
+    utterance = read_corpus(flite_corpus)[0][0]
+    waveform, rate = load_audio(utterance.audio_path)
+    return waveform, rate, utterance.text

@@ -13,20 +13,8 @@ import pytest
 import torch
 
 from ella_v_hf.modeling import TokenSpace, build_gar_sequence, parse_gar_sequence, LayoutSpec
-from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor, load_audio, read_corpus
+from ella_v_hf.processing import EllaVProcessor
 from transformers import AutoProcessor
-
-
-@pytest.fixture(scope="module")
-def processor(small_aligner, small_codec):
-    return EllaVProcessor(EllaVPhonemeTokenizer(), aligner=small_aligner, codec=small_codec)
-
-
-@pytest.fixture(scope="module")
-def prompt(flite_corpus):
-    utterance = read_corpus(flite_corpus)[0][0]
-    waveform, rate = load_audio(utterance.audio_path)
-    return waveform, rate, utterance.text
 
 
 def test_text_only(processor):

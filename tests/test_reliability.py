@@ -11,7 +11,6 @@ train SIGKILL mid-run (test_training), and no pickle loading anywhere (test_pack
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -57,50 +56,38 @@ def test_ten_thousand_word_text_is_split_in_seconds_and_refused_whole():
 
 
 # -- prompt audio ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def prompt_processor(small_aligner, small_codec):
-    return EllaVProcessor(EllaVPhonemeTokenizer(), aligner=small_aligner, codec=small_codec)
-
-
-@pytest.fixture(scope="module")
-def prompt(flite_corpus):
-    utterance = read_corpus(flite_corpus)[0][0]
-    waveform, rate = load_audio(utterance.audio_path)
-    return waveform, rate, utterance.text
-
-
-def test_prompt_audio_at_8_khz_and_clipped_is_usable(prompt_processor, prompt, caplog):
+def test_prompt_audio_at_8_khz_and_clipped_is_usable(processor, prompt, caplog):
     import soxr
 
     waveform, rate, text = prompt
-    base = prompt_processor("Hi.", prompt_audio=waveform, prompt_text=text, sampling_rate=rate)
-    narrow = prompt_processor("Hi.", prompt_audio=soxr.resample(waveform, rate, 8000), prompt_text=text, sampling_rate=8000)
+    base = processor("Hi.", prompt_audio=waveform, prompt_text=text, sampling_rate=rate)
+    narrow = processor("Hi.", prompt_audio=soxr.resample(waveform, rate, 8000), prompt_text=text, sampling_rate=8000)
     assert abs(int(narrow["prompt_num_frames"][0]) - int(base["prompt_num_frames"][0])) <= 1  # resampled, documented
     clipped = np.clip(waveform / np.quantile(np.abs(waveform), 0.97), -1.0, 1.0)  # 3 % of samples at full scale
     with caplog.at_level("WARNING"):
-        prompt_processor("Hi.", prompt_audio=clipped, prompt_text=text, sampling_rate=rate)
+        processor("Hi.", prompt_audio=clipped, prompt_text=text, sampling_rate=rate)
     assert "clipped" in caplog.text
 
 
-def test_prompt_that_is_not_audio_is_refused(prompt_processor, prompt, tmp_path):
+def test_prompt_that_is_not_audio_is_refused(processor, prompt, tmp_path):
     _, rate, text = prompt
     notes = tmp_path / "notes.wav"
     notes.write_text("these are my notes, not audio")
     with pytest.raises(AudioError, match="Cannot read audio file .*notes.wav"):
         load_audio(notes)
     with pytest.raises(ValueError, match="Prompt audio is not usable audio"):
-        prompt_processor("Hi.", prompt_audio=np.array(["not", "audio"]), prompt_text=text, sampling_rate=rate)
+        processor("Hi.", prompt_audio=np.array(["not", "audio"]), prompt_text=text, sampling_rate=rate)
     with pytest.raises(ValueError, match="not usable audio|invalid sampling rate"):
-        prompt_processor("Hi.", prompt_audio=np.ones(16000, dtype=np.float32), prompt_text=text, sampling_rate=0)
+        processor("Hi.", prompt_audio=np.ones(16000, dtype=np.float32), prompt_text=text, sampling_rate=0)
 
 
-def test_prompt_text_that_does_not_match_the_audio_is_refused(prompt_processor, prompt, flite_corpus):
+def test_prompt_text_that_does_not_match_the_audio_is_refused(processor, prompt, flite_corpus):
     # The tiny test aligner only catches gross mismatches (other sentences read over this prompt);
     # the corpus-size one flags swapped transcripts too (see the processing notes).
     waveform, rate, _ = prompt
     wrong = " ".join(u.text for u in read_corpus(flite_corpus)[0][1:5])
     with pytest.raises(AlignmentError, match="does not match the audio"):
-        prompt_processor("Hi.", prompt_audio=waveform, prompt_text=wrong, sampling_rate=rate)
+        processor("Hi.", prompt_audio=waveform, prompt_text=wrong, sampling_rate=rate)
 
 
 # -- configs and checkpoints ----------------------------------------------------------------------

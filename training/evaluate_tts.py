@@ -195,6 +195,8 @@ def evaluate_model(
         metrics["utterances"] = len(items_rows)
         summary[name] = metrics
     layout = model.config.gar_config.layout
+    if Path(eval_path).is_file():  # a text file: one fixed prompt for every line, or none
+        mode = "fixed" if prompt_audio else "none"
     result = {"model": str(model_dir), "layout": layout, "eval": str(eval_path), "prompt_mode": mode, "asr": asr, "sim": sim,
               "seed": seed, "summary": summary, "skipped": skipped, "utterances": rows}
     out_path = Path(out)
