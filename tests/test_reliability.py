@@ -90,6 +90,18 @@ def test_prompt_text_that_does_not_match_the_audio_is_refused(processor, prompt,
         processor("Hi.", prompt_audio=waveform, prompt_text=wrong, sampling_rate=rate)
 
 
+def test_truncated_flac_is_refused_with_the_decoder_error(flite_corpus, tmp_path):
+    import soundfile as sf
+
+    waveform, rate = load_audio(read_corpus(flite_corpus)[0][0].audio_path)
+    sf.write(tmp_path / "whole.flac", waveform, rate)
+    data = (tmp_path / "whole.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])  # a download that stopped half-way
+    assert len(load_audio(tmp_path / "whole.flac")[0]) == len(waveform)
+    with pytest.raises(AudioError, match=r"Cannot read audio file .*cut.flac.*flac decoder"):
+        load_audio(tmp_path / "cut.flac")
+
+
 # -- configs and checkpoints ----------------------------------------------------------------------
 def test_inconsistent_vocab_sizes_are_refused(tmp_path):
     from ella_v_hf.synthesis import load_checkpoint
