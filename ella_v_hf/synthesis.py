@@ -58,7 +58,8 @@ def split_sentences(text: str, tokenizer=None, max_phonemes: int = MAX_SENTENCE_
     at its last comma when the words after it fit in the next piece. Word costs are counted one
     word at a time, so a piece can exceed ``max_phonemes`` by a few tokens of context effects.
 
-    Phonemisation is batched (two espeak calls whatever the length), so 10,000-word texts split in seconds.
+    Phonemisation is batched (one espeak call for the sentences, one per over-long sentence), so a
+    10,000-word text splits in about a second.
     """
     parts = [p.strip() for p in re.split(r"(?<=[.!?…;])\s+", text.strip()) if p.strip()]
     if tokenizer is None:
