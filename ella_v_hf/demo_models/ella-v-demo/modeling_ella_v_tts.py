@@ -213,17 +213,19 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             codes.append(row_codes)
         return prompts, phonemes, codes
 
-    def _check_length(self, prompts: list[list[int]], phonemes: list[list[int]], spec) -> None:
+    def _check_length(self, prompts: list[list[int]], phonemes: list[list[int]], done: list[int]) -> None:
         """Refuse texts whose GAR sequence would run far past ``max_position_embeddings``.
+
+        Args:
+            prompts / phonemes: As from :meth:`build_prompts`.
+            done: Phonemes each prompt already spells out in interleaved form (0 for VALL-E).
 
         Raises:
             ValueError: With the size of the longest row and how to split the text.
         """
         gar_config = self.config.gar_config
-        space = gar_config.token_space
-        for prompt, row in zip(prompts, phonemes):
-            done = len(parse_gar_sequence(prompt, space, spec, strict=False).phonemes) if spec.interleaved else 0
-            expected = len(prompt) + (len(row) - done) * EXPECTED_TOKENS_PER_PHONEME
+        for prompt, row, closed in zip(prompts, phonemes, done):
+            expected = len(prompt) + (len(row) - closed) * EXPECTED_TOKENS_PER_PHONEME
             if expected > gar_config.max_position_embeddings:
                 raise ValueError(
                     f"A text of {len(row)} phoneme tokens needs about {expected} GAR positions but the model "
@@ -278,9 +280,10 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             input_ids, attention_mask, prompt_input_ids, prompt_attention_mask, prompt_durations, prompt_codes, prompt_num_frames
         )
         cap = int(max_frames_per_phone or gar_config.max_frames_per_phone)
-        self._check_length(prompts, phonemes, spec)
+        done = [len(parse_gar_sequence(q, space, spec).phonemes) if spec.interleaved else 0 for q in prompts]
+        self._check_length(prompts, phonemes, done)
         if spec.interleaved:
-            remaining = max(len(p) - len(parse_gar_sequence(q, space, spec).phonemes) + 1 for p, q in zip(phonemes, prompts))
+            remaining = max(len(p) - d + 1 for p, d in zip(phonemes, done))
             max_new_tokens = remaining * (cap + 2) + 2
         else:
             targets = int(attention_mask.sum(1).max()) if attention_mask is not None else input_ids.shape[1]
