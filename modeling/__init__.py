@@ -27,6 +27,7 @@ from .sequence_layout import (
     ParsedGarSequence,
     TokenSpace,
     build_gar_sequence,
+    frame_phoneme_ids,
     parse_gar_sequence,
     sequence_to_alignment_durations,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "ParsedGarSequence",
     "TokenSpace",
     "build_gar_sequence",
+    "frame_phoneme_ids",
     "parse_gar_sequence",
     "sequence_to_alignment_durations",
 ]

@@ -195,10 +195,17 @@ class EllaVNARConfig(EllaVBaseConfig):
     Frames of an acoustic prompt are embedded with all ``K`` codebooks.
 
     Args:
+        frame_phonemes: Also add, to every frame, an embedding of the phoneme that frame is aligned
+            to (an extension, not in the paper; off by default). The NAR then no longer has to infer
+            the alignment from codebook 0, which a small model trained briefly does poorly. It
+            needs the alignment at inference: ELLA-V's GAR sequence spells it out (each phoneme
+            token owns the frames up to its EOP), so only ELLA-V checkpoints can use it.
         kwargs: The shared fields of :class:`EllaVBaseConfig` (``num_codebooks`` must be >= 2).
     """
 
     model_type = "ella_v_nar"
+
+    frame_phonemes: bool = False
 
     def __post_init__(self, **kwargs) -> None:
         super().__post_init__(**kwargs)

@@ -326,3 +326,45 @@ def test_broken_checkpoint_directories_are_reported(tts_dir, tmp_path):
     (broken / "model.safetensors").write_bytes(data[: len(data) // 3])
     with pytest.raises(ValueError, match="truncated or corrupt"):
         resolve_model_dir(broken)
+
+
+def test_frame_phoneme_nar_gets_the_generated_alignment(monkeypatch):
+    """An ELLA-V checkpoint whose NAR has frame_phonemes reads each frame's phoneme from the GAR
+    sequence it just generated (local advance undone), prompt frames included."""
+    from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig
+    from ella_v_hf.modeling import EllaVMelCodecConfig, EllaVNARModel, sequence_to_alignment_durations
+    from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
+
+    tok = EllaVPhonemeTokenizer()
+    dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    codec = EllaVMelCodecConfig(num_codebooks=3, codebook_size=16, griffin_lim_iters=2)
+    with pytest.raises(ValueError, match="only the interleaved ELLA-V layout"):
+        EllaVTTSConfig(gar_config={**dims, "layout": "vall-e"}, nar_config={**dims, "frame_phonemes": True}, codec_config=codec)
+    config = EllaVTTSConfig(gar_config={**dims, "local_advance": 1, "max_frames_per_phone": 4},
+                            nar_config={**dims, "frame_phonemes": True}, codec_config=codec)
+    torch.manual_seed(0)
+    model = EllaVForTextToSpeech(config).eval()
+    seen = []
+    original = EllaVNARModel.decode_codebooks
+
+    def spy(self, phoneme_ids, first_codes, *args, **kwargs):
+        seen.append((first_codes.shape[-1], kwargs.get("prompt_codes"), kwargs["frame_phoneme_ids"]))
+        return original(self, phoneme_ids, first_codes, *args, **kwargs)
+
+    monkeypatch.setattr(EllaVNARModel, "decode_codebooks", spy)
+    space, spec = config.gar_config.token_space, config.gar_config.layout_spec
+    inputs = EllaVProcessor(tok)(["Hi there.", "A longer sentence here."])
+    out = model.generate(**inputs, do_sample=True)
+    for i, (frames, prompt, aligned) in enumerate(seen):
+        parsed = parse_gar_sequence(out.sequences[i].tolist(), space, spec)
+        durations = sequence_to_alignment_durations(parsed.frame_counts, spec.local_advance)
+        expected = [space.phoneme_id(p) for p, d in zip(parsed.phonemes, durations) for _ in range(d)]
+        assert prompt is None and aligned[0].tolist() == expected and len(expected) == frames == out.codes[i].shape[-1]
+    # With an acoustic prompt the alignment covers the prompt frames first.
+    seen.clear()
+    prompt_ids, prompt_durations = [5, 6, 7], [2, 3, 2]
+    prompt_codes = torch.randint(0, 16, (1, 3, 7))
+    out = model.generate(inputs["input_ids"][:1], inputs["attention_mask"][:1], prompt_input_ids=torch.tensor([prompt_ids]),
+                         prompt_durations=torch.tensor([prompt_durations]), prompt_codes=prompt_codes, do_sample=True)
+    frames, prompt, aligned = seen[0]
+    assert aligned.shape[-1] == 7 + frames and aligned[0, :4].tolist() == [space.phoneme_id(p) for p in (5, 5, 6, 6)]

@@ -147,3 +147,35 @@ def test_bad_inputs(kwargs, message):
     args = dict(phoneme_ids=torch.tensor([[5, 6]]), codes=torch.zeros(1, 4, 5, dtype=torch.long))
     with pytest.raises(ValueError, match=message):
         model(**{**args, **kwargs})
+
+
+# -- frame_phonemes: the aligned phoneme of every frame as an extra input (an extension) ----------
+def test_frame_phonemes_are_an_input_and_required():
+    model = nar(frame_phonemes=True)
+    phoneme_ids, codes = inputs()
+    aligned = phoneme_ids[:, [0, 0, 1, 1, 1, 2, 2]]  # [B, T]
+    with pytest.raises(ValueError, match="needs frame_phoneme_ids of shape"):
+        model(phoneme_ids=phoneme_ids, codes=codes, codebook_index=1)
+    with pytest.raises(ValueError, match="needs frame_phoneme_ids of shape"):
+        model(phoneme_ids=phoneme_ids, codes=codes, codebook_index=1, frame_phoneme_ids=aligned[:, :5])
+    base = model(phoneme_ids=phoneme_ids, codes=codes, codebook_index=1, frame_phoneme_ids=aligned).logits
+    moved = aligned.clone()
+    moved[:, 2] = phoneme_ids[:, 0]  # frame 2 now belongs to the first phoneme
+    assert not torch.allclose(model(phoneme_ids=phoneme_ids, codes=codes, codebook_index=1, frame_phoneme_ids=moved).logits, base)
+    decoded = model.decode_codebooks(phoneme_ids, codes[:, 0], frame_phoneme_ids=aligned)
+    assert decoded.shape == codes.shape and torch.equal(decoded[:, 0], codes[:, 0])
+    with pytest.raises(ValueError, match="frame_phonemes=False"):
+        nar()(phoneme_ids=phoneme_ids, codes=codes, codebook_index=1, frame_phoneme_ids=aligned)
+
+
+def test_frame_phonemes_round_trip(tmp_path):
+    model = nar(frame_phonemes=True)
+    model.save_pretrained(tmp_path)
+    loaded = EllaVNARModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.frame_phonemes
+    phoneme_ids, codes = inputs()
+    aligned = phoneme_ids[:, [0, 0, 1, 1, 1, 2, 2]]
+    torch.testing.assert_close(
+        loaded(phoneme_ids=phoneme_ids, codes=codes, codebook_index=3, frame_phoneme_ids=aligned).logits,
+        model(phoneme_ids=phoneme_ids, codes=codes, codebook_index=3, frame_phoneme_ids=aligned).logits,
+    )

@@ -222,3 +222,14 @@ def test_round_trip_build_parse(utterance, advance, global_advance, layout, rnd)
     # Every prefix of a valid sequence parses (generation checks partial sequences).
     cut = rnd.randrange(len(seq.input_ids) + 1)
     parse_gar_sequence(seq.input_ids[:cut], SPACE, spec)
+
+
+def test_frame_phoneme_ids_expand_durations():
+    from ella_v_hf.modeling import frame_phoneme_ids
+
+    space = TokenSpace(num_phonemes=10, codebook_size=8)
+    assert frame_phoneme_ids([1, 3, 2], [2, 0, 3], space, 5) == [space.phoneme_id(p) for p in (1, 1, 2, 2, 2)]
+    with pytest.raises(LayoutError, match="cover 5 frames, expected 6"):
+        frame_phoneme_ids([1, 3, 2], [2, 0, 3], space, 6)
+    with pytest.raises(LayoutError, match="non-negative"):
+        frame_phoneme_ids([1, 3], [2, -1], space)

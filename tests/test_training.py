@@ -41,6 +41,21 @@ def test_collators_follow_the_layout(prepared_corpus):
     assert (batch["labels"] != -100).sum() == sum(r["num_frames"] + len(r["phoneme_ids"]) + 1 for r in rows)
     nar = NarCollator(EllaVNARConfig(num_phonemes=65, codebook_size=32, num_codebooks=2, **SMALL), seed=0)(rows)
     assert nar["codes"].shape[:2] == (3, 2) and (nar["codebook_index"] == 1).all()
+    assert "frame_phoneme_ids" not in nar
+    nar_config = EllaVNARConfig(num_phonemes=65, codebook_size=32, num_codebooks=2, frame_phonemes=True, **SMALL)
+    aligned = NarCollator(nar_config, seed=0)(rows)["frame_phoneme_ids"]  # [B, T]
+    space = nar_config.token_space
+    for i, r in enumerate(rows):
+        expected = [space.phoneme_id(p) for p, d in zip(r["phoneme_ids"], r["durations"]) for _ in range(d)]
+        assert aligned[i].tolist() == expected + [space.PAD] * (aligned.shape[1] - len(expected))
+
+
+def test_frame_phoneme_nar_trains_from_a_recipe(prepared_corpus, tmp_path):
+    summary = train(recipe(stage="nar", max_steps=4, nar_frame_phonemes=True), prepared_corpus, tmp_path / "run", progress=False)
+    from ella_v_hf import EllaVForTextToSpeech
+
+    model = EllaVForTextToSpeech.from_pretrained(tmp_path / "run" / "model")
+    assert summary["step"] == 4 and model.config.nar_config.frame_phonemes and model.nar.frame_phoneme_embeddings is not None
 
 
 def test_training_lowers_the_loss_and_writes_a_model(prepared_corpus, tmp_path):
@@ -84,6 +99,7 @@ def test_interrupted_run_resumes_exactly(prepared_corpus, tmp_path):
         (dict(mixed_precision="fp8"), "mixed_precision"),
         (dict(max_steps=0), "max_steps must be >= 1"),
         (dict(preset="huge"), "Unknown preset"),
+        (dict(layout="vall-e", nar_frame_phonemes=True), "nar_frame_phonemes needs layout 'ella-v'"),
     ],
 )
 def test_bad_config_fails_fast(overrides, message):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..modeling import IGNORE_INDEX, EllaVConfig, EllaVNARConfig, build_gar_sequence
+from ..modeling import IGNORE_INDEX, EllaVConfig, EllaVNARConfig, build_gar_sequence, frame_phoneme_ids
 
 
 @dataclass
@@ -45,6 +45,7 @@ class NarCollator:
     """Rows -> NAR inputs: phoneme prefix, all codebooks, a random codebook index per row in
     ``1..K-1`` and (with ``prompt_probability``) a random acoustic-prompt prefix of up to
     ``max_prompt_fraction`` of the frames, embedded with all codebooks and excluded from the loss.
+    With ``config.frame_phonemes`` it adds ``frame_phoneme_ids`` ``[B, T]`` from the rows' durations.
 
     Args:
         config: The NAR configuration.
@@ -73,6 +74,7 @@ class NarCollator:
         index = torch.zeros(len(rows), dtype=torch.long)
         prompt = torch.zeros(len(rows), dtype=torch.long)
         labels = torch.full((len(rows), frames), IGNORE_INDEX, dtype=torch.long)
+        aligned = torch.full((len(rows), frames), space.PAD, dtype=torch.long)
         for i, r in enumerate(rows):
             row_codes = torch.tensor(r["codes"], dtype=torch.long)  # [K, T]
             if row_codes.shape[0] != k:
@@ -86,7 +88,9 @@ class NarCollator:
             if self._rng.random() < self.prompt_probability and t > 2:
                 prompt[i] = self._rng.randint(1, max(1, int(t * self.max_prompt_fraction)))
             labels[i, :t] = row_codes[index[i]]
-        return {
+            if self.config.frame_phonemes:
+                aligned[i, :t] = torch.tensor(frame_phoneme_ids(r["phoneme_ids"], r["durations"], space, t))
+        batch = {
             "phoneme_ids": phoneme_ids,
             "phoneme_attention_mask": phoneme_mask,
             "codes": codes,
@@ -95,6 +99,9 @@ class NarCollator:
             "prompt_frames": prompt,
             "labels": labels,
         }
+        if self.config.frame_phonemes:
+            batch["frame_phoneme_ids"] = aligned
+        return batch
 
 
 def gar_length(row: dict, config: EllaVConfig) -> int:

@@ -1,5 +1,14 @@
-"""The NAR's ceiling: WER of references rebuilt from their own first codebook plus the NAR's
-codebooks 2..K (a perfect GAR), beside the codec resynthesis and the first codebook alone.
+"""How much intelligibility the codec puts in each codebook, and how much of it the NAR recovers.
+
+For each reference utterance (pocketsphinx WER/CER):
+
+- ``first_codebooks``: the codec's resynthesis from its first ``k`` codebooks, ``k = 1..K``
+  (``k = K`` is the full resynthesis; ``k = 1`` is all a perfect GAR gives without a NAR);
+- ``first_codebook_plus_nar``: the true first codebook with codebooks 2..K from the NAR (greedy),
+  i.e. the ceiling of the whole model with a perfect GAR (a ``frame_phonemes`` NAR gets the
+  reference's forced alignment, as the GAR sequence would give it);
+- ``nar_cross_entropy``: the NAR's per-codebook cross-entropy (nats) on the true codes, given the
+  true lower codebooks, beside ``ln(codebook_size)`` (a NAR that knows nothing).
 
     python -m ella_v_hf.training.measure_nar --model DIR --data AUDIOFOLDER --n 50 --json
 """
@@ -8,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..modeling import frame_phoneme_ids
 from ..processing import load_audio, prepare_waveform, read_corpus
 from ..synthesis import load_checkpoint
 from .asr import PocketsphinxASR
@@ -20,22 +32,60 @@ from .judges import wer_cer
 
 
 @torch.no_grad()
-def measure_nar(model_dir: str, data: str, n: int = 50, progress: bool = True) -> dict:
-    """WER/CER (pocketsphinx) of: codec resynthesis, first codebook + NAR, first codebook alone."""
+def measure_nar(model_dir: str, data: str, n: int = 50, progress: bool = True, asr=None) -> dict:
+    """Measure the codec's per-codebook intelligibility and the NAR's share of it.
+
+    Args:
+        model_dir: An ``EllaVForTextToSpeech`` checkpoint with its processor.
+        data: A corpus directory with reference audio and transcripts.
+        n: How many utterances (the first ``n``).
+        progress: Show a progress bar.
+        asr: Anything with ``transcribe(waveform, sampling_rate) -> str`` (default: pocketsphinx).
+
+    Returns:
+        A JSON-able dict; see the module docstring.
+    """
     model, processor = load_checkpoint(model_dir)
     utterances = read_corpus(data)[0][:n]
-    asr = PocketsphinxASR()
-    references, hypotheses = [], {"codec_resynthesis": [], "first_codebook_plus_nar": [], "first_codebook_only": []}
+    asr = asr or PocketsphinxASR()
+    rate = model.config.sampling_rate
+    space = model.config.gar_config.token_space
+    num_codebooks = model.config.nar_config.num_codebooks
+    aligned_input = model.config.nar_config.frame_phonemes
+    references: list[str] = []
+    first_k: dict[int, list[str]] = {k: [] for k in range(1, num_codebooks + 1)}
+    with_nar: list[str] = []
+    nll = torch.zeros(num_codebooks)  # summed over frames, codebook 0 unused
+    frames = 0
     for u in tqdm(utterances, desc="NAR ceiling", disable=not progress):
-        waveform = prepare_waveform(*load_audio(u.audio_path), model.config.sampling_rate, name=u.id)
-        codes = processor.codec.encode(waveform, model.config.sampling_rate)  # [K, T]
-        ids = processor.tokenizer(u.text)["input_ids"]
-        completed = model._nar_decode(ids, codes[0].long(), None)  # [K, T]
+        waveform = prepare_waveform(*load_audio(u.audio_path), rate, name=u.id)
+        aligned = None
+        if aligned_input:  # the reference's own forced alignment stands in for the GAR's
+            reference = processor.prepare_prompt(waveform, rate, u.text, check_alignment=False)
+            ids, codes = reference["input_ids"], reference["codes"].long()  # [K, T]
+            aligned = torch.tensor(frame_phoneme_ids(ids, reference["durations"], space, codes.shape[-1]))[None]  # [1, T]
+        else:
+            ids = processor.tokenizer(u.text)["input_ids"]
+            codes = processor.codec.encode(waveform, rate).long()  # [K, T]
+        phoneme_ids = torch.tensor([space.phoneme_offset + p for p in ids])[None]  # [1, Lp]
+        for j in range(1, num_codebooks):  # teacher-forced: the true codebooks < j are the input
+            logits = model.nar(phoneme_ids=phoneme_ids, codes=codes[None], codebook_index=j, frame_phoneme_ids=aligned).logits[0]  # [T, C]
+            nll[j] += F.cross_entropy(logits.float(), codes[j], reduction="sum")
+        frames += codes.shape[-1]
         references.append(u.text)
-        for name, audio in (("codec_resynthesis", processor.codec.decode(codes)), ("first_codebook_plus_nar", processor.codec.decode(completed)),
-                            ("first_codebook_only", processor.codec.decode(codes[:1]))):  # the codec decodes any leading K' codebooks
-            hypotheses[name].append(asr.transcribe(audio, model.config.sampling_rate))
-    return {"model": model_dir, "data": data, "utterances": len(references), **{k: wer_cer(references, v) for k, v in hypotheses.items()}}
+        completed = model.nar.decode_codebooks(phoneme_ids, codes[None, 0], frame_phoneme_ids=aligned)[0]  # [K, T]
+        with_nar.append(asr.transcribe(processor.codec.decode(completed), rate))
+        for k in first_k:  # the codec decodes any leading k codebooks
+            first_k[k].append(asr.transcribe(processor.codec.decode(codes[:k]), rate))
+    return {
+        "model": model_dir,
+        "data": data,
+        "utterances": len(references),
+        "first_codebooks": {str(k): wer_cer(references, v) for k, v in first_k.items()},
+        "first_codebook_plus_nar": wer_cer(references, with_nar),
+        "nar_cross_entropy": {str(j + 1): float(nll[j] / max(frames, 1)) for j in range(1, num_codebooks)},
+        "uniform_cross_entropy": math.log(model.config.nar_config.codebook_size),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ class TrainConfig:
     global_advance: bool = True
     local_advance: int | None = None
     stage: str = "both"
+    nar_frame_phonemes: bool = False  # EllaVNARConfig.frame_phonemes (ELLA-V layout only; not in the paper)
     max_steps: int = 2000
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
@@ -74,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"Unknown layout {self.layout!r}; expected 'ella-v' or 'vall-e'")
         if self.stage not in STAGES:
             raise ValueError(f"Unknown stage {self.stage!r}; expected one of {STAGES}")
+        if self.nar_frame_phonemes and self.layout != "ella-v":
+            raise ValueError("nar_frame_phonemes needs layout 'ella-v': only its GAR sequence gives each frame's phoneme at inference")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         for name in ("max_steps", "max_tokens_per_batch", "gradient_accumulation_steps", "save_every", "eval_every", "keep_last"):
@@ -128,7 +131,7 @@ def build_model_config(config: TrainConfig, processor) -> EllaVTTSConfig:
     gar = dict(dims, num_phonemes=processor.tokenizer.vocab_size, layout=config.layout, global_advance=config.global_advance)
     if config.local_advance is not None:
         gar["local_advance"] = config.local_advance
-    nar = dict(dims, num_phonemes=processor.tokenizer.vocab_size)
+    nar = dict(dims, num_phonemes=processor.tokenizer.vocab_size, frame_phonemes=config.nar_frame_phonemes)
     codec_model = processor.codec.model
     return EllaVTTSConfig(gar_config=gar, nar_config=nar, codec_config=codec_model.config.to_dict())
 

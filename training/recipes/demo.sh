@@ -6,12 +6,13 @@
 # 1. a 1,000-utterance flite corpus (8 voices) + the Kathleen corpus (CC0), 10 % of Kathleen's
 #    prompts held out (no held-out sentence is trained on in any voice);
 # 2. prepare with the embedded mel codec (8 x 256 codes, 50 Hz) and the built-in aligner;
-# 3. three runs in parallel, one CPU thread each, same data, steps and seed for both GARs:
+# 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
 #    ELLA-V GAR (stage ar), VALL-E GAR (stage ar): 1,000 steps, dropout 0.1 (without dropout both
-#    GARs overfit the 1.4 h corpus after ~750 steps); one 3-layer NAR (stage nar, 3,000 steps)
-#    shared by both demos (its inputs do not depend on the GAR layout);
+#    GARs overfit the 1.4 h corpus after ~750 steps); two 3-layer NARs (stage nar, 3,000 steps):
+#    VALL-E's, and ELLA-V's, which also reads each frame's aligned phoneme (nar_frame_phonemes;
+#    ELLA-V's GAR sequence gives that alignment at inference, VALL-E's does not);
 # 4. assemble both demos in fp16; 5. build the unseen-Harvard evaluation set.
-# Steps 1-2 take ~5 min, step 3 ~50 min on 2 cores (batches of <= 3,000 tokens).
+# Steps 1-2 take ~5 min, step 3 ~90 min on 2 cores (batches of <= 3,000 tokens).
 set -euo pipefail
 RUNS=${1:?usage: demo.sh RUNS_DIR [SHARED_DATA_DIR]}
 SHARED=$(realpath "${2:-../shared/data}")
@@ -23,13 +24,13 @@ mkdir -p "$RUNS" && cd "$RUNS"
     --corpus "$SHARED/kathleen" --corpus demo --hold-out "$SHARED/kathleen=0.1" --held-out-dir kathleen_heldout
 ella-v prepare --data combined --out combined_prep
 
-for run in ella-v vall-e nar; do
+for run in ella-v vall-e nar nar-aligned; do
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ella-v train --config "$HERE/configs/demo-$run.json" \
         --data combined_prep --out "demo_train/$run" --resume > "demo_train-$run.log" 2>&1 &
 done
 wait
 
-ella-v assemble --gar demo_train/ella-v/model --nar demo_train/nar/model --out ella-v-demo
+ella-v assemble --gar demo_train/ella-v/model --nar demo_train/nar-aligned/model --out ella-v-demo
 ella-v assemble --gar demo_train/vall-e/model --nar demo_train/nar/model --out vall-e-demo
 python3 -m ella_v_hf.training.eval_sets --out harvard50 --n 50 --sentences "$SHARED/harvard-sentences.txt" \
     --exclude combined --exclude kathleen_heldout --voice rms

@@ -6,7 +6,7 @@
 # Kathleen held-out prompts and 50 unseen Harvard sentences (flite rms references) with
 # cross-sentence prompts from the same speaker, and the hard-sentence list with a fixed rms prompt;
 # pocketsphinx WER/CER, resemblyzer SIM, INF, CUT, duration ratio, RTF. The two models run in
-# parallel, one CPU thread each.
+# parallel, one CPU thread each. Then training/measure_nar.py on the Harvard set for both demos.
 set -euo pipefail
 RUNS=$(realpath "${1:?usage: evaluate_demo.sh RUNS_DIR [MODELS_DIR]}")
 MODELS=$(realpath "${2:-$(python3 -c 'import ella_v_hf, os; print(os.path.join(os.path.dirname(ella_v_hf.__file__), "demo_models"))')}")
@@ -27,4 +27,8 @@ for model in ella-v vall-e; do
     ) > "$RUNS/eval/$model.log" 2>&1 &
 done
 wait
-cat "$RUNS"/eval/*.md
+for model in ella-v vall-e; do  # what each codebook carries, and the NAR's share of it (a perfect GAR)
+    python3 -m ella_v_hf.training.measure_nar --model "$MODELS/$model-demo" --data "$RUNS/harvard50" --n 50 --json \
+        > "$RUNS/eval/$model-nar-ceiling.json"
+done
+cat "$RUNS"/eval/*.md "$RUNS"/eval/*-nar-ceiling.json

@@ -14,7 +14,14 @@ from .codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel
 from .configuration_ella_v import EllaVConfig, EllaVNARConfig
 from .generation_ella_v import EllaVPhonemeAdvanceLogitsProcessor
 from .modeling_ella_v import EllaVForCausalLM, EllaVNARModel, EllaVPreTrainedModel
-from .sequence_layout import TokenSpace, build_gar_sequence, parse_gar_sequence
+from .sequence_layout import (
+    ParsedGarSequence,
+    TokenSpace,
+    build_gar_sequence,
+    frame_phoneme_ids,
+    parse_gar_sequence,
+    sequence_to_alignment_durations,
+)
 
 #: GAR tokens one phoneme token takes on average in English speech at 50 Hz (itself, its EOP and
 #: ~4-5 frames; ELLA-V also repeats it in the prefix): the yardstick of the length check.
@@ -77,6 +84,11 @@ class EllaVTTSConfig(PreTrainedConfig):
         if self.gar_config.num_phonemes != self.nar_config.num_phonemes:
             raise ValueError(
                 f"gar_config.num_phonemes ({self.gar_config.num_phonemes}) != nar_config.num_phonemes ({self.nar_config.num_phonemes})"
+            )
+        if self.nar_config.frame_phonemes and not self.gar_config.layout_spec.interleaved:
+            raise ValueError(
+                "nar_config.frame_phonemes needs each frame's phoneme at inference, which only the interleaved "
+                f"ELLA-V layout provides; this GAR has layout={self.gar_config.layout!r}."
             )
         if self.vall_e_max_frames_per_phone is None:
             self.vall_e_max_frames_per_phone = self.gar_config.max_frames_per_phone
@@ -315,7 +327,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             prompt_frames = 0 if prompt_code_rows[b] is None else prompt_code_rows[b].shape[-1]
             first = torch.tensor(parsed.codes[prompt_frames:], dtype=torch.long, device=device)
             infinite.append(not parsed.complete)
-            codes = self._nar_decode(phonemes[b], first, prompt_code_rows[b])
+            codes = self._nar_decode(phonemes[b], first, prompt_code_rows[b], parsed)
             code_rows.append(codes)
             wave = self._codec_decode(codes) if codes.shape[-1] else torch.zeros(0, device=device)
             audio.append(wave)
@@ -331,14 +343,32 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             infinite=torch.tensor(infinite),
         )
 
-    def _nar_decode(self, phonemes: list[int], first: torch.LongTensor, prompt_codes: torch.LongTensor | None) -> torch.LongTensor:
-        """Codebooks 2..K for one row: ``[T]`` -> ``[K, T]``."""
-        space = self.config.gar_config.token_space
+    def _nar_decode(
+        self,
+        phonemes: list[int],
+        first: torch.LongTensor,  # [T]
+        prompt_codes: torch.LongTensor | None,  # [K, Tp]
+        parsed: ParsedGarSequence | None = None,
+    ) -> torch.LongTensor:
+        """Codebooks 2..K for one row: ``[T]`` -> ``[K, T]``.
+
+        ``parsed`` is the row's generated GAR sequence (prompt included); a ``frame_phonemes`` NAR
+        reads each frame's phoneme from it.
+        """
+        gar_config = self.config.gar_config
+        space = gar_config.token_space
         if first.numel() == 0:
             return torch.zeros(self.config.nar_config.num_codebooks, 0, dtype=torch.long, device=first.device)
         phoneme_ids = torch.tensor([space.phoneme_offset + p for p in phonemes], device=first.device)[None]
         prompt = None if prompt_codes is None else prompt_codes.to(first.device)[None]
-        return self.nar.decode_codebooks(phoneme_ids, first[None], prompt_codes=prompt)[0]
+        aligned = None
+        if self.config.nar_config.frame_phonemes:
+            if parsed is None:
+                raise ValueError("A frame_phonemes NAR needs the parsed GAR sequence of the row.")
+            durations = sequence_to_alignment_durations(parsed.frame_counts, gar_config.layout_spec.local_advance)
+            ids = frame_phoneme_ids(parsed.phonemes, durations, space)  # [Tp + T]
+            aligned = torch.tensor(ids, dtype=torch.long, device=first.device)[None]
+        return self.nar.decode_codebooks(phoneme_ids, first[None], prompt_codes=prompt, frame_phoneme_ids=aligned)[0]
 
     def _codec_decode(self, codes: torch.LongTensor) -> torch.FloatTensor:
         """``[K, T]`` -> waveform ``[S]``."""

@@ -503,7 +503,8 @@ class EllaVNARModel(EllaVPreTrainedModel):
     as ``sum_{c < j} E_c(codes[c, t])`` for the requested codebook ``j`` (0-based, ``1 <= j < K``);
     frames of an acoustic prompt (``t < prompt_frames``) use all ``K`` codebooks. A learned
     codebook-index embedding is added to every position; attention is bidirectional; head ``j``
-    predicts ``codes[j, t]``.
+    predicts ``codes[j, t]``. With ``config.frame_phonemes`` frame ``t`` also gets an embedding of
+    its aligned phoneme (``frame_phoneme_ids``).
     """
 
     config_class = EllaVNARConfig
@@ -518,6 +519,10 @@ class EllaVNARModel(EllaVPreTrainedModel):
             [nn.Embedding(config.codebook_size, config.hidden_size) for _ in range(config.num_codebooks)]
         )
         self.codebook_index_embeddings = nn.Embedding(config.num_codebooks, config.hidden_size)
+        # Optional (config.frame_phonemes): the aligned phoneme of every frame, same ids as the prefix.
+        self.frame_phoneme_embeddings = (
+            nn.Embedding(space.acoustic_offset, config.hidden_size, padding_idx=TokenSpace.PAD) if config.frame_phonemes else None
+        )
         self.layers = nn.ModuleList(
             [EllaVDecoderLayer(config, i, is_causal=False) for i in range(config.num_hidden_layers)]
         )
@@ -561,10 +566,14 @@ class EllaVNARModel(EllaVPreTrainedModel):
         codes_attention_mask: torch.Tensor | None = None,  # [B, T]
         prompt_frames: torch.LongTensor | None = None,  # [B] leading frames embedded with all codebooks
         labels: torch.LongTensor | None = None,  # [B, T] target codes of codebook j, -100 = ignored
+        frame_phoneme_ids: torch.LongTensor | None = None,  # [B, T] flat id of each frame's aligned phoneme
         return_dict: bool | None = None,
         **kwargs,
     ) -> EllaVNAROutput:
         """Predict codebook ``codebook_index`` for every frame.
+
+        ``frame_phoneme_ids`` (flat phoneme ids like ``phoneme_ids``, PAD on padded frames) is
+        required with ``config.frame_phonemes`` and refused without it.
 
         Returns:
             :class:`EllaVNAROutput` with ``logits`` ``[B, T, codebook_size]``. When ``labels`` is
@@ -596,6 +605,18 @@ class EllaVNARModel(EllaVPreTrainedModel):
         embeds = torch.cat(
             [self.phoneme_embeddings(phoneme_ids), self._embed_frames(codes, codebook_index, prompt_frames)], dim=1
         )  # [B, Lp + T, H]
+        if self.config.frame_phonemes:
+            if frame_phoneme_ids is None or frame_phoneme_ids.shape != (batch, frames):
+                raise ValueError(
+                    f"This NAR has frame_phonemes=True and needs frame_phoneme_ids of shape {(batch, frames)} "
+                    f"(each frame's aligned phoneme), got {None if frame_phoneme_ids is None else tuple(frame_phoneme_ids.shape)}."
+                )
+            if frame_phoneme_ids.numel() and (frame_phoneme_ids.min() < 0 or frame_phoneme_ids.max() >= space.acoustic_offset):
+                raise ValueError(f"frame_phoneme_ids must be flat phoneme/special ids in [0, {space.acoustic_offset}).")
+            aligned = self.frame_phoneme_embeddings(frame_phoneme_ids.to(device))  # [B, T, H]
+            embeds = embeds + F.pad(aligned, (0, 0, phoneme_ids.shape[1], 0))
+        elif frame_phoneme_ids is not None:
+            raise ValueError("frame_phoneme_ids was given but this NAR was configured with frame_phonemes=False.")
         embeds = embeds + self.codebook_index_embeddings(codebook_index)[:, None]
         mask_2d = torch.cat([phoneme_attention_mask, codes_attention_mask], dim=1).long()  # [B, Lp + T]
         position_ids = positions_from_mask(mask_2d, mask_2d.shape[1], 0, device)
@@ -624,8 +645,12 @@ class EllaVNARModel(EllaVPreTrainedModel):
         phoneme_attention_mask: torch.Tensor | None = None,
         codes_attention_mask: torch.Tensor | None = None,
         prompt_codes: torch.LongTensor | None = None,  # [B, K, Tp] all codebooks of an acoustic prompt
+        frame_phoneme_ids: torch.LongTensor | None = None,  # [B, Tp + T] aligned phoneme per frame (prompt first)
     ) -> torch.LongTensor:
         """Greedy NAR decoding of codebooks 1..K-1 given codebook 0.
+
+        ``frame_phoneme_ids`` covers the prompt frames and then the new ones; it is needed exactly
+        when ``config.frame_phonemes``.
 
         Returns:
             ``[B, K, T]`` codes (the prompt frames, if any, are not included).
@@ -650,6 +675,7 @@ class EllaVNARModel(EllaVPreTrainedModel):
                 phoneme_attention_mask=phoneme_attention_mask,
                 codes_attention_mask=mask,
                 prompt_frames=prompt,
+                frame_phoneme_ids=frame_phoneme_ids,
             ).logits
             codes[:, j, prompt_length:] = logits[:, prompt_length:].argmax(-1)
         return codes[:, :, prompt_length:]

@@ -399,3 +399,27 @@ def sequence_to_alignment_durations(frame_counts: Sequence[int], local_advance: 
         durations[0] += shift
         durations[-1] -= shift
     return durations
+
+
+def frame_phoneme_ids(phonemes: Sequence[int], durations: Sequence[int], space: TokenSpace, num_frames: int | None = None) -> list[int]:
+    """Flat id of the phoneme each frame is aligned to (the NAR's ``frame_phoneme_ids``).
+
+    Args:
+        phonemes: Phoneme indices ``[n]``.
+        durations: Aligned frames per phoneme ``[n]`` (from the aligner, or
+            :func:`sequence_to_alignment_durations` of a generated sequence).
+        space: The token space (gives the flat phoneme ids).
+        num_frames: Expected total; checked when given.
+
+    Returns:
+        ``[sum(durations)]`` flat phoneme ids.
+
+    Raises:
+        LayoutError: On a length mismatch or a negative duration.
+    """
+    if len(phonemes) != len(durations) or any(d < 0 for d in durations):
+        raise LayoutError(f"{len(phonemes)} phonemes need as many non-negative durations, got {list(durations)[:8]}...")
+    ids = [space.phoneme_id(int(p)) for p, d in zip(phonemes, durations) for _ in range(int(d))]
+    if num_frames is not None and len(ids) != num_frames:
+        raise LayoutError(f"The durations cover {len(ids)} frames, expected {num_frames}.")
+    return ids
