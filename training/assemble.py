@@ -1,8 +1,8 @@
 """``ella-v assemble``: one release checkpoint from a GAR run and a NAR run, stored in fp16.
 
-The NAR's inputs (phonemes, prompt codes and the first codebook) do not depend on the GAR's
-layout, so one NAR trained with ``stage: nar`` serves an ELLA-V GAR and a VALL-E GAR alike; this
-is how the bundled demos are built. Weights are written as float16 safetensors while the configs
+A plain NAR's inputs (phonemes, prompt codes and the first codebook) do not depend on the GAR's
+layout, so one NAR trained with ``stage: nar`` serves an ELLA-V GAR and a VALL-E GAR alike; a
+``frame_phonemes`` NAR (as in the bundled ELLA-V demo) needs an ELLA-V GAR. Weights are written as float16 safetensors while the configs
 keep ``dtype: float32``, so ``from_pretrained`` loads them as float32 (CPU-friendly) by default.
 """
 

@@ -557,6 +557,12 @@ class EllaVNARModel(EllaVPreTrainedModel):
             embedded = embedded + self.code_embeddings[c](safe[:, c]) * use[..., None].to(embedded.dtype)
         return embedded
 
+    def _check_flat_phoneme_ids(self, name: str, ids: torch.LongTensor) -> None:
+        """Phoneme inputs use the GAR's flat ids of specials and phonemes (no acoustic ids)."""
+        limit = self.config.token_space.acoustic_offset
+        if ids.numel() and (ids.min() < 0 or ids.max() >= limit):
+            raise ValueError(f"{name} must be flat phoneme/special ids in [0, {limit}).")
+
     def forward(
         self,
         phoneme_ids: torch.LongTensor,  # [B, Lp] flat GAR ids of phonemes (PAD = 0 where padded)
@@ -592,9 +598,7 @@ class EllaVNARModel(EllaVPreTrainedModel):
                 f"Predicting codebook {int(codebook_index.max())} needs codes of codebooks 0..{int(codebook_index.max()) - 1}, "
                 f"got {codes.shape[1]} codebooks."
             )
-        space = self.config.token_space
-        if phoneme_ids.numel() and (phoneme_ids.min() < 0 or phoneme_ids.max() >= space.acoustic_offset):
-            raise ValueError(f"phoneme_ids must be flat phoneme/special ids in [0, {space.acoustic_offset}).")
+        self._check_flat_phoneme_ids("phoneme_ids", phoneme_ids)
         if phoneme_attention_mask is None:
             phoneme_attention_mask = torch.ones_like(phoneme_ids)
         if codes_attention_mask is None:
@@ -602,21 +606,18 @@ class EllaVNARModel(EllaVPreTrainedModel):
         if prompt_frames is None:
             prompt_frames = torch.zeros(batch, dtype=torch.long, device=device)
 
-        embeds = torch.cat(
-            [self.phoneme_embeddings(phoneme_ids), self._embed_frames(codes, codebook_index, prompt_frames)], dim=1
-        )  # [B, Lp + T, H]
+        frame_embeds = self._embed_frames(codes, codebook_index, prompt_frames)  # [B, T, H]
         if self.config.frame_phonemes:
             if frame_phoneme_ids is None or frame_phoneme_ids.shape != (batch, frames):
                 raise ValueError(
                     f"This NAR has frame_phonemes=True and needs frame_phoneme_ids of shape {(batch, frames)} "
                     f"(each frame's aligned phoneme), got {None if frame_phoneme_ids is None else tuple(frame_phoneme_ids.shape)}."
                 )
-            if frame_phoneme_ids.numel() and (frame_phoneme_ids.min() < 0 or frame_phoneme_ids.max() >= space.acoustic_offset):
-                raise ValueError(f"frame_phoneme_ids must be flat phoneme/special ids in [0, {space.acoustic_offset}).")
-            aligned = self.frame_phoneme_embeddings(frame_phoneme_ids.to(device))  # [B, T, H]
-            embeds = embeds + F.pad(aligned, (0, 0, phoneme_ids.shape[1], 0))
+            self._check_flat_phoneme_ids("frame_phoneme_ids", frame_phoneme_ids)
+            frame_embeds = frame_embeds + self.frame_phoneme_embeddings(frame_phoneme_ids.to(device))
         elif frame_phoneme_ids is not None:
             raise ValueError("frame_phoneme_ids was given but this NAR was configured with frame_phonemes=False.")
+        embeds = torch.cat([self.phoneme_embeddings(phoneme_ids), frame_embeds], dim=1)  # [B, Lp + T, H]
         embeds = embeds + self.codebook_index_embeddings(codebook_index)[:, None]
         mask_2d = torch.cat([phoneme_attention_mask, codes_attention_mask], dim=1).long()  # [B, Lp + T]
         position_ids = positions_from_mask(mask_2d, mask_2d.shape[1], 0, device)
