@@ -13,6 +13,11 @@ from collections.abc import Sequence
 
 from .presets import PRESETS, preset
 
+#: ``ella-v prepare`` choices (kept here so that ``--help`` imports nothing heavy; a test checks
+#: them against ``processing.prepare.CODECS`` and ``processing.aligners.ALIGNERS``).
+CODEC_NAMES = ("learned", "mel", "encodec", "auto")
+ALIGNER_NAMES = ("builtin", "ctc", "textgrid")
+
 #: Phoneme vocabulary assumed by ``ella-v params`` when none is given (an espeak English inventory
 #: with word-boundary, pause and unknown symbols is about this size).
 DEFAULT_NUM_PHONEMES = 80
@@ -103,18 +108,27 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot_alignment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .modeling import EllaVAlignerModel, EllaVForTextToSpeech
     from .processing import EllaVProcessor, load_audio, prepare_waveform
-    from .processing.plot import plot_alignment
+    from .processing.plot import plot_speech, spans_from_durations
 
     processor = EllaVProcessor.from_pretrained(args.processor)
-    if processor.aligner is None:
+    prepared_aligner = Path(args.processor).parent / "aligner"
+    if (prepared_aligner / "config.json").is_file():  # a prepared corpus: PREPARED/processor + PREPARED/aligner
+        aligner = EllaVAlignerModel.from_pretrained(prepared_aligner).eval()
+    else:  # a checkpoint directory
+        aligner = EllaVForTextToSpeech.from_pretrained(args.processor).aligner
+    if aligner is None:
         raise ValueError(f"{args.processor} has no aligner")
-    rate = processor.aligner.config.sampling_rate
+    rate = aligner.config.sampling_rate
     waveform = prepare_waveform(*load_audio(args.audio), rate, name=args.audio)
     ids = processor.tokenizer(args.text)["input_ids"]
-    alignment = processor.aligner.align(waveform, ids, check=not args.no_check)
+    alignment = aligner.align(waveform, ids, check=not args.no_check)
     tokens = processor.tokenizer.convert_ids_to_tokens(ids)
-    plot_alignment(waveform, rate, tokens, alignment.durations, processor.aligner.config.frame_rate, args.output, title=args.text)
+    frame_rate = aligner.config.frame_rate
+    plot_speech(waveform, rate, args.output, args.text, spans_from_durations(tokens, alignment.durations, frame_rate), frame_rate)
     result = {"output": args.output, "score": alignment.score, "tokens": tokens, "durations": alignment.durations}
     print(json.dumps(result, ensure_ascii=False) if args.json else f"wrote {args.output} (score {alignment.score:.2f})")
     return 0
@@ -157,7 +171,9 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
         )
         sf.write(path, result.audio, result.sampling_rate)
         if args.plot:
-            _plot_waveform(result.audio, result.sampling_rate, os.path.splitext(path)[0] + ".png", text, result.segments)
+            from .processing.plot import plot_speech
+
+            plot_speech(result.audio, result.sampling_rate, os.path.splitext(path)[0] + ".png", text, result.segments)
         seconds = len(result.audio) / result.sampling_rate
         results.append({"output": path, "seconds": round(seconds, 3), "cuts": result.cuts, "infinite": result.infinite})
         print(f"wrote {path}: {seconds:.2f} s, {result.cuts} forced EOPs", file=sys.stderr)
@@ -168,32 +184,10 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot_waveform(audio, rate: int, path: str, title: str, segments=()) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4), sharex=True)
-    time = np.arange(len(audio)) / rate
-    top.plot(time, audio, linewidth=0.4)
-    top.set_title(title[:100])
-    with np.errstate(divide="ignore"):
-        bottom.specgram(audio + 1e-9, Fs=rate, NFFT=512, noverlap=384, cmap="magma")
-    for symbol, start, end in segments:
-        bottom.axvline(start, color="cyan", linewidth=0.5)
-        bottom.text((start + end) / 2, rate / 2 * 1.02, symbol, ha="center", va="bottom", fontsize=7, clip_on=False)
-    bottom.set_xlabel("seconds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from .training.bench import markdown, run_benchmark
+    from .evaluation.bench import markdown, run_benchmark
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA device is available")
@@ -225,10 +219,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_codec(args: argparse.Namespace) -> int:
+    from .training.train_codec import CodecTrainConfig, train_codec
+
+    config = CodecTrainConfig.from_file(args.config) if args.config else CodecTrainConfig()
+    if args.max_steps is not None:
+        config.max_steps = args.max_steps
+    summary = train_codec(config, args.data, args.out, resume=args.resume)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"trained {summary['step']} steps -> {summary['model']} (held-out {summary['eval']})", file=sys.stderr)
+    return 0
+
+
 def _cmd_assemble(args: argparse.Namespace) -> int:
     from .training.assemble import assemble_checkpoint
 
-    out = assemble_checkpoint(args.gar, args.out, nar_dir=args.nar, half=not args.fp32)
+    out = assemble_checkpoint(args.gar, args.out, nar_dir=args.nar, half=not args.fp32, remote_code=not args.no_remote_code)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(json.dumps({"out": str(out), "bytes": size}) if args.json else f"wrote {out} ({size / 2**20:.1f} MiB)")
     return 0
@@ -238,17 +246,19 @@ def _cmd_push(args: argparse.Namespace) -> int:
     from .hub import push_to_hub, stage_for_hub
 
     if args.dry_run:
-        staged = stage_for_hub(args.model, args.dry_run, args.card)
+        staged = stage_for_hub(args.model, args.dry_run, args.card, args.repo_id)
         files = sorted(p.name for p in staged.iterdir())
         print(json.dumps({"staged": str(staged), "files": files}) if args.json else f"staged {len(files)} files in {staged}")
         return 0
+    if not args.repo_id:
+        raise ValueError("push needs --repo-id (or --dry-run DIR to only stage the upload)")
     url = push_to_hub(args.model, args.repo_id, args.card, private=args.private)
     print(json.dumps({"repo_id": args.repo_id, "commit": url}) if args.json else f"uploaded to {args.repo_id}: {url}")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .training.evaluate_tts import evaluate_model
+    from .evaluation.evaluate_tts import evaluate_model
 
     result = evaluate_model(
         args.model,
@@ -267,7 +277,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result["summary"]))
     else:
-        from .training.evaluate_tts import markdown_table
+        from .evaluation.evaluate_tts import markdown_table
 
         print(markdown_table(result))
     return 0
@@ -298,10 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="corpus -> phonemes, codes, durations (datasets.save_to_disk)")
     prep.add_argument("--data", required=True, help="audiofolder, LibriTTS or LibriSpeech directory")
     prep.add_argument("--out", required=True)
-    prep.add_argument("--codec", choices=["mel", "encodec"], default="mel")
-    prep.add_argument("--aligner", choices=["builtin", "ctc", "textgrid"], default="builtin", help="ctc = builtin (alias)")
-    prep.add_argument("--codec-model", default=None)
-    prep.add_argument("--aligner-model", default=None)
+    prep.add_argument("--codec", choices=list(CODEC_NAMES), default="learned",
+                      help="learned: the bundled learned codec (or --codec-model); mel: k-means codec fitted here; "
+                           "encodec: EnCodec 24 kHz; auto: any saved codec (--codec-model)")
+    prep.add_argument("--aligner", choices=list(ALIGNER_NAMES), default="builtin", help="ctc = builtin (alias)")
+    prep.add_argument("--codec-model", default=None, help="a saved codec directory (encodec: also a model id)")
+    prep.add_argument("--aligner-model", default=None, help="a saved EllaVAlignerModel directory (builtin)")
     prep.add_argument("--textgrid-dir", default=None)
     prep.add_argument("--language", default="en-us")
     prep.add_argument("--min-seconds", type=float, default=0.5)
@@ -340,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", required=True, help="JSON recipe, e.g. training/configs/tiny-ella-v.json")
     tr.add_argument("--data", required=True, help="`ella-v prepare` output directory")
     tr.add_argument("--out", required=True, help="run directory")
-    tr.add_argument("--stage", choices=["ar", "nar", "both"], default=None)
+    tr.add_argument("--stage", choices=["gar", "nar", "both", "ar"], default=None, help="ar = gar (alias)")
     tr.add_argument("--layout", choices=["ella-v", "vall-e"], default=None)
     tr.add_argument("--max-steps", type=int, default=None)
     tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
@@ -363,17 +375,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
 
+    tc = sub.add_parser("train-codec", help="train the learned embedded codec on an audio corpus (Accelerate)")
+    tc.add_argument("--data", required=True, help="audiofolder, LibriTTS or LibriSpeech directory")
+    tc.add_argument("--out", required=True, help="run directory (the codec lands in OUT/model)")
+    tc.add_argument("--config", default=None, help="JSON recipe, e.g. training/configs/codec-50hz.json")
+    tc.add_argument("--max-steps", type=int, default=None)
+    tc.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    tc.add_argument("--json", action="store_true")
+    tc.set_defaults(func=_cmd_train_codec)
+
     asm = sub.add_parser("assemble", help="one release checkpoint (fp16) from a GAR run and a NAR run")
     asm.add_argument("--gar", required=True, help="checkpoint whose GAR is taken (e.g. RUN/model of a stage-ar run)")
     asm.add_argument("--nar", default=None, help="checkpoint whose NAR is taken (default: --gar)")
     asm.add_argument("--out", required=True)
     asm.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    asm.add_argument("--no-remote-code", action="store_true", help="write no Hub remote code (demos bundled with the package)")
     asm.add_argument("--json", action="store_true")
     asm.set_defaults(func=_cmd_assemble)
 
     push = sub.add_parser("push", help="upload a checkpoint (with its model card) to the Hugging Face Hub")
     push.add_argument("--model", required=True)
-    push.add_argument("--repo-id", required=True)
+    push.add_argument("--repo-id", default=None, help="Hub repository (required unless --dry-run)")
     push.add_argument("--card", default=None, help="model card Markdown (default: generated from the config)")
     push.add_argument("--private", action="store_true")
     push.add_argument("--dry-run", metavar="DIR", default=None, help="only stage the upload into DIR")
@@ -397,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as error:
+    except (ValueError, RuntimeError, FileNotFoundError, ImportError) as error:
         print(f"ella-v {args.command}: error: {error}", file=sys.stderr)
         return 2
 

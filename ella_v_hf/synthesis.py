@@ -122,9 +122,9 @@ def load_checkpoint(model: str | os.PathLike | None = None) -> tuple[EllaVForTex
             f"{model_dir}: the tokenizer has {processor.tokenizer.vocab_size} phoneme symbols but the model was built "
             f"for num_phonemes={expected}; save the processor the model was trained with beside it."
         )
-    if processor.codec is not None and processor.codec.sampling_rate != tts.config.sampling_rate:
+    if processor.sampling_rate != tts.config.sampling_rate:
         raise ValueError(
-            f"{model_dir}: the processor's codec runs at {processor.codec.sampling_rate} Hz but the model's at {tts.config.sampling_rate} Hz."
+            f"{model_dir}: the processor resamples prompts to {processor.sampling_rate} Hz but the model's codec runs at {tts.config.sampling_rate} Hz."
         )
     return tts, processor
 
@@ -144,7 +144,7 @@ def synthesize(
 
     Args:
         model: The text-to-speech model.
-        processor: Its processor (with aligner and codec when a prompt is given).
+        processor: Its processor.
         text: Text to speak.
         prompt_audio / prompt_text / prompt_sampling_rate: Optional voice prompt and its transcript.
         seed: Seed for sampling.
@@ -162,7 +162,7 @@ def synthesize(
         chunk = sentences[start : start + SENTENCES_PER_BATCH]
         inputs = processor(chunk, prompt_audio=prompt_audio, prompt_text=prompt_text, sampling_rate=prompt_sampling_rate)
         generated = model.generate(**inputs, **generate_kwargs)
-        frames = inputs["prompt_num_frames"].tolist() if "prompt_num_frames" in inputs else [0] * len(chunk)
+        frames = generated.prompt_frames.tolist()
         for i in range(len(chunk)):
             length = int(generated.audio_lengths[i])
             outputs.append((generated.audio[i, :length], generated.sequences[i], frames[i], int(generated.cuts[i]), bool(generated.infinite[i])))

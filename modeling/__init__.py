@@ -1,7 +1,8 @@
-"""What the network is: configurations, the GAR/NAR models and the sequence layout (interleave rule).
+"""What the network is: configurations, the GAR/NAR models, the sequence layout (interleave rule),
+the codecs, the built-in aligner and the composite text-to-speech model.
 
-Everything here is self-contained (torch + transformers only) so ``save_pretrained`` can copy the
-files to the Hub as remote code.
+Every module imports only torch, numpy, transformers and its siblings (relatively), so
+``save_pretrained`` copies the files verbatim as Hub remote code.
 """
 
 from .configuration_ella_v import (
@@ -56,11 +57,31 @@ __all__ = [
     "sequence_to_alignment_durations",
 ]
 
-from .codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel, LogMel
-
-__all__ += ["EllaVMelCodecConfig", "EllaVMelCodecModel", "LogMel"]
-
+from .aligner_ella_v import Alignment, AlignmentError, EllaVAlignerConfig, EllaVAlignerModel, viterbi_align
+from .codec_encodec import EllaVEncodecConfig, EllaVEncodecModel
+from .codec_learned import EllaVCodecConfig, EllaVCodecModel
+from .codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel
 from .generation_ella_v import EllaVPhonemeAdvanceLogitsProcessor
+from .mel import LogMel
 from .modeling_ella_v_tts import EllaVForTextToSpeech, EllaVTTSConfig, EllaVTTSOutput
+from .registry import CODECS
 
-__all__ += ["EllaVForTextToSpeech", "EllaVPhonemeAdvanceLogitsProcessor", "EllaVTTSConfig", "EllaVTTSOutput"]
+__all__ += [
+    "CODECS",
+    "Alignment",
+    "AlignmentError",
+    "EllaVAlignerConfig",
+    "EllaVAlignerModel",
+    "EllaVCodecConfig",
+    "EllaVCodecModel",
+    "EllaVEncodecConfig",
+    "EllaVEncodecModel",
+    "EllaVForTextToSpeech",
+    "EllaVMelCodecConfig",
+    "EllaVMelCodecModel",
+    "EllaVPhonemeAdvanceLogitsProcessor",
+    "EllaVTTSConfig",
+    "EllaVTTSOutput",
+    "LogMel",
+    "viterbi_align",
+]

@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
-from transformers.audio_utils import mel_filter_bank
+
+from .mel import LogMel, check_mel_fields
 
 
 class EllaVMelCodecConfig(PreTrainedConfig):
@@ -49,58 +49,12 @@ class EllaVMelCodecConfig(PreTrainedConfig):
     griffin_lim_momentum: float = 0.99
 
     def __post_init__(self, **kwargs) -> None:
-        if self.f_max is None:
-            self.f_max = self.sampling_rate / 2
-        if self.hop_length <= 0 or self.n_fft < self.hop_length:
-            raise ValueError(f"Need 0 < hop_length <= n_fft, got hop_length={self.hop_length}, n_fft={self.n_fft}")
-        if not 0 <= self.f_min < self.f_max <= self.sampling_rate / 2:
-            raise ValueError(f"Need 0 <= f_min < f_max <= sampling_rate/2, got {self.f_min}, {self.f_max}")
-        if self.num_codebooks < 1 or self.codebook_size < 2:
-            raise ValueError("num_codebooks must be >= 1 and codebook_size >= 2")
+        check_mel_fields(self)
         super().__post_init__(**kwargs)
 
     @property
     def frame_rate(self) -> float:
         return self.sampling_rate / self.hop_length
-
-
-class LogMel(nn.Module):
-    """Log-magnitude mel frames, one per ``hop_length`` samples: ``[B, S] -> [B, T, n_mels]`` with
-    ``T = ceil(S / hop_length)``. Also the aligner's feature frontend."""
-
-    def __init__(self, sampling_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> None:
-        super().__init__()
-        self.n_fft, self.hop_length = n_fft, hop_length
-        bank = mel_filter_bank(
-            num_frequency_bins=n_fft // 2 + 1,
-            num_mel_filters=n_mels,
-            min_frequency=f_min,
-            max_frequency=f_max or sampling_rate / 2,
-            sampling_rate=sampling_rate,
-            norm="slaney",
-            mel_scale="slaney",
-        )
-        # Derived from the config, never trained: kept out of the state dict, and made a tensor
-        # lazily (a tensor built here would be a meta tensor under from_pretrained).
-        self._bank_array = bank.astype("float32")  # [F, M]
-        self._banks: dict[torch.device, torch.Tensor] = {}
-
-    def bank(self, device: torch.device) -> torch.Tensor:
-        """The mel filterbank ``[F, M]`` on ``device``."""
-        if device not in self._banks:
-            self._banks[device] = torch.from_numpy(self._bank_array).to(device)
-        return self._banks[device]
-
-    def magnitude(self, waveform: torch.Tensor) -> torch.Tensor:
-        """``[B, S]`` -> STFT magnitude ``[B, T, F]``."""
-        frames = math.ceil(waveform.shape[-1] / self.hop_length)
-        waveform = F.pad(waveform, (0, frames * self.hop_length - waveform.shape[-1]))
-        window = torch.hann_window(self.n_fft, device=waveform.device)
-        spec = torch.stft(waveform.float(), self.n_fft, self.hop_length, window=window, center=True, return_complex=True)
-        return spec.abs()[..., :frames].transpose(1, 2)
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return torch.log(torch.clamp(self.magnitude(waveform) @ self.bank(waveform.device), min=1e-5))
 
 
 class EllaVMelCodecModel(PreTrainedModel):
@@ -160,36 +114,10 @@ class EllaVMelCodecModel(PreTrainedModel):
     def decode(self, audio_codes: torch.LongTensor, **kwargs) -> torch.Tensor:
         """Codes ``[B, K, T]`` -> waveform ``[B, 1, T * hop]`` by mel inversion and Griffin-Lim."""
         log_mel = self.dequantize(audio_codes)  # [B, T, M]
-        bank = self.frontend.bank(log_mel.device)  # [F, M]
-        magnitude = torch.clamp(log_mel.exp() @ torch.linalg.pinv(bank), min=0.0)  # [B, T, F]
-        shortest = self.config.n_fft // self.config.hop_length + 1  # the STFT's reflect padding needs this many
-        if magnitude.shape[1] < shortest:  # e.g. a one-frame utterance: add silent frames, cut below
-            magnitude = F.pad(magnitude, (0, 0, 0, shortest - magnitude.shape[1]))
-        waveform = self._griffin_lim(magnitude.transpose(1, 2))  # [B, S']
-        length = audio_codes.shape[-1] * self.config.hop_length
-        return F.pad(waveform, (0, max(0, length - waveform.shape[-1])))[:, None, :length]
-
-    def _griffin_lim(self, magnitude: torch.Tensor) -> torch.Tensor:
-        """Fast Griffin-Lim (Perraudin et al. 2013): ``[B, F, T]`` magnitude -> ``[B, S]`` waveform."""
-        n_fft, hop = self.config.n_fft, self.config.hop_length
-        window = torch.hann_window(n_fft, device=magnitude.device)
-        length = magnitude.shape[-1] * hop
-        generator = torch.Generator(device="cpu").manual_seed(0)  # deterministic decoding
-        angles = torch.exp(2j * math.pi * torch.rand(magnitude.shape, generator=generator)).to(magnitude.device)
-        previous = torch.zeros_like(angles)
-        for _ in range(self.config.griffin_lim_iters):
-            waveform = torch.istft(magnitude * angles, n_fft, hop, window=window, center=True, length=length)
-            rebuilt = torch.stft(waveform, n_fft, hop, window=window, center=True, return_complex=True)[..., : magnitude.shape[-1]]
-            accelerated = rebuilt - self.config.griffin_lim_momentum / (1 + self.config.griffin_lim_momentum) * previous
-            angles = accelerated / accelerated.abs().clamp(min=1e-8)
-            previous = rebuilt
-        return torch.istft(magnitude * angles, n_fft, hop, window=window, center=True, length=length)
+        return self.frontend.to_waveform(log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum)[:, None]
 
     def forward(self, input_values: torch.Tensor, **kwargs) -> torch.LongTensor:
         return self.encode(input_values)
 
 
-EllaVMelCodecConfig.register_for_auto_class()
-EllaVMelCodecModel.register_for_auto_class("AutoModel")
-
-__all__ = ["EllaVMelCodecConfig", "EllaVMelCodecModel", "LogMel"]
+__all__ = ["EllaVMelCodecConfig", "EllaVMelCodecModel"]

@@ -83,7 +83,7 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         width = max(1, max(len(p) for p in to_speak))
         prefix = torch.full((len(rows), width), self.space.PAD, dtype=torch.long)
         for i, p in enumerate(to_speak):
-            prefix[i, : len(p)] = torch.tensor(p, dtype=torch.long) + self.space.phoneme_offset
+            prefix[i, : len(p)] = self.space.phoneme_tensor(p)
         self.prefix = prefix.to(device)  # [B, N] flat phoneme ids to force, in order
         self.num_phonemes = torch.tensor([len(p) for p in to_speak], device=device)  # [B]
         self.opened = torch.tensor([len(p.phonemes) for p in parsed], device=device)  # phoneme tokens emitted

@@ -23,6 +23,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_ella_v import EllaVBaseConfig, EllaVConfig, EllaVNARConfig
 from .sequence_layout import IGNORE_INDEX, TokenSpace
@@ -239,14 +240,31 @@ class EllaVPreTrainedModel(PreTrainedModel):
     #: Auto classes (besides the one the class is registered for) written into ``auto_map`` on save.
     _remote_auto_map: dict[str, str] = {}
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save weights (safetensors only), config and, for remote code, this package's model files.
+    def save_pretrained(self, save_directory, *args, remote_code: bool = True, **kwargs):
+        """Save weights (safetensors only) and config, and by default the Hub remote code.
 
-        ``auto_map`` gets every Auto class this checkpoint loads with (e.g. both ``AutoModel`` and
-        ``AutoModelForCausalLM`` for the GAR), so ``trust_remote_code=True`` works without our package.
+        With ``remote_code=True`` transformers copies this model's module and every module it imports
+        relatively (``custom_object_save``) beside the weights, and ``auto_map`` gets every Auto class
+        the checkpoint loads with (e.g. both ``AutoModel`` and ``AutoModelForCausalLM`` for the GAR),
+        so ``trust_remote_code=True`` works without our package. ``remote_code=False`` writes config
+        and weights only (the bundled demos: they load through the installed classes).
         """
         if not kwargs.get("safe_serialization", True):
             raise ValueError("ella-v-hf saves safetensors only (safe_serialization=False is not supported).")
+        if not remote_code:
+            # transformers copies code for classes registered for an Auto class (a class-level
+            # check), so unregister the model's and config's classes for this call.
+            classes = [c for c in (type(self), type(self.config)) if "_auto_class" in c.__dict__]
+            registered = [c.__dict__["_auto_class"] for c in classes]
+            if hasattr(self.config, "auto_map"):
+                del self.config.auto_map
+            try:
+                for cls in classes:
+                    cls._auto_class = None
+                return super().save_pretrained(save_directory, *args, **kwargs)
+            finally:
+                for cls, auto_class in zip(classes, registered):
+                    cls._auto_class = auto_class
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
         model_module = type(self).__module__.rsplit(".", 1)[-1]
         config_module = type(self.config).__module__.rsplit(".", 1)[-1]
@@ -319,6 +337,7 @@ class EllaVModel(EllaVPreTrainedModel):
         return prefix
 
     @deprecate_kwarg("past_key_values", "6.0.0", new_name="cache")
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,  # [B, L]
@@ -327,7 +346,6 @@ class EllaVModel(EllaVPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,  # [B, L, H]
         use_cache: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         """Run the decoder stack.
@@ -418,6 +436,7 @@ class EllaVForCausalLM(EllaVPreTrainedModel, GenerationMixin):
         return labels.masked_fill(~self.config.token_space.loss_target_mask(labels), IGNORE_INDEX)
 
     @deprecate_kwarg("past_key_values", "6.0.0", new_name="cache")
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,  # [B, L]
@@ -427,7 +446,6 @@ class EllaVForCausalLM(EllaVPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.Tensor | None = None,  # [B, L, H]
         labels: torch.LongTensor | None = None,  # [B, L], aligned with input_ids (shifted here)
         use_cache: bool | None = None,
-        return_dict: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> CausalLMOutputWithPast:
@@ -563,6 +581,7 @@ class EllaVNARModel(EllaVPreTrainedModel):
         if ids.numel() and (ids.min() < 0 or ids.max() >= limit):
             raise ValueError(f"{name} must be flat phoneme/special ids in [0, {limit}).")
 
+    @can_return_tuple
     def forward(
         self,
         phoneme_ids: torch.LongTensor,  # [B, Lp] flat GAR ids of phonemes (PAD = 0 where padded)
@@ -573,7 +592,6 @@ class EllaVNARModel(EllaVPreTrainedModel):
         prompt_frames: torch.LongTensor | None = None,  # [B] leading frames embedded with all codebooks
         labels: torch.LongTensor | None = None,  # [B, T] target codes of codebook j, -100 = ignored
         frame_phoneme_ids: torch.LongTensor | None = None,  # [B, T] flat id of each frame's aligned phoneme
-        return_dict: bool | None = None,
         **kwargs,
     ) -> EllaVNAROutput:
         """Predict codebook ``codebook_index`` for every frame.

@@ -7,13 +7,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, EncodecConfig, EncodecModel, GenerationConfig, LogitsProcessorList, PreTrainedConfig
+from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, GenerationConfig, LogitsProcessorList, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
-from .codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel
+from .aligner_ella_v import AlignmentError
 from .configuration_ella_v import EllaVConfig, EllaVNARConfig
 from .generation_ella_v import EllaVPhonemeAdvanceLogitsProcessor
 from .modeling_ella_v import EllaVForCausalLM, EllaVNARModel, EllaVPreTrainedModel
+from .registry import CODECS  # noqa: F401  (importing it registers the codecs and the aligner with the Auto classes)
 from .sequence_layout import (
     ParsedGarSequence,
     TokenSpace,
@@ -26,61 +28,55 @@ from .sequence_layout import (
 #: GAR tokens one phoneme token takes on average in English speech at 50 Hz (itself, its EOP and
 #: ~4-5 frames; ELLA-V also repeats it in the prefix): the yardstick of the length check.
 EXPECTED_TOKENS_PER_PHONEME = 8
-
-
-def _codec_config(value) -> PreTrainedConfig:
-    if isinstance(value, PreTrainedConfig):
-        return value
-    value = dict(value or {})
-    model_type = value.pop("model_type", EllaVMelCodecConfig.model_type)
-    if model_type == EllaVMelCodecConfig.model_type:
-        return EllaVMelCodecConfig(**value)
-    if model_type == "encodec":
-        return EncodecConfig(**value)
-    return AutoConfig.for_model(model_type, **value)
+#: Codec fields the GAR and NAR configurations must share with the codec.
+CODEC_FIELDS = ("codebook_size", "num_codebooks", "sampling_rate", "frame_rate")
 
 
 class EllaVTTSConfig(PreTrainedConfig):
-    """Configuration of :class:`EllaVForTextToSpeech`.
+    """Configuration of :class:`EllaVForTextToSpeech`: a composite of four sub-configurations.
 
     Args:
-        gar_config: :class:`EllaVConfig` (or its dict).
-        nar_config: :class:`EllaVNARConfig` (or its dict).
-        codec_config: :class:`EllaVMelCodecConfig` (default) or ``EncodecConfig`` (or a dict with ``model_type``).
-        codec_bandwidth: EnCodec bandwidth in kbps (6.0 = 8 codebooks); unused for the mel codec.
+        gar_config: :class:`EllaVConfig` (or its dict); the codec's fields are filled in.
+        nar_config: :class:`EllaVNARConfig` (or its dict); the codec's fields are filled in.
+        codec_config: Any registered codec configuration (or a dict with ``model_type``; default:
+            the learned embedded codec ``ella_v_codec``); the model builds it with ``AutoModel.from_config``.
+        aligner_config: The built-in aligner's configuration (optional; needed to use prompt audio).
         vall_e_max_frames_per_phone: VALL-E decoding stops after this many frames per target
             phoneme on average (its rows that get there count as infinite: INF).
         sentence_pause_seconds: Silence inserted between sentences of a long text.
     """
 
     model_type = "ella_v_tts"
+    sub_configs_defaults = {
+        "gar_config": EllaVConfig,
+        "nar_config": EllaVNARConfig,
+        "codec_config": SubConfigSpec(config_class=AutoConfig, model_type="ella_v_codec"),
+        "aligner_config": SubConfigSpec(config_class=AutoConfig, model_type="ella_v_aligner", optional=True),
+    }
 
     gar_config: dict | PreTrainedConfig | None = None
     nar_config: dict | PreTrainedConfig | None = None
     codec_config: dict | PreTrainedConfig | None = None
-    codec_bandwidth: float | None = None
+    aligner_config: dict | PreTrainedConfig | None = None
     vall_e_max_frames_per_phone: int | None = None
     sentence_pause_seconds: float = 0.15
 
     def __post_init__(self, **kwargs) -> None:
-        self.codec_config = _codec_config(self.codec_config)
+        spec = self.sub_configs_defaults["codec_config"]
+        self.codec_config, kwargs = spec.create_subconfig("codec_config", self.codec_config, **kwargs)
         codec = self.codec_config
-        if isinstance(codec, EncodecConfig):
-            bandwidth = self.codec_bandwidth or 6.0
-            if bandwidth not in codec.target_bandwidths:
-                raise ValueError(f"codec_bandwidth {bandwidth} not in the EnCodec target_bandwidths {codec.target_bandwidths}")
-            self.codec_bandwidth = bandwidth
-            num_codebooks = int(bandwidth * 1000 // (codec.frame_rate * (codec.codebook_size.bit_length() - 1)))
-            frame_rate = float(codec.frame_rate)
-        else:
-            num_codebooks, frame_rate = codec.num_codebooks, float(codec.frame_rate)
-        shared = dict(codebook_size=codec.codebook_size, num_codebooks=num_codebooks, sampling_rate=codec.sampling_rate, frame_rate=frame_rate)
-        self.gar_config = self.gar_config if isinstance(self.gar_config, EllaVConfig) else EllaVConfig(**{**shared, **(self.gar_config or {})})
-        self.nar_config = self.nar_config if isinstance(self.nar_config, EllaVNARConfig) else EllaVNARConfig(**{**shared, **(self.nar_config or {})})
-        for name, sub in (("gar_config", self.gar_config), ("nar_config", self.nar_config)):
+        shared = {key: getattr(codec, key) for key in CODEC_FIELDS}
+        shared["frame_rate"] = float(shared["frame_rate"])
+        for key in ("gar_config", "nar_config"):
+            value = getattr(self, key)
+            if not isinstance(value, PreTrainedConfig):
+                setattr(self, key, {**shared, **(value or {})})
+        super().__post_init__(**kwargs)
+        for name in ("gar_config", "nar_config"):
+            sub = getattr(self, name)
             for key, value in shared.items():
                 if getattr(sub, key) != value:
-                    raise ValueError(f"{name}.{key} = {getattr(sub, key)} but the codec has {value}")
+                    raise ValueError(f"{name}.{key} = {getattr(sub, key)} but the codec ({codec.model_type}) has {value}")
         if self.gar_config.num_phonemes != self.nar_config.num_phonemes:
             raise ValueError(
                 f"gar_config.num_phonemes ({self.gar_config.num_phonemes}) != nar_config.num_phonemes ({self.nar_config.num_phonemes})"
@@ -90,9 +86,14 @@ class EllaVTTSConfig(PreTrainedConfig):
                 "nar_config.frame_phonemes needs each frame's phoneme at inference, which only the interleaved "
                 f"ELLA-V layout provides; this GAR has layout={self.gar_config.layout!r}."
             )
+        aligner = self.aligner_config
+        if aligner is not None and (aligner.sampling_rate != codec.sampling_rate or abs(aligner.frame_rate - codec.frame_rate) > 1e-6):
+            raise ValueError(
+                f"The aligner works at {aligner.sampling_rate} Hz / {aligner.frame_rate} frames/s but the codec at "
+                f"{codec.sampling_rate} Hz / {codec.frame_rate} frames/s: durations must be in codec frames."
+            )
         if self.vall_e_max_frames_per_phone is None:
             self.vall_e_max_frames_per_phone = self.gar_config.max_frames_per_phone
-        super().__post_init__(**kwargs)
 
     @property
     def sampling_rate(self) -> int:
@@ -100,10 +101,13 @@ class EllaVTTSConfig(PreTrainedConfig):
         return self.codec_config.sampling_rate
 
     def to_dict(self) -> dict:
+        """As ``PreTrainedConfig.to_dict``, without the sub-configurations' machine-specific
+        ``_name_or_path`` and their own ``auto_map`` (the composite's remote code serves them)."""
         output = super().to_dict()
-        for key in ("gar_config", "nar_config", "codec_config"):
-            value = getattr(self, key)
-            output[key] = value.to_dict() if isinstance(value, PreTrainedConfig) else value
+        for key in self.sub_configs:
+            if isinstance(output.get(key), dict):
+                for private in ("_name_or_path", "auto_map"):
+                    output[key].pop(private, None)
         return output
 
 
@@ -118,6 +122,7 @@ class EllaVTTSOutput(ModelOutput):
         sequences: ``[B, L]`` GAR sequences (prompt + generated; left-padded).
         cuts: ``[B]`` EOPs forced by the frame cap (ELLA-V).
         infinite: ``[B]`` rows that hit the length cap without EOS (VALL-E's failure mode).
+        prompt_frames: ``[B]`` codec frames of each row's prompt (0 without one).
     """
 
     audio: torch.FloatTensor | None = None
@@ -126,6 +131,7 @@ class EllaVTTSOutput(ModelOutput):
     sequences: torch.LongTensor | None = None
     cuts: torch.LongTensor | None = None
     infinite: torch.BoolTensor | None = None
+    prompt_frames: torch.LongTensor | None = None
 
 
 @dataclass
@@ -138,7 +144,8 @@ class EllaVTTSTrainingOutput(ModelOutput):
 
 
 class EllaVForTextToSpeech(EllaVPreTrainedModel):
-    """ELLA-V (or VALL-E) text-to-speech: GAR (first codebook), NAR (codebooks 2..K) and codec.
+    """ELLA-V (or VALL-E) text-to-speech: GAR (first codebook), NAR (codebooks 2..K), codec and,
+    optionally, the built-in aligner (to encode and align a prompt's audio).
 
     ``generate(**processor(text, prompt_audio=…, prompt_text=…))`` returns waveforms. The
     training entry points are the sub-models (``model.gar``, ``model.nar``).
@@ -154,10 +161,8 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         super().__init__(config)
         self.gar = EllaVForCausalLM(config.gar_config)
         self.nar = EllaVNARModel(config.nar_config)
-        if isinstance(config.codec_config, EncodecConfig):
-            self.codec = EncodecModel(config.codec_config)
-        else:
-            self.codec = EllaVMelCodecModel(config.codec_config)
+        self.codec = AutoModel.from_config(config.codec_config)
+        self.aligner = AutoModel.from_config(config.aligner_config) if config.aligner_config is not None else None
         self.post_init()
         self.generation_config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=0.9)
 
@@ -204,7 +209,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if prompt_input_ids is not None and (prompt_durations is None or prompt_codes is None):
-            raise ValueError("A prompt needs prompt_durations and prompt_codes (EllaVProcessor with an aligner and codec).")
+            raise ValueError("A prompt needs its audio (prompt_input_values) or prompt_durations and prompt_codes.")
         prompts, phonemes, codes = [], [], []
         for b in range(input_ids.shape[0]):
             target = input_ids[b][attention_mask[b].bool()].tolist()
@@ -255,6 +260,9 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         prompt_durations: torch.LongTensor | None = None,
         prompt_codes: torch.LongTensor | None = None,
         prompt_num_frames: torch.LongTensor | None = None,
+        prompt_input_values: torch.Tensor | None = None,
+        prompt_padding_mask: torch.Tensor | None = None,
+        check_alignment: bool = True,
         do_sample: bool | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
@@ -266,7 +274,14 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         """Text (+ prompt) -> waveforms.
 
         Args:
-            input_ids, attention_mask, prompt_*: As returned by ``EllaVProcessor``.
+            input_ids, attention_mask: ``[B, L]`` target phoneme ids, as ``EllaVProcessor`` returns them.
+            prompt_input_ids, prompt_attention_mask: ``[B, Lp]`` prompt transcript ids.
+            prompt_input_values, prompt_padding_mask: ``[B, 1, S]`` prompt audio at the codec's rate
+                and ``[B, S]`` its valid samples (from ``EllaVProcessor``); the model encodes it with
+                its codec and aligns it with its aligner.
+            prompt_durations, prompt_codes, prompt_num_frames: Instead of audio, an already encoded
+                and aligned prompt (``[B, Lp]``, ``[B, K, Tp]``, ``[B]``).
+            check_alignment: Refuse prompt audio whose transcript does not match it.
             do_sample / temperature / top_k / top_p: GAR decoding (stock ``generate()``); the NAR is
                 greedy. Unset ones come from ``generation_config``, else from ``self.generation_config``
                 (sampling with top-p 0.9).
@@ -288,6 +303,12 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         space: TokenSpace = gar_config.token_space
         spec = gar_config.layout_spec
         device = self.gar.device
+        if prompt_input_values is not None and prompt_codes is None:
+            if prompt_input_ids is None:
+                raise ValueError("prompt_input_values needs prompt_input_ids (the prompt's transcript).")
+            prompt_durations, prompt_codes, prompt_num_frames = self._encode_prompts(
+                prompt_input_ids, prompt_attention_mask, prompt_input_values, prompt_padding_mask, check_alignment
+            )
         prompts, phonemes, prompt_code_rows = self.build_prompts(
             input_ids, attention_mask, prompt_input_ids, prompt_attention_mask, prompt_durations, prompt_codes, prompt_num_frames
         )
@@ -341,6 +362,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             sequences=sequences,
             cuts=processor.cuts.cpu(),
             infinite=torch.tensor(infinite),
+            prompt_frames=torch.tensor([0 if c is None else c.shape[-1] for c in prompt_code_rows]),
         )
 
     def _nar_decode(
@@ -359,7 +381,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         space = gar_config.token_space
         if first.numel() == 0:
             return torch.zeros(self.config.nar_config.num_codebooks, 0, dtype=torch.long, device=first.device)
-        phoneme_ids = torch.tensor([space.phoneme_offset + p for p in phonemes], device=first.device)[None]
+        phoneme_ids = space.phoneme_tensor(phonemes, device=first.device)[None]
         prompt = None if prompt_codes is None else prompt_codes.to(first.device)[None]
         aligned = None
         if self.config.nar_config.frame_phonemes:
@@ -372,12 +394,68 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
 
     def _codec_decode(self, codes: torch.LongTensor) -> torch.FloatTensor:
         """``[K, T]`` -> waveform ``[S]``."""
-        if isinstance(self.codec, EncodecModel):
-            return self.codec.decode(codes[None, None], [None]).audio_values[0, 0]
         return self.codec.decode(codes[None])[0, 0]
+
+    @torch.no_grad()
+    def encode_prompt(
+        self, waveform: torch.Tensor, phoneme_ids: list[int], check_alignment: bool = True
+    ) -> tuple[torch.LongTensor, list[int]]:
+        """Codes and per-token durations of one prompt.
+
+        Args:
+            waveform: ``[S]`` mono prompt audio at ``config.sampling_rate`` (``EllaVProcessor`` resamples).
+            phoneme_ids: Tokenizer ids of its transcript.
+            check_alignment: Refuse a transcript that does not match the audio.
+
+        Returns:
+            ``(codes [K, T], durations)`` with ``sum(durations) == T``.
+
+        Raises:
+            ValueError: The checkpoint has no aligner, or the aligner and codec disagree on the frame count.
+            AlignmentError: The transcript does not match the audio (with ``check_alignment``).
+        """
+        if self.aligner is None:
+            raise ValueError("This checkpoint has no aligner (config.aligner_config), so it cannot use prompt audio.")
+        waveform = waveform.float().to(self.codec.device)
+        codes = self.codec.encode(waveform[None, None])[0].long()  # [K, T]
+        durations = self.aligner.align(waveform.cpu(), phoneme_ids, check=check_alignment).durations
+        if codes.shape[-1] != sum(durations):
+            raise AlignmentError(
+                f"The codec gave {codes.shape[-1]} frames but the alignment covers {sum(durations)}: "
+                "the aligner and codec frontends disagree."
+            )
+        return codes, durations
+
+    def _encode_prompts(
+        self,
+        prompt_input_ids: torch.LongTensor,  # [B, Lp]
+        prompt_attention_mask: torch.Tensor | None,  # [B, Lp]
+        prompt_input_values: torch.Tensor,  # [B, 1, S]
+        prompt_padding_mask: torch.Tensor | None,  # [B, S]
+        check_alignment: bool,
+    ) -> tuple[torch.LongTensor, torch.LongTensor, torch.LongTensor]:
+        """Batched :meth:`encode_prompt`: ``(prompt_durations [B, Lp], prompt_codes [B, K, Tp], prompt_num_frames [B])``."""
+        durations = torch.zeros_like(prompt_input_ids)
+        rows, frames, seen = [], [], {}
+        for b in range(prompt_input_ids.shape[0]):
+            mask = torch.ones_like(prompt_input_ids[b]) if prompt_attention_mask is None else prompt_attention_mask[b]
+            samples = prompt_input_values.shape[-1] if prompt_padding_mask is None else int(prompt_padding_mask[b].sum())
+            ids, waveform = prompt_input_ids[b][mask.bool()].tolist(), prompt_input_values[b, 0, :samples]
+            same = next((j for j, (other_ids, other) in seen.items() if other_ids == ids and torch.equal(other, waveform)), None)
+            codes, row = (rows[same], durations[same, : len(ids)].tolist()) if same is not None else self.encode_prompt(waveform, ids, check_alignment)
+            seen[b] = (ids, waveform)  # one prompt for many texts is encoded and aligned once
+            durations[b, : len(row)] = torch.tensor(row)
+            rows.append(codes)
+            frames.append(codes.shape[-1])
+        longest = max(frames)
+        codes = torch.stack([F.pad(c, (0, longest - c.shape[-1])) for c in rows])
+        return durations, codes, torch.tensor(frames)
 
 
 EllaVTTSConfig.register_for_auto_class()
 EllaVForTextToSpeech.register_for_auto_class("AutoModelForTextToWaveform")
+AutoConfig.register(EllaVTTSConfig.model_type, EllaVTTSConfig, exist_ok=True)
+AutoModel.register(EllaVTTSConfig, EllaVForTextToSpeech, exist_ok=True)
+AutoModelForTextToWaveform.register(EllaVTTSConfig, EllaVForTextToSpeech, exist_ok=True)
 
 __all__ = ["EllaVForTextToSpeech", "EllaVTTSConfig", "EllaVTTSOutput"]

@@ -82,6 +82,19 @@ class TokenSpace:
             raise ValueError(f"phoneme index {phoneme} outside [0, {self.num_phonemes})")
         return self.phoneme_offset + phoneme
 
+    def phoneme_tensor(self, phonemes, device=None):
+        """Flat ids of phoneme indices (a list or tensor of any shape) as a torch LongTensor of that shape.
+
+        Raises:
+            ValueError: An index outside ``[0, num_phonemes)``.
+        """
+        import torch  # this module is torch-free otherwise
+
+        ids = torch.as_tensor(phonemes, dtype=torch.long, device=device)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.num_phonemes):
+            raise ValueError(f"phoneme indices must lie in [0, {self.num_phonemes})")
+        return ids + self.phoneme_offset
+
     def acoustic_id(self, code: int) -> int:
         """Flat id of first-codebook code ``code``."""
         if not 0 <= code < self.codebook_size:
@@ -329,7 +342,7 @@ def parse_gar_sequence(
             raise LayoutError(f"token {ids[position]} at position {position}: {message}")
 
     in_phoneme = False  # ella-v: a phoneme token is open (awaiting frames or EOP)
-    for position in range(position, len(ids)):
+    for position in range(position, len(ids)):  # noqa: B020 (fail() reports the current position)
         token = ids[position]
         if spec.interleaved:
             if space.is_acoustic(token):

@@ -1,46 +1,41 @@
-"""Text and audio <-> tokens: phoneme tokenizer, codecs, aligners, EllaVProcessor, dataset preparation.
+"""Text and audio <-> model inputs: phoneme tokenizer, EllaVProcessor, audio I/O, corpus readers,
+aligners (:mod:`.aligners`) and dataset preparation (:mod:`.prepare`).
 
 Installed as ``ella_v_hf.processing``.
 """
 
+from .audio import AudioError, load_audio, prepare_waveform
+from .corpus import CorpusProblem, Utterance, read_corpus, split_by_prompt
+from .processing_ella_v import EllaVProcessor
 from .text_normalization import normalize_text
 from .tokenization_ella_v import SEPARATOR_TOKENS, WORD_BOUNDARY, EllaVPhonemeTokenizer, phonemize_words, words_to_tokens
 
 __all__ = [
     "SEPARATOR_TOKENS",
     "WORD_BOUNDARY",
-    "EllaVPhonemeTokenizer",
-    "normalize_text",
-    "phonemize_words",
-    "words_to_tokens",
-]
-
-from .aligner import Alignment, AlignmentError, EllaVAlignerConfig, EllaVAlignerModel, train_aligner, viterbi_align
-from .audio import AudioError, load_audio, prepare_waveform
-from .codecs import AudioCodec, EncodecCodec, MelCodec, fit_mel_codec
-from .corpus import CorpusProblem, Utterance, read_corpus, split_by_prompt
-from .processing_ella_v import EllaVProcessor
-from .textgrid_alignment import TextGridMismatch, textgrid_durations
-
-__all__ += [
-    "Alignment",
-    "AlignmentError",
-    "AudioCodec",
     "AudioError",
     "CorpusProblem",
-    "EllaVAlignerConfig",
-    "EllaVAlignerModel",
+    "EllaVPhonemeTokenizer",
     "EllaVProcessor",
-    "EncodecCodec",
-    "MelCodec",
-    "TextGridMismatch",
     "Utterance",
-    "fit_mel_codec",
     "load_audio",
+    "normalize_text",
+    "phonemize_words",
     "prepare_waveform",
     "read_corpus",
     "split_by_prompt",
-    "textgrid_durations",
-    "train_aligner",
-    "viterbi_align",
+    "words_to_tokens",
 ]
+
+
+def _register_auto_classes() -> None:
+    from transformers import AutoProcessor, AutoTokenizer
+
+    from ..modeling import EllaVConfig, EllaVTTSConfig
+
+    for config in (EllaVConfig, EllaVTTSConfig):
+        AutoTokenizer.register(config, slow_tokenizer_class=EllaVPhonemeTokenizer, exist_ok=True)
+        AutoProcessor.register(config, EllaVProcessor, exist_ok=True)
+
+
+_register_auto_classes()

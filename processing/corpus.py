@@ -132,11 +132,24 @@ def _read_librispeech(root: Path) -> list[Utterance]:
     return out
 
 
-def split_by_prompt(utterances: list[Utterance], held_out_fraction: float = 0.1, seed: int = 0) -> tuple[list[Utterance], list[Utterance]]:
-    """Split into (train, held-out) so that no prompt (sentence) appears on both sides."""
+def sentence_key(text: str) -> str:
+    """A sentence's identity across corpora: lower case, letters, digits and single spaces only."""
+    return " ".join("".join(ch for ch in text.lower() if ch.isalnum() or ch.isspace()).split())
+
+
+def held_out_prompts(prompt_ids: list[str], fraction: float, seed: int = 0) -> set[str]:
+    """The prompt ids to hold out: a seeded random ``fraction`` of the distinct ones (at least one
+    when ``fraction > 0``; none when it is 0)."""
     import random
 
-    prompts = sorted({u.prompt_id for u in utterances})
+    if fraction <= 0:
+        return set()
+    prompts = sorted(set(prompt_ids))
     random.Random(seed).shuffle(prompts)
-    held = set(prompts[: max(1, round(len(prompts) * held_out_fraction))]) if prompts else set()
+    return set(prompts[: max(1, round(len(prompts) * fraction))]) if prompts else set()
+
+
+def split_by_prompt(utterances: list[Utterance], held_out_fraction: float = 0.1, seed: int = 0) -> tuple[list[Utterance], list[Utterance]]:
+    """Split into (train, held-out) so that no prompt (sentence) appears on both sides."""
+    held = held_out_prompts([u.prompt_id for u in utterances], held_out_fraction, seed)
     return [u for u in utterances if u.prompt_id not in held], [u for u in utterances if u.prompt_id in held]

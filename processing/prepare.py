@@ -8,16 +8,19 @@ finished chunk, and the temporary files it left are removed by the next run):
 1. read the corpus (audiofolder / LibriTTS / LibriSpeech); entries with missing audio, empty
    transcripts or duplicated ids are skipped and listed;
 2. ``text``: phonemise (batched espeak calls);
-3. fit the embedded codec (``--codec mel``, unless given) and the built-in aligner (``--aligner
-   builtin``, unless given) on a sample of the corpus;
-4. ``audio``: load, check length, encode with the codec, align (built-in aligner or TextGrid).
+3. load the codec (``--codec``: the bundled learned codec, EnCodec, or a saved one; the k-means
+   ``mel`` codec is fitted on a sample of the corpus) and build the aligner by name (the built-in
+   one is trained on the same sample unless given; see :mod:`ella_v_hf.processing.aligners`);
+4. ``audio``: load, check length, encode with the codec, align.
 
 Rows that fail a step (unreadable audio, too short/long, transcript mismatch…) are skipped with
 their reason, never fatal. Output directory::
 
     OUT/dataset/     datasets.save_to_disk: id, speaker_id, prompt_id, text, phoneme_ids, durations,
                      codes [K][T], num_frames
-    OUT/processor/   EllaVProcessor (tokenizer, aligner, embedded codec) for training and synthesis
+    OUT/processor/   EllaVProcessor (tokenizer + audio settings) for training and synthesis
+    OUT/codec/       the codec (a registered codec model: ``AutoModel.from_pretrained``)
+    OUT/aligner/     the built-in aligner, when it was used
     OUT/summary.json utterances, hours, skipped (with reasons), timings, utterances/s
 """
 
@@ -37,20 +40,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .aligner import AlignmentError, EllaVAlignerConfig, EllaVAlignerModel, train_aligner
+from ..modeling.aligner_ella_v import AlignmentError, EllaVAlignerModel
+from .aligners import ALIGNERS, AlignerContext, build_aligner
+from .aligners.builtin import mismatch_threshold
+from .aligners.textgrid import TextGridMismatch
 from .audio import AudioError, load_audio, prepare_waveform
-from .codecs import AudioCodec, EncodecCodec, MelCodec, fit_mel_codec
 from .corpus import read_corpus
 from .processing_ella_v import EllaVProcessor
-from .textgrid_alignment import TextGridMismatch, textgrid_durations
 from .tokenization_ella_v import EllaVPhonemeTokenizer
 
 #: Bumped whenever a step's output changes, so older caches are not reused.
 PIPELINE_VERSION = 2
 #: Rows per cache file of the audio step (the work a killed run can lose per process).
 AUDIO_CHUNK_ROWS = 2000
-ALIGNERS = ("builtin", "ctc", "textgrid")  # "ctc" is accepted as an alias of "builtin"
-CODECS = ("mel", "encodec")
+#: ``--codec`` names. ``learned``: the bundled learned codec (or ``codec_model``); ``mel``: the
+#: k-means mel codec, fitted here unless ``codec_model``; ``encodec``: EnCodec 24 kHz (or ``codec_model``);
+#: ``auto``: any registered codec saved at ``codec_model``.
+CODECS = ("learned", "mel", "encodec", "auto")
 
 
 @dataclass
@@ -88,7 +94,7 @@ def _reason(error: Exception) -> str:
 def prepare_corpus(
     data: str | os.PathLike,
     out: str | os.PathLike,
-    codec: str = "mel",
+    codec: str = "learned",
     aligner: str = "builtin",
     codec_model: str | None = None,
     aligner_model: str | None = None,
@@ -107,10 +113,11 @@ def prepare_corpus(
     Args:
         data: Corpus directory.
         out: Output directory (reused: finished steps are not redone).
-        codec: ``"mel"`` (embedded, fitted here unless ``codec_model``) or ``"encodec"``.
-        aligner: ``"builtin"`` (trained here unless ``aligner_model``; ``"ctc"`` is an alias) or
-            ``"textgrid"`` (MFA TextGrids next to the audio files or in ``textgrid_dir``).
-        codec_model: A saved codec (mel: an EllaVMelCodecModel directory; encodec: a model id or path).
+        codec: One of :data:`CODECS`.
+        aligner: A name in :data:`~ella_v_hf.processing.aligners.ALIGNERS`: ``"builtin"`` (trained
+            here unless ``aligner_model``; ``"ctc"`` is an alias) or ``"textgrid"`` (MFA TextGrids
+            next to the audio files or in ``textgrid_dir``).
+        codec_model: A saved codec directory (or, for ``encodec``, a model id).
         aligner_model: A saved EllaVAlignerModel directory.
         textgrid_dir: Where ``<utterance id>.TextGrid`` files are (default: beside the audio).
         language: espeak language code.
@@ -127,7 +134,7 @@ def prepare_corpus(
     if codec not in CODECS:
         raise ValueError(f"Unknown codec {codec!r}; expected one of {CODECS}")
     if aligner not in ALIGNERS:
-        raise ValueError(f"Unknown aligner {aligner!r}; expected one of {ALIGNERS}")
+        raise ValueError(f"Unknown aligner {aligner!r}; expected one of {sorted(ALIGNERS)}")
     from datasets import Dataset, concatenate_datasets, disable_progress_bars, enable_progress_bars
 
     (enable_progress_bars if progress else disable_progress_bars)()
@@ -181,18 +188,33 @@ def prepare_corpus(
     valid = [i for i, e in enumerate(dataset["error"]) if not e]
     rng = np.random.default_rng(seed)
     sample = sorted(rng.choice(valid, min(fit_utterances, len(valid)), replace=False).tolist()) if valid else []
-    audio_codec = _load_or_fit_codec(codec, codec_model, out, dataset, sample, seed, progress)
+    audio_codec = _load_or_fit_codec(codec, codec_model, out, dataset, sample, seed, progress).eval()
     timings["codec"] = time.time() - step
     step = time.time()
-    align_model = None
-    if aligner in ("builtin", "ctc"):
-        align_model = _load_or_train_aligner(aligner_model, out, dataset, sample, tokenizer, audio_codec, aligner_iterations, seed, progress)
+    rate, frame_rate = audio_codec.config.sampling_rate, float(audio_codec.config.frame_rate)
+    trained = out / "aligner"
+    saved = aligner_model or (str(trained) if (trained / "model.safetensors").is_file() else None)
+    context = AlignerContext(
+        tokenizer=tokenizer,
+        sampling_rate=rate,
+        frame_rate=frame_rate,
+        model=saved,
+        textgrid_dir=textgrid_dir,
+        training_examples=lambda: [(w, row["phoneme_ids"]) for row, w in _sample_waveforms(dataset, sample, rate, progress, "read for aligner")],
+        seed=seed,
+        iterations=aligner_iterations,
+        progress=progress,
+    )
+    align_model = build_aligner(aligner, context)
+    if abs(align_model.frame_rate - frame_rate) > 1e-6 or align_model.sampling_rate != rate:
+        raise ValueError(f"The aligner works at {align_model.frame_rate} frames/s, the codec at {frame_rate}: durations must be in codec frames.")
+    if isinstance(align_model, EllaVAlignerModel) and (saved is None or Path(saved).resolve() != trained.resolve()):
+        with _atomic_dir(trained) as folder:  # trained here, or given: the corpus carries the aligner it was aligned with
+            align_model.save_pretrained(folder)
     timings["aligner"] = time.time() - step
-    processor = EllaVProcessor(tokenizer, aligner=align_model, codec=audio_codec)
+    processor = EllaVProcessor(tokenizer, sampling_rate=rate)
     with _atomic_dir(out / "processor") as folder:
-        processor.save_pretrained(folder)
-
-    frame_rate = audio_codec.frame_rate
+        processor.save_pretrained(folder, remote_code=False)
 
     def encode_and_align(row: dict) -> dict:
         torch.set_num_threads(1)
@@ -200,21 +222,14 @@ def prepare_corpus(
         if row["error"]:
             return result
         try:
-            waveform, rate = load_audio(row["audio_path"])
-            waveform = prepare_waveform(waveform, rate, audio_codec.sampling_rate, name=row["id"])
-            seconds = len(waveform) / audio_codec.sampling_rate
+            waveform = prepare_waveform(*load_audio(row["audio_path"]), rate, name=row["id"])
+            seconds = len(waveform) / rate
             if not min_seconds <= seconds <= max_seconds:
                 raise AudioError(f"{seconds:.2f} s is outside [{min_seconds}, {max_seconds}] s")
-            codes = audio_codec.encode(waveform, audio_codec.sampling_rate)
+            codes = audio_codec.encode(torch.from_numpy(waveform)[None, None])[0]  # [K, T]
             num_frames = int(codes.shape[-1])
-            if align_model is not None:
-                alignment = align_model.align(waveform, row["phoneme_ids"], check=False)
-                durations, result["align_score"] = alignment.durations, alignment.score
-            else:
-                path = _textgrid_path(row, textgrid_dir)
-                tokens, durations = textgrid_durations(path, row["text"], num_frames, frame_rate, language)
-                if tokenizer.convert_tokens_to_ids(tokens) != row["phoneme_ids"]:
-                    raise TextGridMismatch("TextGrid token sequence differs from the tokenizer's")
+            alignment = align_model.align(waveform, row["phoneme_ids"], check=False, source=row["audio_path"], utterance_id=row["id"])
+            durations, result["align_score"] = alignment.durations, alignment.score
             if sum(durations) != num_frames or len(durations) != len(row["phoneme_ids"]):
                 raise AlignmentError(f"alignment covers {sum(durations)} of {num_frames} frames")
             result.update(codes=codes.to(torch.int16).tolist(), durations=durations, num_frames=num_frames)
@@ -227,10 +242,9 @@ def prepare_corpus(
         "audio",
         PIPELINE_VERSION,
         text_key,
-        codec,
         _model_key(audio_codec),
         aligner,
-        _model_key(align_model),
+        _model_key(align_model) if isinstance(align_model, EllaVAlignerModel) else None,
         textgrid_dir,
         min_seconds,
         max_seconds,
@@ -251,7 +265,7 @@ def prepare_corpus(
     dataset = concatenate_datasets(chunks)
     timings["audio"] = time.time() - step
 
-    if align_model is not None:
+    if isinstance(align_model, EllaVAlignerModel):
         dataset = _flag_mismatches(dataset, align_model.config.mismatch_threshold)
     errors = dataset["error"]
     skipped += [{"id": i, "reason": e} for i, e in zip(dataset["id"], errors) if e]
@@ -290,9 +304,7 @@ def speaker_thresholds(speakers: list[str], scores: list[float]) -> dict[str, fl
     out = {}
     for speaker, values in by_speaker.items():
         if len(values) >= MIN_UTTERANCES_PER_SPEAKER_THRESHOLD:
-            median = float(np.median(values))
-            mad = float(np.median(np.abs(np.asarray(values) - median)))
-            out[speaker] = median - max(8.0 * mad, 0.5)
+            out[speaker] = mismatch_threshold(values)
     return out
 
 
@@ -318,27 +330,13 @@ def _flag_mismatches(dataset, corpus_threshold: float | None):
     return dataset.map(flag, keep_in_memory=True, desc="check alignments")
 
 
-def _model_key(model) -> str | None:
-    """Fingerprint of a codec/aligner's weights and config (None when absent)."""
-    if model is None:
-        return None
-    module = model.model if isinstance(model, AudioCodec) else model
-    digest = hashlib.sha256(json.dumps(module.config.to_dict(), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(module.state_dict().items()):
+def _model_key(model) -> str:
+    """Fingerprint of a codec's or aligner's weights and config."""
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().float().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def _textgrid_path(row: dict, textgrid_dir: str | None) -> Path:
-    if textgrid_dir:
-        candidates = [Path(textgrid_dir) / f"{row['id']}.TextGrid", Path(textgrid_dir) / f"{Path(row['id']).name}.TextGrid"]
-    else:
-        candidates = [Path(row["audio_path"]).with_suffix(".TextGrid")]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise TextGridMismatch(f"no TextGrid found (looked for {[str(c) for c in candidates]})")
 
 
 def _sample_waveforms(dataset, sample: list[int], rate: int, progress: bool, desc: str):
@@ -351,47 +349,58 @@ def _sample_waveforms(dataset, sample: list[int], rate: int, progress: bool, des
             continue  # reported by the audio step
 
 
-def _load_or_fit_codec(codec: str, codec_model: str | None, out: Path, dataset, sample, seed: int, progress: bool) -> AudioCodec:
-    if codec == "encodec":
-        return EncodecCodec.from_pretrained(codec_model or "facebook/encodec_24khz")
-    if codec_model:
-        return MelCodec.from_pretrained(codec_model)
-    fitted = out / "codec"
-    if (fitted / "model.safetensors").is_file():
-        return MelCodec.from_pretrained(str(fitted))
-    from ..modeling.codec_mel import EllaVMelCodecConfig
+def load_codec(name: str, codec_model: str | None = None):
+    """The codec ``name`` (one of :data:`CODECS` except ``mel`` without ``codec_model``).
 
-    config = EllaVMelCodecConfig()
-    waves = ((w, config.sampling_rate) for _, w in _sample_waveforms(dataset, sample, config.sampling_rate, progress, "read for codec"))
-    mel = MelCodec(fit_mel_codec(waves, config, seed=seed, progress=progress))
-    with _atomic_dir(fitted) as folder:
-        mel.save_pretrained(str(folder))
-    return mel
+    Raises:
+        ValueError: Unknown name, or a codec that must be given (``auto``) or trained first.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    from ..modeling import EllaVCodecModel, EllaVEncodecModel
+    from ..modeling.codec_mel import EllaVMelCodecModel
+
+    if name == "encodec":
+        path = codec_model or "facebook/encodec_24khz"
+        if AutoConfig.from_pretrained(path).model_type == EllaVEncodecModel.config_class.model_type:  # saved by us
+            return EllaVEncodecModel.from_pretrained(path)
+        return EllaVEncodecModel.from_encodec(path)
+    if name == "mel":
+        return EllaVMelCodecModel.from_pretrained(codec_model)
+    if name == "learned":
+        path = codec_model or DEFAULT_CODEC_DIR
+        if not (Path(path) / "config.json").is_file():
+            raise ValueError(f"No learned codec at {path}: train one with `ella-v train-codec` and pass --codec-model DIR.")
+        return EllaVCodecModel.from_pretrained(path)
+    if name == "auto":
+        if not codec_model:
+            raise ValueError("--codec auto needs --codec-model (a saved codec directory)")
+        if AutoConfig.from_pretrained(codec_model).model_type == "encodec":  # transformers' own EnCodec format
+            return EllaVEncodecModel.from_encodec(codec_model)
+        return AutoModel.from_pretrained(codec_model)
+    raise ValueError(f"Unknown codec {name!r}; expected one of {CODECS}")
 
 
-def _load_or_train_aligner(
-    aligner_model, out: Path, dataset, sample, tokenizer, codec: AudioCodec, iterations: int, seed: int, progress: bool
-) -> EllaVAlignerModel:
-    if aligner_model:
-        return EllaVAlignerModel.from_pretrained(aligner_model).eval()
-    trained = out / "aligner"
-    if (trained / "model.safetensors").is_file():
-        return EllaVAlignerModel.from_pretrained(trained).eval()
-    hop = round(codec.sampling_rate / codec.frame_rate)
-    config = EllaVAlignerConfig(
-        vocab_size=tokenizer.vocab_size,
-        separator_ids=tokenizer.separator_token_ids,
-        sampling_rate=codec.sampling_rate,
-        hop_length=hop,
-        n_fft=max(1024, 2 * hop),
-    )
-    examples = [(w, row["phoneme_ids"]) for row, w in _sample_waveforms(dataset, sample, codec.sampling_rate, progress, "read for aligner")]
-    if not examples:
-        raise ValueError("No readable audio to train the aligner on.")
-    model = train_aligner(examples, config, iterations=iterations, seed=seed, progress=progress).eval()
-    with _atomic_dir(trained) as folder:
+def _load_or_fit_codec(codec: str, codec_model: str | None, out: Path, dataset, sample, seed: int, progress: bool):
+    """The codec to prepare with; it is saved to ``OUT/codec`` (the k-means codec is fitted there once)."""
+    target = out / "codec"
+    if codec == "mel" and not codec_model and (target / "model.safetensors").is_file():
+        return load_codec("mel", str(target))
+    if codec == "mel" and not codec_model:
+        from ..modeling.codec_mel import EllaVMelCodecConfig
+        from ..training.fit_mel_codec import fit_mel_codec
+
+        config = EllaVMelCodecConfig()
+        waves = ((w, config.sampling_rate) for _, w in _sample_waveforms(dataset, sample, config.sampling_rate, progress, "read for codec"))
+        model = fit_mel_codec(waves, config, seed=seed, progress=progress)
+    else:
+        model = load_codec(codec, codec_model)
+    with _atomic_dir(target) as folder:
         model.save_pretrained(folder)
     return model
 
 
-__all__ = ["ALIGNERS", "CODECS", "PrepareSummary", "prepare_corpus"]
+#: The learned codec bundled with the package (``ella-v prepare --codec learned`` without --codec-model).
+DEFAULT_CODEC_DIR = str(Path(__file__).resolve().parent.parent / "ella_v_hf" / "pretrained" / "codec")
+
+__all__ = ["CODECS", "DEFAULT_CODEC_DIR", "PrepareSummary", "load_codec", "prepare_corpus"]

@@ -1,19 +1,15 @@
-"""EllaVProcessor: text (+ optional prompt audio and its transcript) -> model inputs, codes -> waveform.
+"""EllaVProcessor: text (+ optional prompt audio and its transcript) -> model inputs.
 
-It holds the phoneme tokenizer (a transformers sub-processor), the built-in aligner (so a user's
-prompt audio is aligned at synthesis time) and optionally the codec (for prompt codes and
-``decode``). ``save_pretrained`` writes the tokenizer files, ``processor_config.json``, and the
-aligner (``aligner/``) and embedded codec (``codec/``) as safetensors; an EnCodec codec is
-stored by name (``codec_name_or_path``) instead of duplicating its weights.
+It is the phoneme tokenizer plus audio handling: a prompt's audio is mixed to mono, resampled to
+the model's codec rate, checked (length, silence, clipping) and batched; the model encodes it with
+its codec and aligns it with its aligner (``EllaVForTextToSpeech.generate``). The processor runs
+no neural network. ``save_pretrained`` writes the tokenizer files and ``processor_config.json``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,9 +17,7 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
-from .aligner import EllaVAlignerModel
 from .audio import AudioError, prepare_waveform
-from .codecs import AudioCodec, EncodecCodec, MelCodec
 
 logger = logging.get_logger(__name__)
 
@@ -35,41 +29,24 @@ class EllaVProcessor(ProcessorMixin):
 
     Args:
         tokenizer: An :class:`~ella_v_hf.processing.EllaVPhonemeTokenizer`.
-        aligner: An :class:`~ella_v_hf.processing.EllaVAlignerModel` (needed for prompt audio).
-        codec: An :class:`~ella_v_hf.processing.AudioCodec` (needed for prompt codes and ``decode``).
+        sampling_rate: The model's codec rate; prompt audio is resampled to it.
         min_prompt_seconds: Shortest usable prompt.
         silence_dbfs: A prompt whose RMS level is below this (dBFS) counts as silent.
-        codec_name_or_path: Where an EnCodec codec is loaded from (set automatically).
 
     Example:
 
     ```python
-    >>> processor = EllaVProcessor(tokenizer, aligner=aligner, codec=codec)  # doctest: +SKIP
+    >>> processor = EllaVProcessor(tokenizer, sampling_rate=16000)  # doctest: +SKIP
     >>> inputs = processor("Target text.", prompt_audio=wav, prompt_text="What the prompt says.", sampling_rate=16000)  # doctest: +SKIP
     >>> sorted(inputs)  # doctest: +SKIP
-    ['attention_mask', 'input_ids', 'prompt_attention_mask', 'prompt_codes', 'prompt_durations', 'prompt_input_ids']
+    ['attention_mask', 'input_ids', 'prompt_attention_mask', 'prompt_input_ids', 'prompt_input_values', 'prompt_padding_mask']
     ```
     """
 
-    def __init__(
-        self,
-        tokenizer,
-        aligner: EllaVAlignerModel | None = None,
-        codec: AudioCodec | None = None,
-        min_prompt_seconds: float = 0.5,
-        silence_dbfs: float = -55.0,
-        codec_name_or_path: str | None = None,
-    ) -> None:
-        self.aligner = aligner
-        self.codec = codec
+    def __init__(self, tokenizer, sampling_rate: int = 16000, min_prompt_seconds: float = 0.5, silence_dbfs: float = -55.0) -> None:
+        self.sampling_rate = sampling_rate
         self.min_prompt_seconds = min_prompt_seconds
         self.silence_dbfs = silence_dbfs
-        self.codec_name_or_path = codec_name_or_path
-        if aligner is not None and codec is not None and abs(aligner.config.frame_rate - codec.frame_rate) > 1e-6:
-            raise ValueError(
-                f"The aligner works at {aligner.config.frame_rate} frames/s but the codec at {codec.frame_rate}: "
-                "durations must be in codec frames."
-            )
         super().__init__(tokenizer)
 
     # -- text --------------------------------------------------------------------------------
@@ -80,7 +57,6 @@ class EllaVProcessor(ProcessorMixin):
         prompt_text: str | Sequence[str] | None = None,
         sampling_rate: int | None = None,
         return_tensors: str | None = "pt",
-        check_alignment: bool = True,
         **kwargs,
     ) -> BatchFeature:
         """Prepare model inputs.
@@ -92,18 +68,15 @@ class EllaVProcessor(ProcessorMixin):
             prompt_text: Transcript(s) of the prompt audio.
             sampling_rate: Rate of ``prompt_audio`` (resampled to the codec's).
             return_tensors: ``"pt"`` or None for lists.
-            check_alignment: Refuse prompts whose transcript does not match the audio.
 
         Returns:
             ``BatchFeature`` with ``input_ids``/``attention_mask`` ``[B, L]`` (target phoneme ids,
             right-padded) and, with a prompt, ``prompt_input_ids``/``prompt_attention_mask``
-            ``[B, Lp]``, ``prompt_durations`` ``[B, Lp]`` (codec frames per prompt token, 0 on
-            padding), ``prompt_num_frames`` ``[B]`` and, with a codec, ``prompt_codes`` ``[B, K, Tp]``
-            (0 on padding).
+            ``[B, Lp]`` (its transcript), ``prompt_input_values`` ``[B, 1, S]`` (mono audio at
+            ``self.sampling_rate``, zero-padded) and ``prompt_padding_mask`` ``[B, S]`` (1 on real samples).
 
         Raises:
-            ValueError: Bad text, or a prompt that is silent, too short, not audio, or does not
-                match its transcript (the message says which).
+            ValueError: Bad text, or a prompt that is silent, too short or not audio (the message says which).
         """
         texts = [text] if isinstance(text, str) else list(text)
         ids = self.tokenizer.batch_encode_phonemes(texts)
@@ -121,30 +94,23 @@ class EllaVProcessor(ProcessorMixin):
                 raise ValueError(
                     f"Got {len(texts)} texts, {len(audios)} prompt audios and {len(prompt_texts)} prompt texts."
                 )
-            prompts = [self.prepare_prompt(a, sampling_rate, t, check_alignment) for a, t in zip(audios, prompt_texts)]
-            data["prompt_input_ids"] = [p["input_ids"] for p in prompts]
-            data["prompt_durations"] = [p["durations"] for p in prompts]
-            data["prompt_num_frames"] = [sum(p["durations"]) for p in prompts]
-            if self.codec is not None:
-                data["prompt_codes"] = [p["codes"] for p in prompts]
+            data["prompt_input_ids"] = self.tokenizer.batch_encode_phonemes(prompt_texts)
+            data["prompt_input_values"] = [self.prepare_prompt_audio(a, sampling_rate) for a in audios]
         return self._to_batch(data, return_tensors)
 
-    def prepare_prompt(self, audio: AudioInput, sampling_rate: int, text: str, check_alignment: bool = True) -> dict:
-        """Condition, check, align (and encode) one prompt.
+    def prepare_prompt_audio(self, audio: AudioInput, sampling_rate: int) -> np.ndarray:
+        """Mix to mono, resample to ``self.sampling_rate`` and check one prompt: ``[S]`` / ``[S, C]`` -> ``[S']``.
 
-        Returns:
-            ``{"input_ids", "durations", "waveform"[, "codes" [K, T]]}``.
+        Raises:
+            AudioError: Not audio, shorter than ``min_prompt_seconds``, or silent.
         """
-        if self.aligner is None:
-            raise ValueError("This processor has no aligner, so it cannot use prompt audio.")
         if isinstance(audio, torch.Tensor):
             audio = audio.detach().cpu().numpy()
-        target_rate = self.aligner.config.sampling_rate
         try:
-            waveform = prepare_waveform(np.asarray(audio), int(sampling_rate), target_rate, name="prompt audio")
+            waveform = prepare_waveform(np.asarray(audio), int(sampling_rate), self.sampling_rate, name="prompt audio")
         except (TypeError, ValueError) as error:
-            raise ValueError(f"Prompt audio is not usable audio: {error}") from error
-        seconds = len(waveform) / target_rate
+            raise AudioError(f"Prompt audio is not usable audio: {error}") from error
+        seconds = len(waveform) / self.sampling_rate
         if seconds < self.min_prompt_seconds:
             raise AudioError(f"Prompt audio is {seconds:.2f} s long; at least {self.min_prompt_seconds} s is needed.")
         level = 20 * np.log10(np.sqrt(np.mean(np.square(waveform))) + 1e-12)
@@ -152,18 +118,7 @@ class EllaVProcessor(ProcessorMixin):
             raise AudioError(f"Prompt audio is silent (RMS {level:.1f} dBFS < {self.silence_dbfs} dBFS).")
         if np.mean(np.abs(waveform) >= 0.999) > 0.01:
             logger.warning("Prompt audio is clipped (over 1% of samples at full scale); quality may suffer.")
-        ids = self.tokenizer.batch_encode_phonemes([text])[0]
-        alignment = self.aligner.align(waveform, ids, check=check_alignment)
-        out = {"input_ids": ids, "durations": alignment.durations, "waveform": waveform}
-        if self.codec is not None:
-            codes = self.codec.encode(waveform, target_rate)
-            if codes.shape[-1] != sum(alignment.durations):
-                raise ValueError(
-                    f"Codec gave {codes.shape[-1]} frames but the alignment covers {sum(alignment.durations)}: "
-                    "the aligner and codec frontends disagree."
-                )
-            out["codes"] = codes
-        return out
+        return waveform
 
     def _to_batch(self, data: dict[str, list], return_tensors: str | None) -> BatchFeature:
         if return_tensors is None:
@@ -174,91 +129,29 @@ class EllaVProcessor(ProcessorMixin):
         for key, mask_key in (("input_ids", "attention_mask"), ("prompt_input_ids", "prompt_attention_mask")):
             if key in data:
                 out[key], out[mask_key] = _pad([torch.tensor(x) for x in data[key]], self.tokenizer.pad_token_id)
-        if "prompt_durations" in data:
-            out["prompt_durations"], _ = _pad([torch.tensor(x) for x in data["prompt_durations"]], 0)
-            out["prompt_num_frames"] = torch.tensor(data["prompt_num_frames"])
-        if "prompt_codes" in data:
-            codes = data["prompt_codes"]
-            length = max(c.shape[-1] for c in codes)
-            out["prompt_codes"] = torch.stack([torch.nn.functional.pad(c, (0, length - c.shape[-1])) for c in codes])
+        if "prompt_input_values" in data:
+            waves = [torch.from_numpy(w) for w in data["prompt_input_values"]]
+            length = max(len(w) for w in waves)
+            out["prompt_input_values"] = torch.stack([torch.nn.functional.pad(w, (0, length - len(w))) for w in waves])[:, None]
+            out["prompt_padding_mask"] = torch.stack([torch.arange(length) < len(w) for w in waves]).long()
         return BatchFeature(out)
 
-    # -- audio -------------------------------------------------------------------------------
-    def decode(self, codes: torch.LongTensor) -> np.ndarray:
-        """Codes ``[K, T]`` -> waveform ``[S]`` at the codec's sampling rate."""
-        if self.codec is None:
-            raise ValueError("This processor has no codec to decode with.")
-        return self.codec.decode(codes)
-
-    def batch_decode(self, codes: Sequence[torch.LongTensor]) -> list[np.ndarray]:
-        return [self.decode(c) for c in codes]
-
-    def phonemes(self, ids: Sequence[int]) -> str:
-        """Phoneme ids -> space-separated symbols."""
-        return self.tokenizer.decode(ids)
-
     # -- serialisation -----------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        saved = {}
-        for name in ("aligner", "codec"):
-            saved[name] = self.__dict__.pop(name)
+    def save_pretrained(self, save_directory: str | os.PathLike, remote_code: bool = True, **kwargs):
+        """Save the tokenizer files and ``processor_config.json``; by default also the Hub remote
+        code (transformers copies this module, the tokenizer's and what they import relatively, and
+        writes ``auto_map``). ``remote_code=False`` saves files only (the bundled demos)."""
+        if remote_code:
+            return super().save_pretrained(save_directory, **kwargs)
+        objects = (self, self.tokenizer)
+        for obj in objects:
+            obj._auto_class = None  # instance attribute: no custom_object_save for this call
+            obj.init_kwargs.pop("auto_map", None) if hasattr(obj, "init_kwargs") else None
         try:
-            output = super().to_dict()
+            return super().save_pretrained(save_directory, **kwargs)
         finally:
-            self.__dict__.update(saved)
-        return output
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
-        """Save tokenizer, processor config, aligner and embedded codec, plus the processing code
-        as flat remote-code files (``AutoProcessor.from_pretrained(dir, trust_remote_code=True)``)."""
-        if isinstance(self.codec, EncodecCodec) and self.codec_name_or_path is None:
-            self.codec_name_or_path = getattr(self.codec.model, "name_or_path", None)
-        result = super().save_pretrained(save_directory, **kwargs)
-        _export_remote_code(Path(save_directory))
-        if self.aligner is not None:
-            self.aligner.save_pretrained(Path(save_directory) / "aligner")
-        if isinstance(self.codec, MelCodec):
-            self.codec.save_pretrained(str(Path(save_directory) / "codec"))
-        return result
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
-        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        root = Path(pretrained_model_name_or_path)
-        if (root / "aligner" / "config.json").is_file():
-            processor.aligner = EllaVAlignerModel.from_pretrained(root / "aligner").eval()
-        if (root / "codec" / "config.json").is_file():
-            processor.codec = MelCodec.from_pretrained(str(root / "codec"))
-        elif processor.codec_name_or_path:
-            processor.codec = EncodecCodec.from_pretrained(processor.codec_name_or_path)
-        return processor
-
-
-#: Files the processor needs as remote code, copied flat next to processor_config.json.
-_REMOTE_FILES = (
-    "processing_ella_v.py",
-    "aligner.py",
-    "audio.py",
-    "codecs.py",
-    "tokenization_ella_v.py",
-    "text_normalization.py",
-    "../modeling/codec_mel.py",
-)
-
-
-def _export_remote_code(directory: Path) -> None:
-    """Copy the processing code flat into ``directory`` (cross-folder imports made sibling
-    imports) and point ``auto_map`` at it."""
-    here = Path(__file__).parent
-    for name in _REMOTE_FILES:
-        source = (here / name).read_text(encoding="utf-8")
-        source = re.sub(r"from \.\.(?:modeling|processing)\.(\w+) import", r"from .\1 import", source)
-        (directory / Path(name).name).write_text(source, encoding="utf-8")
-    config_path = directory / "processor_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    config["processor_class"] = "EllaVProcessor"
-    config["auto_map"] = {"AutoProcessor": "processing_ella_v.EllaVProcessor"}
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            for obj in objects:
+                del obj._auto_class
 
 
 def _is_single_audio(audio) -> bool:
@@ -276,5 +169,7 @@ def _pad(rows: list[torch.Tensor], value: int) -> tuple[torch.Tensor, torch.Tens
         mask[i, : len(row)] = 1
     return ids, mask
 
+
+EllaVProcessor.register_for_auto_class()
 
 __all__ = ["EllaVProcessor"]

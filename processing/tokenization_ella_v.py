@@ -138,6 +138,26 @@ def words_to_tokens(words: Iterable[tuple[list[str], str]]) -> list[str]:
     return tokens
 
 
+def token_words(tokens: Sequence[str]) -> list[tuple[list[str], str]]:
+    """Split a tokenizer sequence ``| w1-phones sep1 w2-phones sep2 …`` into ``[(phones, separator), …]``.
+
+    Raises:
+        ValueError: The sequence does not start with the word boundary token.
+    """
+    if not tokens or tokens[0] != WORD_BOUNDARY:
+        raise ValueError(f"a token sequence starts with {WORD_BOUNDARY!r}, got {list(tokens[:3])}")
+    words, phones = [], []
+    for token in tokens[1:]:
+        if token in SEPARATOR_TOKENS:
+            words.append((phones, token))
+            phones = []
+        else:
+            phones.append(token)
+    if phones:
+        raise ValueError("a token sequence ends with a separator")
+    return words
+
+
 class EllaVPhonemeTokenizer(PreTrainedTokenizer):
     """Phoneme tokenizer for ELLA-V (espeak-ng through phonemizer).
 
@@ -289,4 +309,4 @@ class EllaVPhonemeTokenizer(PreTrainedTokenizer):
 
 EllaVPhonemeTokenizer.register_for_auto_class("AutoTokenizer")
 
-__all__ = ["EllaVPhonemeTokenizer", "SEPARATOR_TOKENS", "WORD_BOUNDARY", "phonemize_words", "words_to_tokens"]
+__all__ = ["EllaVPhonemeTokenizer", "SEPARATOR_TOKENS", "WORD_BOUNDARY", "phonemize_words", "token_words", "words_to_tokens"]

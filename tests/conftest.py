@@ -64,26 +64,22 @@ def flite_corpus(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_codec(flite_corpus):
-    """The embedded codec fitted small (2 x 32 codes) on the flite corpus."""
+    """The k-means mel codec fitted small (2 x 32 codes) on the flite corpus."""
     from ella_v_hf.modeling import EllaVMelCodecConfig
-    from ella_v_hf.processing import MelCodec, fit_mel_codec, load_audio, read_corpus
+    from ella_v_hf.processing import load_audio, read_corpus
+    from ella_v_hf.training.fit_mel_codec import fit_mel_codec
 
     utterances, _ = read_corpus(flite_corpus)
     config = EllaVMelCodecConfig(num_codebooks=2, codebook_size=32, griffin_lim_iters=4)
-    return MelCodec(fit_mel_codec((load_audio(u.audio_path) for u in utterances), config, progress=False))
+    return fit_mel_codec((load_audio(u.audio_path) for u in utterances), config, progress=False).eval()
 
 
 @pytest.fixture(scope="session")
 def small_aligner(flite_corpus):
     """The built-in aligner trained briefly on the flite corpus."""
-    from ella_v_hf.processing import (
-        EllaVAlignerConfig,
-        EllaVPhonemeTokenizer,
-        load_audio,
-        prepare_waveform,
-        read_corpus,
-        train_aligner,
-    )
+    from ella_v_hf.modeling import EllaVAlignerConfig
+    from ella_v_hf.processing import EllaVPhonemeTokenizer, load_audio, prepare_waveform, read_corpus
+    from ella_v_hf.processing.aligners.builtin import train_aligner
 
     utterances, _ = read_corpus(flite_corpus)
     tok = EllaVPhonemeTokenizer()
@@ -101,20 +97,21 @@ def prepared_corpus(tmp_path_factory, flite_corpus, small_codec, small_aligner):
     from ella_v_hf.processing.prepare import prepare_corpus
 
     root = tmp_path_factory.mktemp("prepared")
-    small_codec.save_pretrained(str(root / "codec_model"))
+    small_codec.save_pretrained(root / "codec_model")
     small_aligner.save_pretrained(root / "aligner_model")
     prepare_corpus(
-        flite_corpus, root / "out", codec_model=str(root / "codec_model"), aligner_model=str(root / "aligner_model"), num_proc=1, progress=False
+        flite_corpus, root / "out", codec="auto", codec_model=str(root / "codec_model"), aligner_model=str(root / "aligner_model"),
+        num_proc=1, progress=False,
     )
     return root / "out"
 
 
 @pytest.fixture(scope="session")
-def processor(small_aligner, small_codec):
-    """An EllaVProcessor with the small aligner and codec."""
+def processor():
+    """An EllaVProcessor at 16 kHz (the small codec's rate)."""
     from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
 
-    return EllaVProcessor(EllaVPhonemeTokenizer(), aligner=small_aligner, codec=small_codec)
+    return EllaVProcessor(EllaVPhonemeTokenizer(), sampling_rate=16000)
 
 
 @pytest.fixture(scope="session")
@@ -125,3 +122,29 @@ def prompt(flite_corpus):
     utterance = read_corpus(flite_corpus)[0][0]
     waveform, rate = load_audio(utterance.audio_path)
     return waveform, rate, utterance.text
+
+
+@pytest.fixture(scope="session")
+def tts_dir(tmp_path_factory, small_aligner, small_codec):
+    """A tiny EllaVForTextToSpeech (random GAR/NAR, the small codec and aligner) saved with its processor."""
+    from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig
+    from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
+
+    tok = EllaVPhonemeTokenizer()
+    dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    config = EllaVTTSConfig(gar_config=dims, nar_config=dims, codec_config=small_codec.config, aligner_config=small_aligner.config)
+    torch.manual_seed(0)
+    model = EllaVForTextToSpeech(config)
+    model.codec.load_state_dict(small_codec.state_dict())
+    model.aligner.load_state_dict(small_aligner.state_dict())
+    out = tmp_path_factory.mktemp("tts")
+    model.save_pretrained(out)
+    EllaVProcessor(tok, sampling_rate=16000).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tts_model(tts_dir):
+    from ella_v_hf import EllaVForTextToSpeech
+
+    return EllaVForTextToSpeech.from_pretrained(tts_dir).eval()

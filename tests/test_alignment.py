@@ -7,17 +7,14 @@ import pytest
 from praatio import textgrid
 from praatio.utilities.constants import Interval
 
-from ella_v_hf.processing import (
-    AlignmentError,
-    EllaVAlignerModel,
-    EllaVPhonemeTokenizer,
-    TextGridMismatch,
-    load_audio,
-    prepare_waveform,
-    read_corpus,
-    textgrid_durations,
-    viterbi_align,
-)
+from ella_v_hf.modeling import AlignmentError, EllaVAlignerModel, viterbi_align
+from ella_v_hf.processing import EllaVPhonemeTokenizer, load_audio, prepare_waveform, read_corpus
+from ella_v_hf.processing.aligners.textgrid import TextGridMismatch, textgrid_durations
+
+
+def symbols(text: str) -> list[str]:
+    tok = EllaVPhonemeTokenizer()
+    return tok.convert_ids_to_tokens(tok(text)["input_ids"])
 
 
 def one_hot_emissions(labels: list[int], classes: int = 4) -> np.ndarray:
@@ -89,13 +86,15 @@ def test_textgrid_import(tmp_path):
     phones = [(0.1, 0.2, "HH"), (0.2, 0.3, "AH0"), (0.3, 0.4, "L"), (0.4, 0.5, "OW1")]
     phones += [(0.7, 0.8, "W"), (0.8, 0.9, "ER1"), (0.9, 1.0, "L"), (1.0, 1.1, "D")]
     write_textgrid(path, [(0.1, 0.5, "hello"), (0.7, 1.1, "world")], phones, 1.2)
-    tokens, durations = textgrid_durations(path, "Hello, world!", num_frames=60, frame_rate=50.0)
+    tokens = symbols("Hello, world!")
+    durations = textgrid_durations(path, tokens, num_frames=60, frame_rate=50.0)
     assert tokens == ["|", "h", "ə", "l", "oʊ", ",", "w", "ɜː", "l", "d", "!"]
     # 0.1 s leading silence, 0.1 s per phone, the 0.2 s pause on the comma, 0.1 s after the last word
     assert durations == [5, 5, 5, 5, 5, 10, 5, 5, 5, 5, 5]
     # Fewer MFA phones than espeak phonemes: the word span is shared out, every phoneme gets a frame.
     write_textgrid(path, [(0.0, 0.1, "hello"), (0.1, 0.4, "world")], [(0.0, 0.1, "HH")], 0.4)
-    tokens, durations = textgrid_durations(path, "Hello world", num_frames=20, frame_rate=50.0)
+    tokens = symbols("Hello world")
+    durations = textgrid_durations(path, tokens, num_frames=20, frame_rate=50.0)
     assert sum(durations) == 20 and all(d >= 1 for t, d in zip(tokens, durations) if t not in "|,.?!")
 
 
@@ -103,7 +102,7 @@ def test_textgrid_mismatch(tmp_path):
     path = tmp_path / "x.TextGrid"
     write_textgrid(path, [(0.1, 0.5, "hello")], [(0.1, 0.5, "HH")], 0.6)
     with pytest.raises(TextGridMismatch, match="1 words but the transcript phonemises to 2"):
-        textgrid_durations(path, "Hello, world!", num_frames=30, frame_rate=50.0)
+        textgrid_durations(path, symbols("Hello, world!"), num_frames=30, frame_rate=50.0)
     (tmp_path / "bad.TextGrid").write_text("not a textgrid")
     with pytest.raises(TextGridMismatch, match="Cannot read TextGrid"):
-        textgrid_durations(tmp_path / "bad.TextGrid", "Hello", num_frames=30, frame_rate=50.0)
+        textgrid_durations(tmp_path / "bad.TextGrid", symbols("Hello"), num_frames=30, frame_rate=50.0)

@@ -1,29 +1,32 @@
-"""Codecs: the embedded mel codec and EnCodec (tiny random config) behind one interface."""
+"""Codecs behind one interface (``encode(input_values [B, 1, S]) -> [B, K, T]``, ``decode``): the
+learned codec, the k-means mel codec and EnCodec (tiny random configs), all Auto sub-models."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-
-from ella_v_hf.modeling import EllaVMelCodecConfig, EllaVMelCodecModel
-from ella_v_hf.processing import AudioError, EncodecCodec, MelCodec, fit_mel_codec, prepare_waveform
 from transformers import AutoModel, EncodecConfig, EncodecModel
+
+from ella_v_hf.evaluation.resynthesis import decode_codes, encode_waveform
+from ella_v_hf.modeling import EllaVEncodecConfig, EllaVEncodecModel, EllaVMelCodecConfig, EllaVMelCodecModel
+from ella_v_hf.processing import AudioError, prepare_waveform
+from ella_v_hf.training.fit_mel_codec import fit_mel_codec
 
 
 def test_mel_codec_shapes_and_resampling(small_codec):
     waveform = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1  # 2 s at 16 kHz
-    codes = small_codec.encode(waveform, 16000)
+    codes = encode_waveform(small_codec, waveform, 16000)
     assert codes.shape == (2, 100) and codes.dtype == torch.long
     assert 0 <= int(codes.min()) and int(codes.max()) < 32
-    audio = small_codec.decode(codes)
+    audio = decode_codes(small_codec, codes)
     assert audio.shape == (32000,) and np.isfinite(audio).all()
     stereo_44k = np.stack([waveform, waveform], axis=1)
     stereo_44k = np.stack([prepare_waveform(stereo_44k[:, c], 16000, 44100) for c in range(2)], axis=1)
-    assert small_codec.encode(stereo_44k, 44100).shape == (2, 100)  # mixed down and resampled
-    assert small_codec.num_frames(32000) == 100
+    assert encode_waveform(small_codec, stereo_44k, 44100).shape == (2, 100)  # mixed down and resampled
+    assert small_codec.encode(torch.from_numpy(waveform)[None, None]).shape == (1, 2, 100)  # the model interface
     for frames in (1, 2, 3):  # shorter than one STFT window: silent padding inside, cut after
-        assert small_codec.decode(codes[:, :frames]).shape == (frames * 320,)
+        assert decode_codes(small_codec, codes[:, :frames]).shape == (frames * 320,)
 
 
 def test_mel_codec_resynthesis_keeps_the_spectral_envelope(flite_corpus, small_codec):
@@ -31,9 +34,9 @@ def test_mel_codec_resynthesis_keeps_the_spectral_envelope(flite_corpus, small_c
 
     utterance = read_corpus(flite_corpus)[0][0]
     waveform, rate = load_audio(utterance.audio_path)
-    codes = small_codec.encode(waveform, rate)
-    resynth = small_codec.decode(codes)
-    model = small_codec.model
+    codes = encode_waveform(small_codec, waveform, rate)
+    resynth = decode_codes(small_codec, codes)
+    model = small_codec
     source_mel = model.normalized_features(torch.from_numpy(waveform)[None])
     resynth_mel = model.normalized_features(torch.from_numpy(resynth)[None])[:, : source_mel.shape[1]]
     quantised = (model.dequantize(codes[None]) - model.feature_mean) / model.feature_std
@@ -45,12 +48,13 @@ def test_mel_codec_resynthesis_keeps_the_spectral_envelope(flite_corpus, small_c
 
 
 def test_mel_codec_save_load(small_codec, tmp_path):
-    small_codec.save_pretrained(str(tmp_path))
+    small_codec.save_pretrained(tmp_path)
     waveform = np.sin(np.linspace(0, 800, 16000)).astype(np.float32)
-    loaded = MelCodec.from_pretrained(str(tmp_path))
-    assert torch.equal(loaded.encode(waveform, 16000), small_codec.encode(waveform, 16000))
-    assert isinstance(AutoModel.from_pretrained(tmp_path), EllaVMelCodecModel)
-    np.testing.assert_allclose(loaded.decode(small_codec.encode(waveform, 16000)), small_codec.decode(small_codec.encode(waveform, 16000)))
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(loaded, EllaVMelCodecModel)
+    codes = encode_waveform(small_codec, waveform, 16000)
+    assert torch.equal(encode_waveform(loaded, waveform, 16000), codes)
+    np.testing.assert_allclose(decode_codes(loaded, codes), decode_codes(small_codec, codes))
 
 
 def test_fit_rejects_too_little_audio():
@@ -74,18 +78,27 @@ def tiny_encodec() -> EncodecModel:
 
 
 def test_encodec_codec_shapes_and_save_load(tmp_path):
-    codec = EncodecCodec(tiny_encodec(), bandwidth=8.0)
-    assert (codec.num_codebooks, codec.codebook_size, codec.frame_rate) == (2, 16, 1000)
+    from ella_v_hf.processing.prepare import load_codec
+
+    tiny_encodec().save_pretrained(tmp_path / "hub-format")  # what facebook/encodec_24khz looks like
+    codec = load_codec("encodec", str(tmp_path / "hub-format"))
+    assert isinstance(codec, EllaVEncodecModel)
+    assert codec.config.bandwidth == 8.0  # 6 kbps is not among this model's bandwidths: its highest
+    codec = EllaVEncodecModel.from_encodec(str(tmp_path / "hub-format"), bandwidth=8.0).eval()
+    config = codec.config
+    assert (config.num_codebooks, config.codebook_size, config.frame_rate) == (2, 16, 1000)
     waveform = np.random.default_rng(1).standard_normal((16000, 2)).astype(np.float32) * 0.1  # 1 s stereo, 16 kHz
-    codes = codec.encode(waveform, 16000)
+    codes = encode_waveform(codec, waveform, 16000)
     assert codes.shape == (2, 1000)
-    audio = codec.decode(codes)
+    audio = decode_codes(codec, codes)
     assert audio.shape == (8000,) and np.isfinite(audio).all()
-    codec.model.save_pretrained(tmp_path)
-    loaded = EncodecCodec.from_pretrained(str(tmp_path), bandwidth=8.0)
-    assert torch.equal(loaded.encode(waveform, 16000), codes)
+    assert decode_codes(codec, codes[:1]).shape == (8000,)  # the first codebook alone decodes
+    codec.save_pretrained(tmp_path / "ours")
+    loaded = AutoModel.from_pretrained(tmp_path / "ours")
+    assert isinstance(loaded, EllaVEncodecModel) and loaded.config.bandwidth == 8.0
+    assert torch.equal(encode_waveform(loaded, waveform, 16000), codes)
     with pytest.raises(ValueError, match="bandwidth 6.0 not in"):
-        EncodecCodec(tiny_encodec(), bandwidth=6.0)
+        EllaVEncodecConfig(**tiny_encodec().config.to_dict() | {"bandwidth": 6.0})
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from conftest import tiny_config, tiny_nar_config
+from transformers import AutoConfig
 
 from ella_v_hf import EllaVConfig, EllaVNARConfig
-from transformers import AutoConfig
 
 
 def test_defaults_follow_the_paper():

@@ -59,15 +59,70 @@ def test_synthesize_uses_the_ella_v_demo_by_default(tmp_path):
     assert report["infinite"] == 0 and abs(audio).max() > 0.01
 
 
-@pytest.mark.parametrize("name", sorted(NAMES))
-def test_bundled_remote_code_is_the_code_we_ship(name, tmp_path):
-    """The .py files a Hub user runs with trust_remote_code are exactly what save_pretrained writes today."""
+def test_demos_hold_no_code():
+    """Bundled demos are config, weights, generation config and processor files: they load through
+    the installed classes; remote code is written only when a checkpoint is staged for sharing."""
+    assert not list(DEMOS.rglob("*.py"))
+    for name in NAMES:
+        assert "auto_map" not in json.loads((DEMOS / name / "config.json").read_text())
+        assert "auto_map" not in json.loads((DEMOS / name / "processor_config.json").read_text())
+
+
+STAGED_IN_FRESH_PROCESS = """
+import json, sys
+sys.modules["ella_v_hf"] = None  # the package cannot be imported at all
+import torch
+from transformers import AutoModel, AutoProcessor, pipeline
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+torch.manual_seed(0)
+out = model.generate(**processor(["Hello there."]), do_sample=False)
+tts = pipeline("text-to-speech", model=sys.argv[1], trust_remote_code=True)
+speech = tts("Hello there.", forward_params={"do_sample": False})
+print(json.dumps({"module": type(model).__module__, "sequences": out.sequences.tolist(),
+                  "pipeline_samples": int(speech["audio"].shape[-1]), "rate": speech["sampling_rate"]}))
+"""
+
+
+def test_staged_demo_loads_in_a_fresh_process_without_the_package(tmp_path):
+    import os
+
+    from ella_v_hf.hub import remote_code_requirements
     from ella_v_hf.synthesis import load_checkpoint
 
-    model, processor = load_checkpoint(DEMOS / name)
-    model.save_pretrained(tmp_path)
-    processor.save_pretrained(tmp_path)
-    bundled = sorted(p.relative_to(DEMOS / name) for p in (DEMOS / name).rglob("*.py"))
-    assert bundled == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.py"))
-    stale = [str(p) for p in bundled if (DEMOS / name / p).read_text() != (tmp_path / p).read_text()]
-    assert not stale, f"re-run `ella-v assemble` (or copy the code): {stale} differ from the package"
+    stage = tmp_path / "stage"
+    result = subprocess.run([sys.executable, "-m", "ella_v_hf.cli", "push", "--model", str(DEMOS / "ella-v-demo"), "--dry-run", str(stage), "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {"modeling_ella_v_tts.py", "processing_ella_v.py", "tokenization_ella_v.py"} <= {p.name for p in stage.iterdir()}
+    card = (stage / "README.md").read_text()
+    packages = remote_code_requirements(stage)
+    assert {"phonemizer", "num2words", "soxr", "soundfile"} <= set(packages) and "ella_v_hf" not in packages
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-c", STAGED_IN_FRESH_PROCESS, str(stage)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = json.loads(result.stdout.strip().splitlines()[-1])
+    assert remote["module"].startswith("transformers_modules.") and remote["rate"] == 16000 and remote["pipeline_samples"] > 0
+    model, processor = load_checkpoint(DEMOS / "ella-v-demo")
+    torch.manual_seed(0)
+    local = model.generate(**processor(["Hello there."]), do_sample=False)
+    assert remote["sequences"] == local.sequences.tolist()
+    assert card.startswith("---")
+
+
+def test_staging_never_deletes_or_overwrites(tmp_path):
+    from ella_v_hf.hub import stage_for_hub
+
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("my work")
+    with pytest.raises(ValueError, match="not empty"):
+        stage_for_hub(DEMOS / "ella-v-demo", keep)
+    with pytest.raises(ValueError, match="outside the model directory"):
+        stage_for_hub(DEMOS / "ella-v-demo", DEMOS / "ella-v-demo" / "stage")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        stage_for_hub(DEMOS / "ella-v-demo", tmp_path / "file")
+    assert (keep / "notes.txt").read_text() == "my work" and (tmp_path / "file").read_text() == "x"
+    assert not (DEMOS / "ella-v-demo" / "stage").exists()

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ella_v_hf.training.evaluate_tts import evaluate_model, parse_strategy
-from ella_v_hf.training.judges import wer_cer
+from ella_v_hf.evaluation.evaluate_tts import evaluate_model, parse_strategy
+from ella_v_hf.evaluation.judges import wer_cer
 
 
 def test_metric_module_matches_hand_computed_values():
@@ -19,8 +19,8 @@ def test_metric_module_matches_hand_computed_values():
 
 
 def test_pocketsphinx_recognises_flite_speech(flite_corpus):
+    from ella_v_hf.evaluation.asr import PocketsphinxASR
     from ella_v_hf.processing import load_audio, read_corpus
-    from ella_v_hf.training.asr import PocketsphinxASR
 
     asr = PocketsphinxASR()
     utterances = [u for u in read_corpus(flite_corpus)[0] if u.speaker_id == "rms"][:3]
@@ -57,8 +57,8 @@ def test_evaluate_produces_every_field(prepared_corpus, flite_corpus, tmp_path):
 
 
 def test_eval_set_sentences_exclude_the_training_corpus(flite_corpus, tmp_path):
+    from ella_v_hf.evaluation.eval_sets import make_eval_set, unseen_sentences
     from ella_v_hf.processing import read_corpus
-    from ella_v_hf.training.eval_sets import make_eval_set, unseen_sentences
 
     trained = [u.text for u in read_corpus(flite_corpus)[0]]
     candidates = [trained[0].upper(), "A brand new sentence.", trained[1], "Another unseen one!", "A brand new sentence."]
@@ -80,7 +80,7 @@ def test_measure_nar_reports_every_codebook_prefix(prepared_corpus, flite_corpus
     NAR is fed the references' forced alignment."""
     import math
 
-    from ella_v_hf.training.measure_nar import measure_nar
+    from ella_v_hf.evaluation.measure_nar import measure_nar
     from ella_v_hf.training.trainer import TrainConfig, train
 
     small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}

@@ -168,23 +168,6 @@ def test_processor_rejects_prompts_without_bos():
 
 
 # -- the text-to-speech model ---------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tts_dir(tmp_path_factory, small_aligner, small_codec):
-    from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig
-    from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
-
-    tok = EllaVPhonemeTokenizer()
-    dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
-    config = EllaVTTSConfig(gar_config=dims, nar_config=dims, codec_config=small_codec.model.config)
-    torch.manual_seed(0)
-    model = EllaVForTextToSpeech(config)
-    model.codec.load_state_dict(small_codec.model.state_dict())
-    out = tmp_path_factory.mktemp("tts")
-    model.save_pretrained(out)
-    EllaVProcessor(tok, aligner=small_aligner, codec=small_codec).save_pretrained(out)
-    return out
-
-
 def test_tts_generate_with_and_without_prompt(tts_dir, flite_corpus):
     from ella_v_hf import EllaVForTextToSpeech
     from ella_v_hf.processing import EllaVProcessor, load_audio, read_corpus
@@ -200,9 +183,11 @@ def test_tts_generate_with_and_without_prompt(tts_dir, flite_corpus):
     waveform, rate = load_audio(utterance.audio_path)
     inputs = processor(["Hello world."], prompt_audio=waveform, prompt_text=utterance.text, sampling_rate=rate)
     prompted = model.generate(**inputs, do_sample=False)
-    prompt_frames = int(inputs["prompt_num_frames"][0])
+    prompt_frames = int(prompted.prompt_frames[0])
+    prompt_codes, _ = model.encode_prompt(inputs["prompt_input_values"][0, 0], inputs["prompt_input_ids"][0].tolist())
+    assert prompt_codes.shape[-1] == prompt_frames
     parsed = parse_gar_sequence(prompted.sequences[0].tolist(), model.config.gar_config.token_space, model.config.gar_config.layout_spec)
-    assert parsed.complete and parsed.codes[:prompt_frames] == inputs["prompt_codes"][0, 0].tolist()
+    assert parsed.complete and parsed.codes[:prompt_frames] == prompt_codes[0].tolist()
     assert prompted.codes[0].shape[-1] == len(parsed.codes) - prompt_frames  # the prompt is not returned
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import random_sequence, tiny_config
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from ella_v_hf import EllaVForCausalLM, EllaVModel, build_gar_sequence
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 
 def model_for(**overrides) -> EllaVForCausalLM:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import tiny_nar_config
+from transformers import AutoModel
 
 from ella_v_hf import EllaVNARModel
-from transformers import AutoModel
 
 
 def nar(**overrides) -> EllaVNARModel:

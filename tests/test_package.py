@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import ella_v_hf
 import ella_v_hf.modeling
 import ella_v_hf.processing
@@ -59,7 +61,7 @@ def test_cli_reports_bad_arguments_clearly():
 
 
 def test_bench_runs_and_reports_every_figure():
-    from ella_v_hf.training.bench import markdown, run_benchmark
+    from ella_v_hf.evaluation.bench import markdown, run_benchmark
 
     results = run_benchmark(phonemes=2, repeats=1, overrides=dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128))
     for batch in ("1", "16"):
@@ -95,3 +97,42 @@ def test_push_staging_offline(tmp_path):
     (tmp_path / "model" / "extra.bin").write_bytes(b"\x80")
     with pytest.raises(ValueError, match="pickle-based"):
         stage_for_hub(tmp_path / "model", tmp_path / "stage2")
+
+
+LAZY_IMPORT = """
+import sys
+import ella_v_hf
+assert "torch" not in sys.modules and "transformers" not in sys.modules, "import ella_v_hf must stay cheap"
+from transformers import AutoConfig, AutoModel, AutoProcessor
+config = AutoConfig.for_model("ella_v_tts", gar_config={"num_phonemes": 10}, nar_config={"num_phonemes": 10})
+model = AutoModel.from_config(config)
+print(type(config).__name__, type(model).__name__, type(model.codec).__name__)
+"""
+
+TRANSFORMERS_FIRST = """
+from transformers import AutoConfig
+import ella_v_hf
+print(type(AutoConfig.for_model("ella_v_codec")).__name__)
+"""
+
+
+def test_import_is_lazy_and_registers_when_transformers_is_used():
+    for script, expected in ((LAZY_IMPORT, "EllaVTTSConfig EllaVForTextToSpeech EllaVCodecModel"), (TRANSFORMERS_FIRST, "EllaVCodecConfig")):
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip().splitlines()[-1] == expected
+
+
+def test_cli_choices_match_the_registries():
+    from ella_v_hf.cli import ALIGNER_NAMES, CODEC_NAMES
+    from ella_v_hf.processing.aligners import ALIGNERS
+    from ella_v_hf.processing.prepare import CODECS
+
+    assert tuple(CODEC_NAMES) == tuple(CODECS) and set(ALIGNER_NAMES) == set(ALIGNERS)
+
+
+def test_missing_optional_dependency_names_the_install_line():
+    from ella_v_hf._optional import MissingDependencyError, require
+
+    with pytest.raises(MissingDependencyError, match=r"pip install 'ella-v-hf\[train\]'"):
+        require("surely_not_installed_package", "train", "ella-v train")

@@ -1,4 +1,5 @@
-"""EllaVProcessor (text + prompt audio -> model inputs; codes -> audio) and `ella-v prepare`."""
+"""EllaVProcessor (text + prompt audio -> model inputs), the model's prompt encoding (codec +
+aligner), and `ella-v prepare`."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
-from ella_v_hf.modeling import TokenSpace, build_gar_sequence, parse_gar_sequence, LayoutSpec
-from ella_v_hf.processing import EllaVProcessor
 from transformers import AutoProcessor
+
+from ella_v_hf.modeling import LayoutSpec, TokenSpace, build_gar_sequence, parse_gar_sequence
+from ella_v_hf.processing import EllaVProcessor
 
 
 def test_text_only(processor):
@@ -23,16 +24,22 @@ def test_text_only(processor):
         len(processor.tokenizer("Hello there.")["input_ids"]),
         len(processor.tokenizer("A longer target sentence here.")["input_ids"]),
     ]
-    assert "prompt_codes" not in out
+    assert "prompt_input_values" not in out
 
 
-def test_prompt_inputs_feed_the_layout_rule(processor, prompt):
+def encoded(model, out):
+    """(prompt_durations [B, Lp], prompt_codes [B, K, T], prompt_num_frames [B]) the model makes of processor outputs."""
+    return model._encode_prompts(out["prompt_input_ids"], out["prompt_attention_mask"], out["prompt_input_values"], out["prompt_padding_mask"], True)
+
+
+def test_prompt_inputs_feed_the_layout_rule(processor, tts_model, prompt):
     waveform, rate, text = prompt
     out = processor(["Hello there.", "Another target."], prompt_audio=waveform, prompt_text=text, sampling_rate=rate)
     n = int(out["prompt_attention_mask"][0].sum())
-    durations = out["prompt_durations"][0, :n].tolist()
-    codes = out["prompt_codes"][0]
-    assert sum(durations) == int(out["prompt_num_frames"][0]) == codes.shape[-1]
+    all_durations, all_codes, num_frames = encoded(tts_model, out)
+    durations = all_durations[0, :n].tolist()
+    codes = all_codes[0]
+    assert sum(durations) == int(num_frames[0]) == codes.shape[-1]
     assert codes.shape[0] == 2  # the small codec's codebooks
     # The prompt's alignment builds a valid ELLA-V continuation prompt.
     space = TokenSpace(processor.tokenizer.vocab_size, 32)
@@ -44,15 +51,16 @@ def test_prompt_inputs_feed_the_layout_rule(processor, prompt):
     assert parsed.codes == codes[0].tolist() and parsed.phonemes == (prompt_ids + target)[: n + 1]
 
 
-def test_prompt_conditioning_and_errors(processor, prompt):
+def test_prompt_conditioning_and_errors(processor, tts_model, prompt):
     waveform, rate, text = prompt
     import soxr
 
     base = processor("Hi.", prompt_audio=waveform, prompt_text=text, sampling_rate=rate)
     stereo = processor("Hi.", prompt_audio=np.stack([waveform, waveform], axis=1), prompt_text=text, sampling_rate=rate)
-    assert torch.equal(stereo["prompt_codes"], base["prompt_codes"])
+    assert torch.equal(stereo["prompt_input_values"], base["prompt_input_values"])
+    assert torch.equal(encoded(tts_model, stereo)[1], encoded(tts_model, base)[1])
     resampled = processor("Hi.", prompt_audio=soxr.resample(waveform, rate, 22050), prompt_text=text, sampling_rate=22050)
-    assert abs(int(resampled["prompt_num_frames"][0]) - int(base["prompt_num_frames"][0])) <= 1
+    assert abs(int(encoded(tts_model, resampled)[2][0]) - int(encoded(tts_model, base)[2][0])) <= 1
     with pytest.raises(ValueError, match="silent"):
         processor("Hi.", prompt_audio=np.zeros(16000, dtype=np.float32), prompt_text=text, sampling_rate=16000)
     with pytest.raises(ValueError, match="0.10 s long"):
@@ -65,18 +73,29 @@ def test_prompt_conditioning_and_errors(processor, prompt):
         processor("Hi.", prompt_audio=waveform, prompt_text=text)
 
 
-def test_decode(processor, prompt):
+def test_prompt_codes_decode(processor, tts_model, prompt):
     waveform, rate, text = prompt
-    codes = processor("Hi.", prompt_audio=waveform, prompt_text=text, sampling_rate=rate)["prompt_codes"][0]
-    audio = processor.decode(codes)
-    assert audio.shape == (codes.shape[-1] * 320,) and np.isfinite(audio).all()
+    codes = encoded(tts_model, processor("Hi.", prompt_audio=waveform, prompt_text=text, sampling_rate=rate))[1][0]
+    audio = tts_model._codec_decode(codes)
+    assert audio.shape == (codes.shape[-1] * 320,) and torch.isfinite(audio).all()
+
+
+def test_prompt_without_an_aligner_is_refused(processor, tts_dir, prompt):
+    from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig
+
+    config = EllaVTTSConfig.from_pretrained(tts_dir)
+    config.aligner_config = None
+    model = EllaVForTextToSpeech(config).eval()
+    waveform, rate, text = prompt
+    with pytest.raises(ValueError, match="has no aligner"):
+        model.generate(**processor("Hi.", prompt_audio=waveform, prompt_text=text, sampling_rate=rate))
 
 
 def test_save_load_round_trip(processor, prompt, tmp_path):
     waveform, rate, text = prompt
     processor.save_pretrained(tmp_path)
     loaded = AutoProcessor.from_pretrained(tmp_path)
-    assert isinstance(loaded, EllaVProcessor) and loaded.aligner is not None and loaded.codec is not None
+    assert isinstance(loaded, EllaVProcessor) and loaded.sampling_rate == processor.sampling_rate
     a = processor("Hi there.", prompt_audio=waveform, prompt_text=text, sampling_rate=rate)
     b = loaded("Hi there.", prompt_audio=waveform, prompt_text=text, sampling_rate=rate)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -125,9 +144,9 @@ def test_prepare_skips_bad_entries_and_caches(flite_corpus, small_codec, small_a
         handle.write("audio/slt/missing.wav,A missing file.,slt\n")
         handle.write("audio/rms/rms_00001.wav,Duplicate entry.,rms\n")
         handle.write("audio/rms/untranscribed.wav,,rms\n")
-    small_codec.save_pretrained(str(tmp_path / "codec"))
+    small_codec.save_pretrained(tmp_path / "codec")
     small_aligner.save_pretrained(tmp_path / "aligner")
-    kwargs = dict(codec_model=str(tmp_path / "codec"), aligner_model=str(tmp_path / "aligner"), num_proc=2, progress=False)
+    kwargs = dict(codec="auto", codec_model=str(tmp_path / "codec"), aligner_model=str(tmp_path / "aligner"), num_proc=2, progress=False)
     summary = prepare_corpus(corpus, tmp_path / "out", **kwargs)
     reasons = {s["id"]: s["reason"] for s in summary.skipped}
     assert "Cannot read audio file" in reasons["audio/slt/slt_00000"]

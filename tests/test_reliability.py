@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig, parse_gar_sequence
-from ella_v_hf.modeling import EllaVMelCodecConfig
-from ella_v_hf.processing import AlignmentError, AudioError, EllaVPhonemeTokenizer, EllaVProcessor, load_audio, read_corpus
+from ella_v_hf.modeling import AlignmentError, EllaVMelCodecConfig
+from ella_v_hf.processing import AudioError, EllaVPhonemeTokenizer, EllaVProcessor, load_audio, read_corpus
 
 DIMS = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
@@ -56,13 +56,15 @@ def test_ten_thousand_word_text_is_split_in_seconds_and_refused_whole():
 
 
 # -- prompt audio ----------------------------------------------------------------------------------
-def test_prompt_audio_at_8_khz_and_clipped_is_usable(processor, prompt, caplog):
+def test_prompt_audio_at_8_khz_and_clipped_is_usable(processor, tts_model, prompt, caplog):
     import soxr
 
     waveform, rate, text = prompt
-    base = processor("Hi.", prompt_audio=waveform, prompt_text=text, sampling_rate=rate)
-    narrow = processor("Hi.", prompt_audio=soxr.resample(waveform, rate, 8000), prompt_text=text, sampling_rate=8000)
-    assert abs(int(narrow["prompt_num_frames"][0]) - int(base["prompt_num_frames"][0])) <= 1  # resampled, documented
+    frames = []
+    for audio, audio_rate in ((waveform, rate), (soxr.resample(waveform, rate, 8000), 8000)):
+        inputs = processor("Hi.", prompt_audio=audio, prompt_text=text, sampling_rate=audio_rate)
+        frames.append(tts_model.encode_prompt(inputs["prompt_input_values"][0, 0], inputs["prompt_input_ids"][0].tolist())[0].shape[-1])
+    assert abs(frames[0] - frames[1]) <= 1  # resampled, documented
     clipped = np.clip(waveform / np.quantile(np.abs(waveform), 0.97), -1.0, 1.0)  # 3 % of samples at full scale
     with caplog.at_level("WARNING"):
         processor("Hi.", prompt_audio=clipped, prompt_text=text, sampling_rate=rate)
@@ -81,13 +83,13 @@ def test_prompt_that_is_not_audio_is_refused(processor, prompt, tmp_path):
         processor("Hi.", prompt_audio=np.ones(16000, dtype=np.float32), prompt_text=text, sampling_rate=0)
 
 
-def test_prompt_text_that_does_not_match_the_audio_is_refused(processor, prompt, flite_corpus):
+def test_prompt_text_that_does_not_match_the_audio_is_refused(processor, tts_model, prompt, flite_corpus):
     # The tiny test aligner only catches gross mismatches (other sentences read over this prompt);
     # the corpus-size one flags swapped transcripts too (see the processing notes).
     waveform, rate, _ = prompt
     wrong = " ".join(u.text for u in read_corpus(flite_corpus)[0][1:5])
     with pytest.raises(AlignmentError, match="does not match the audio"):
-        processor("Hi.", prompt_audio=waveform, prompt_text=wrong, sampling_rate=rate)
+        tts_model.generate(**processor("Hi.", prompt_audio=waveform, prompt_text=wrong, sampling_rate=rate))
 
 
 def test_truncated_flac_is_refused_with_the_decoder_error(flite_corpus, tmp_path):
@@ -130,7 +132,7 @@ PREPARE_THEN_DIE = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return real(path)
     prepare.load_audio = counted
-    prepare.prepare_corpus(data, out, codec_model=codec, aligner_model=aligner, num_proc=1, progress=False)
+    prepare.prepare_corpus(data, out, codec="auto", codec_model=codec, aligner_model=aligner, num_proc=1, progress=False)
     """
 )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+from transformers import AutoTokenizer
 
 from ella_v_hf.processing import EllaVPhonemeTokenizer, normalize_text
-from transformers import AutoTokenizer
 
 
 @pytest.fixture(scope="module")

@@ -176,7 +176,7 @@ def test_assemble_joins_a_gar_run_and_a_nar_run_in_fp16(prepared_corpus, tmp_pat
     from ella_v_hf.processing import EllaVProcessor
     from ella_v_hf.training.assemble import assemble_checkpoint
 
-    train(recipe(max_steps=2, save_every=2, layout="vall-e", stage="ar"), prepared_corpus, tmp_path / "ar", progress=False)
+    train(recipe(max_steps=2, save_every=2, layout="vall-e", stage="gar"), prepared_corpus, tmp_path / "ar", progress=False)
     nar_recipe = recipe(max_steps=2, save_every=2, stage="nar", model_overrides={**SMALL, "num_hidden_layers": 1})
     train(nar_recipe, prepared_corpus, tmp_path / "nar", progress=False)
     out = assemble_checkpoint(tmp_path / "ar" / "model", tmp_path / "demo", nar_dir=tmp_path / "nar" / "model")
@@ -193,7 +193,7 @@ def test_assemble_joins_a_gar_run_and_a_nar_run_in_fp16(prepared_corpus, tmp_pat
         with safe_open(str(path), framework="pt") as handle:
             assert {handle.get_tensor(k).dtype for k in handle.keys()} <= {torch.float16, torch.int64, torch.bool}, path
     processor = EllaVProcessor.from_pretrained(out)
-    assert processor.aligner.dtype == torch.float32
+    assert model.aligner.dtype == torch.float32
     result = model.generate(**processor(["Hello there."]))
     assert torch.isfinite(result.audio).all() and result.audio_lengths[0] > 0
     assert json.loads((out / "assembled_from.json").read_text())["nar_trained_steps"] == 2
@@ -215,3 +215,11 @@ def test_assemble_refuses_checkpoints_with_different_codecs(prepared_corpus, tmp
     with pytest.raises(ValueError, match="different codecs"):
         assemble_checkpoint(tmp_path / "a" / "model", tmp_path / "out", nar_dir=tmp_path / "b")
     assert not (tmp_path / "out").exists()
+
+
+def test_resume_refuses_a_different_recipe(prepared_corpus, tmp_path):
+    train(recipe(max_steps=2, save_every=2), prepared_corpus, tmp_path / "run", progress=False, stop_after=2)
+    with pytest.raises(ValueError, match="another recipe .*layout differ"):
+        train(recipe(max_steps=4, save_every=2, layout="vall-e"), prepared_corpus, tmp_path / "run", resume=True, progress=False)
+    summary = train(recipe(max_steps=4, save_every=2), prepared_corpus, tmp_path / "run", resume=True, progress=False)  # longer: fine
+    assert summary["step"] == 4

@@ -1,4 +1,5 @@
-"""Training: Accelerate trainer, Trainer-compatible collators, configs, evaluation and benchmarks.
+"""How weights are made: the Accelerate trainer (GAR/NAR), the codec trainer, Trainer-compatible
+collators, checkpoint assembly, recipes and configs.
 
-Installed as ``ella_v_hf.training``. Its components land with the training issue.
+Installed as ``ella_v_hf.training``.
 """

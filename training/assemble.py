@@ -51,15 +51,18 @@ def assemble_checkpoint(
     out: str | os.PathLike,
     nar_dir: str | os.PathLike | None = None,
     half: bool = True,
+    remote_code: bool = True,
 ) -> Path:
     """Write ``out``: the GAR of ``gar_dir``, the NAR of ``nar_dir`` (default: ``gar_dir``), their
     shared codec and the processor, ready for ``ella-v synthesize`` and ``from_pretrained``.
 
     Args:
-        gar_dir: A checkpoint whose GAR is taken (e.g. ``RUN/model`` of a ``stage: ar`` run).
+        gar_dir: A checkpoint whose GAR is taken (e.g. ``RUN/model`` of a ``stage: gar`` run).
         out: The new checkpoint directory (replaced atomically if it exists).
         nar_dir: A checkpoint whose NAR is taken (e.g. ``RUN/model`` of a ``stage: nar`` run).
-        half: Store the weights (model, aligner, codec) as float16.
+        half: Store the weights as float16.
+        remote_code: Write the Hub remote code beside the weights (``False`` for the demos bundled
+            with the package, which load through the installed classes).
 
     Raises:
         ValueError: The two checkpoints were trained on different codecs or phoneme vocabularies.
@@ -79,10 +82,10 @@ def assemble_checkpoint(
             raise ValueError(f"{gar_dir} and {nar_dir} use different phoneme vocabularies")
     source = gar_model.config
     config = EllaVTTSConfig(
-        gar_config=source.gar_config.to_dict(),
-        nar_config=nar_model.config.nar_config.to_dict(),
-        codec_config=source.codec_config.to_dict(),
-        codec_bandwidth=source.codec_bandwidth,
+        gar_config=source.gar_config,
+        nar_config=nar_model.config.nar_config,
+        codec_config=source.codec_config,
+        aligner_config=source.aligner_config,
         vall_e_max_frames_per_phone=source.vall_e_max_frames_per_phone,
         sentence_pause_seconds=source.sentence_pause_seconds,
     )
@@ -90,12 +93,14 @@ def assemble_checkpoint(
     model.gar.load_state_dict(gar_model.gar.state_dict())
     model.nar.load_state_dict(nar_model.nar.state_dict())
     model.codec.load_state_dict(gar_model.codec.state_dict())
+    if model.aligner is not None:
+        model.aligner.load_state_dict(gar_model.aligner.state_dict())
 
     temporary = out.parent / f".tmp-{out.name}"
     shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary)
-    processor.save_pretrained(temporary)
-    provenance = {"gar_from": str(gar_dir), "nar_from": str(nar_dir), "weights_dtype": "float16" if half else "float32"}
+    model.save_pretrained(temporary, remote_code=remote_code)
+    processor.save_pretrained(temporary, remote_code=remote_code)
+    provenance = {"gar_from": gar_dir.as_posix(), "nar_from": nar_dir.as_posix(), "weights_dtype": "float16" if half else "float32"}
     for key, folder in (("gar_trained_steps", gar_dir), ("nar_trained_steps", nar_dir)):
         steps = folder / "trained_steps.txt"
         if steps.is_file():

@@ -80,7 +80,7 @@ class NarCollator:
             if row_codes.shape[0] != k:
                 raise ValueError(f"Row has {row_codes.shape[0]} codebooks but the NAR expects {k}")
             n, t = len(r["phoneme_ids"]), row_codes.shape[1]
-            phoneme_ids[i, :n] = torch.tensor(r["phoneme_ids"]) + space.phoneme_offset
+            phoneme_ids[i, :n] = space.phoneme_tensor(r["phoneme_ids"])
             phoneme_mask[i, :n] = 1
             codes[i, :, :t] = row_codes
             codes_mask[i, :t] = 1

@@ -17,11 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..processing.corpus import Utterance, read_corpus, split_by_prompt
-
-
-def _key(text: str) -> str:
-    return " ".join("".join(ch for ch in text.lower() if ch.isalnum() or ch.isspace()).split())
+from ..processing.corpus import Utterance, read_corpus, sentence_key, split_by_prompt
 
 
 def _write(folder: Path, rows: list[tuple[str, Utterance]]) -> None:
@@ -52,9 +48,9 @@ def combine(corpora: list[str], out: str, hold_out: dict[str, float], held_out_d
         held_rows += [(prefix, u) for u in held]
         print(f"{corpus}: {len(train)} for training, {len(held)} held out, {len(problems)} unusable", file=sys.stderr)
     # A held-out sentence must not be trained on in any voice (the corpora may share sentence lists).
-    held_texts = {_key(u.text) for _, u in held_rows}
-    leaking = [row for row in train_rows if _key(row[1].text) in held_texts]
-    train_rows = [row for row in train_rows if _key(row[1].text) not in held_texts]
+    held_texts = {sentence_key(u.text) for _, u in held_rows}
+    leaking = [row for row in train_rows if sentence_key(row[1].text) in held_texts]
+    train_rows = [row for row in train_rows if sentence_key(row[1].text) not in held_texts]
     if leaking:
         print(f"dropped {len(leaking)} training utterances that read a held-out sentence", file=sys.stderr)
     _write(Path(out), train_rows)

@@ -54,7 +54,9 @@ def finetune(
     from ..processing import EllaVProcessor
 
     model = EllaVForTextToSpeech.from_pretrained(model_dir)
-    model.codec.requires_grad_(False)
+    for frozen in (model.codec, model.aligner):
+        if frozen is not None:
+            frozen.requires_grad_(False)
     processor = EllaVProcessor.from_pretrained(model_dir)
     dataset = load_from_disk(str(Path(data_dir) / "dataset"))
     if processor.tokenizer.get_vocab() != EllaVProcessor.from_pretrained(Path(data_dir) / "processor").tokenizer.get_vocab():

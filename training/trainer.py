@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,15 +23,20 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .._optional import require
 from ..modeling import EllaVForTextToSpeech, EllaVTTSConfig
 from ..presets import preset
+from ..processing.corpus import held_out_prompts
+from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, save_checkpoint
 from .collators import GarCollator, NarCollator, gar_length
 
-STAGES = ("both", "ar", "nar")
+#: What a run trains: the GAR, the NAR, or both ("ar" is accepted for "gar", its earlier name).
+STAGES = ("both", "gar", "nar")
+STAGE_ALIASES = {"ar": "gar"}
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonRecipe):
     """Training recipe (a JSON file; see ``training/configs/``). ``max_steps``, ``warmup_steps``,
     ``eval_every`` and ``save_every`` count batches (with gradient accumulation, an optimizer update
     happens every ``gradient_accumulation_steps`` batches)."""
@@ -60,17 +64,8 @@ class TrainConfig:
     max_nonfinite_steps: int = 20
     seed: int = 0
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> TrainConfig:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
-        config = cls(**data)
-        config.validate()
-        return config
-
     def validate(self) -> None:
+        self.stage = STAGE_ALIASES.get(self.stage, self.stage)
         if self.layout not in ("ella-v", "vall-e"):
             raise ValueError(f"Unknown layout {self.layout!r}; expected 'ella-v' or 'vall-e'")
         if self.stage not in STAGES:
@@ -113,34 +108,47 @@ def padding_waste(batches: list[list[int]], lengths: list[int]) -> float:
     return 1.0 - real / padded
 
 
-def _split(dataset, fraction: float, seed: int):
-    prompts = sorted(set(dataset["prompt_id"]))
-    random.Random(seed).shuffle(prompts)
-    held = set(prompts[: max(1, round(len(prompts) * fraction))]) if fraction > 0 else set()
+def _split(dataset, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Row indices (train, held-out), split by prompt id (no sentence on both sides)."""
+    held = held_out_prompts(dataset["prompt_id"], fraction, seed)
     is_held = [p in held for p in dataset["prompt_id"]]
-    train = [i for i, h in enumerate(is_held) if not h]
-    evaluation = [i for i, h in enumerate(is_held) if h]
-    return train, evaluation
+    return [i for i, h in enumerate(is_held) if not h], [i for i, h in enumerate(is_held) if h]
 
 
-def build_model_config(config: TrainConfig, processor) -> EllaVTTSConfig:
-    """The EllaVTTSConfig for a recipe and a prepared corpus's processor (tokenizer + codec)."""
-    if processor.codec is None:
-        raise ValueError("The prepared corpus has no codec in its processor")
+def build_model_config(config: TrainConfig, data: str | os.PathLike) -> EllaVTTSConfig:
+    """The EllaVTTSConfig for a recipe and a prepared corpus (its tokenizer, codec and aligner)."""
+    from transformers import AutoConfig
+
+    from ..processing import EllaVPhonemeTokenizer
+
+    data = Path(data)
+    tokenizer = EllaVPhonemeTokenizer.from_pretrained(data / "processor")
     dims = {**preset(config.preset), **config.model_overrides}
-    gar = dict(dims, num_phonemes=processor.tokenizer.vocab_size, layout=config.layout, global_advance=config.global_advance)
+    gar = dict(dims, num_phonemes=tokenizer.vocab_size, layout=config.layout, global_advance=config.global_advance)
     if config.local_advance is not None:
         gar["local_advance"] = config.local_advance
-    nar = dict(dims, num_phonemes=processor.tokenizer.vocab_size, frame_phonemes=config.nar_frame_phonemes)
-    codec_model = processor.codec.model
-    return EllaVTTSConfig(gar_config=gar, nar_config=nar, codec_config=codec_model.config.to_dict())
+    nar = dict(dims, num_phonemes=tokenizer.vocab_size, frame_phonemes=config.nar_frame_phonemes)
+    aligner = AutoConfig.from_pretrained(data / "aligner") if (data / "aligner" / "config.json").is_file() else None
+    return EllaVTTSConfig(gar_config=gar, nar_config=nar, codec_config=AutoConfig.from_pretrained(data / "codec"), aligner_config=aligner)
 
 
-def _checkpoints(run: Path) -> list[Path]:
-    folder = run / "checkpoints"
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if p.name.startswith("step-") and (p / "trainer_state.json").is_file()), key=lambda p: int(p.name[5:]))
+def load_components(model: EllaVForTextToSpeech, data: str | os.PathLike) -> None:
+    """Load the prepared corpus's codec (and aligner) weights into ``model`` and freeze them.
+
+    Raises:
+        ValueError: Missing or unexpected tensors (a codec of another kind than the config's).
+    """
+    from safetensors.torch import load_file
+
+    for name in ("codec", "aligner"):
+        module = getattr(model, name)
+        if module is None:
+            continue
+        state = load_file(str(Path(data) / name / "model.safetensors"))
+        result = module.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(f"{data}/{name}: missing tensors {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+        module.requires_grad_(False)
 
 
 def train(
@@ -164,7 +172,7 @@ def train(
     Returns:
         A summary: steps, final losses, tokens/s, padding waste, skipped steps, model path.
     """
-    from accelerate import Accelerator
+    Accelerator = require("accelerate", "train", "ella-v train").Accelerator
     from accelerate.utils import set_seed
     from datasets import load_from_disk
     from transformers import get_cosine_schedule_with_warmup
@@ -173,12 +181,11 @@ def train(
 
     config.validate()
     data, out = Path(data), Path(out)
-    if not (data / "dataset").is_dir() or not (data / "processor").is_dir():
+    if not all((data / name).is_dir() for name in ("dataset", "processor", "codec")):
         raise ValueError(f"{data} is not a prepared corpus (run `ella-v prepare` first)")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*(out / "checkpoints").glob(".tmp-*"), out / ".tmp-model"]:  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
-    checkpoints = _checkpoints(out)
+    remove_stale(out)
+    checkpoints = list_checkpoints(out)
     if checkpoints and not resume:
         raise ValueError(f"{out} already has checkpoints; pass --resume to continue or choose a new --out")
     use_cpu = not torch.cuda.is_available()
@@ -190,15 +197,14 @@ def train(
     set_seed(config.seed)
     processor = EllaVProcessor.from_pretrained(data / "processor")
     dataset = load_from_disk(str(data / "dataset"))
-    model_config = build_model_config(config, processor)
+    model_config = build_model_config(config, data)
     model = EllaVForTextToSpeech(model_config)
-    model.codec.load_state_dict(processor.codec.model.state_dict())
-    model.codec.requires_grad_(False)
-    if config.stage == "ar":
+    load_components(model, data)
+    if config.stage == "gar":
         model.nar.requires_grad_(False)
     elif config.stage == "nar":
         model.gar.requires_grad_(False)
-    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+    record_recipe(out, "train_config.json", asdict(config), resuming=bool(checkpoints))
 
     train_rows, eval_rows = _split(dataset, config.eval_fraction, config.seed)
     lengths = [gar_length(dataset[i], model_config.gar_config) for i in range(len(dataset))]
@@ -227,7 +233,7 @@ def train(
         """Loss of one batch through the prepared (possibly distributed) model."""
         inputs: dict = {}
         tokens = 0
-        if config.stage in ("both", "ar"):
+        if config.stage in ("both", "gar"):
             inputs.update({k: v.to(accelerator.device) for k, v in gar_collate(rows).items()})
             tokens += int(inputs["attention_mask"].sum())
         if config.stage in ("both", "nar"):
@@ -250,33 +256,12 @@ def train(
         model.train()
         return sums
 
-    def save_checkpoint() -> None:
-        folder = out / "checkpoints"
-        final = folder / f"step-{state['step']}"
-        temporary = folder / f".tmp-step-{state['step']}"
-        if accelerator.is_main_process:
-            shutil.rmtree(temporary, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(temporary))
-        if accelerator.is_main_process:
-            (temporary / "trainer_state.json").write_text(json.dumps(state))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(temporary, final)  # a checkpoint exists completely or not at all
-            for old in _checkpoints(out)[: -config.keep_last]:
-                shutil.rmtree(old, ignore_errors=True)
-            export_model()
+    def export(folder: Path) -> None:
+        """``OUT/model``: model + processor, ready for synthesize/pipeline."""
+        unwrapped.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        (folder / "trained_steps.txt").write_text(str(state["step"]))
 
-    def export_model() -> None:
-        """Write ``OUT/model`` (model + processor, ready for synthesize/pipeline) atomically."""
-        target, temporary = out / "model", out / ".tmp-model"
-        shutil.rmtree(temporary, ignore_errors=True)
-        unwrapped.save_pretrained(temporary)
-        processor.save_pretrained(temporary)
-        (temporary / "trained_steps.txt").write_text(str(state["step"]))
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(temporary, target)
-
-    log_path = out / "log.jsonl"
     writer = None
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -325,8 +310,7 @@ def train(
             record = {"step": state["step"], "lr": scheduler.get_last_lr()[0], "tok_per_s": state["tokens"] / max(state["seconds"], 1e-9), **parts}
             bar.set_postfix({k: (f"{v:.2e}" if k == "lr" else round(v, 3)) for k, v in record.items() if k != "step"})
             if accelerator.is_main_process:
-                with open(log_path, "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
+                append_log(out, record)
                 if writer is not None:
                     for k, v in record.items():
                         if k != "step":
@@ -334,20 +318,19 @@ def train(
         if state["step"] % config.eval_every == 0:
             last_eval = evaluate()
             if accelerator.is_main_process:
-                with open(log_path, "a") as handle:
-                    handle.write(json.dumps({"step": state["step"], **{f"eval_{k}": v for k, v in last_eval.items()}}) + "\n")
+                append_log(out, {"step": state["step"], **{f"eval_{k}": v for k, v in last_eval.items()}})
                 if writer is not None:
                     for k, v in last_eval.items():
                         writer.add_scalar(f"eval/{k}", v, state["step"])
         if state["step"] % config.save_every == 0 or state["step"] == config.max_steps:
-            save_checkpoint()
+            save_checkpoint(accelerator, out, state, config.keep_last, export)
         if stop_after is not None and steps_this_run >= stop_after:
             bar.close()
             return {"stopped_at": state["step"], **state, "last": last_parts}
     bar.close()
     final = out / "model"
     if accelerator.is_main_process and not (final / "config.json").is_file():
-        export_model()  # the last step normally exported it with its checkpoint
+        export_atomically(out, export)  # the last step normally exported it with its checkpoint
     summary = {
         **state,
         "tokens_per_second": state["tokens"] / max(state["seconds"], 1e-9),
@@ -363,4 +346,4 @@ def train(
     return summary
 
 
-__all__ = ["STAGES", "TrainConfig", "bucket_batches", "build_model_config", "padding_waste", "train"]
+__all__ = ["STAGES", "TrainConfig", "bucket_batches", "build_model_config", "load_components", "padding_waste", "train"]

@@ -1,0 +1,214 @@
+"""Speed benchmark: ELLA-V GAR generation and training against a stock ``LlamaForCausalLM`` of the same size.
+
+For batch sizes 1 and 16 it times, in the same run and with the same prompt lengths:
+the GAR with the ELLA-V LogitsProcessor (the real decoding path), the same GAR without it, and
+a stock Llama with the same dimensions generating exactly as many tokens. It also times a
+training step (forward, backward, AdamW) of both on the same batches, and end-to-end synthesis
+(GAR + NAR + codec) for the real-time factor.
+
+    ella-v bench [--device cpu|cuda] [--preset tiny] [--json]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
+
+from ..modeling import (
+    EllaVCodecConfig,
+    EllaVConfig,
+    EllaVForCausalLM,
+    EllaVForTextToSpeech,
+    EllaVPhonemeAdvanceLogitsProcessor,
+    EllaVTTSConfig,
+    build_gar_sequence,
+)
+from ..presets import preset
+
+
+@dataclass
+class Timing:
+    seconds: float
+    tokens: int
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds
+
+
+def _best_of(repeats: int, fn) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def run_benchmark(
+    device: str = "cpu",
+    preset_name: str = "tiny",
+    num_phonemes: int = 65,
+    codebook_size: int = 256,
+    phonemes: int = 24,
+    repeats: int = 3,
+    seed: int = 0,
+    overrides: dict | None = None,
+) -> dict:
+    """Run the benchmark and return its figures (see the module docstring).
+
+    Args:
+        device: ``"cpu"`` or ``"cuda"``.
+        preset_name: Model dimensions (:data:`~ella_v_hf.presets.PRESETS`).
+        num_phonemes / codebook_size: Token space (the demo model's by default).
+        phonemes: Phonemes of the benchmark text.
+        repeats: Timed repetitions (the best is kept).
+        seed: Sampling seed.
+        overrides: Dimension overrides on top of the preset (tests use tiny ones).
+    """
+    torch.manual_seed(seed)
+    dims = {**preset(preset_name), **(overrides or {})}
+    config = EllaVConfig(num_phonemes=num_phonemes, codebook_size=codebook_size, frame_rate=50.0, sampling_rate=16000, **dims)
+    gar = EllaVForCausalLM(config).to(device).eval()
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
+            num_hidden_layers=config.num_hidden_layers,
+            num_attention_heads=config.num_attention_heads,
+            num_key_value_heads=config.num_key_value_heads,
+            hidden_act=config.hidden_act,
+            max_position_embeddings=config.max_position_embeddings,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=3,
+        )
+    ).to(device).eval()
+    space, spec = config.token_space, config.layout_spec
+    text = [(7 * i + 3) % num_phonemes for i in range(phonemes)]
+    prompt = build_gar_sequence(text, None, None, space, spec).input_ids
+    cap = config.max_frames_per_phone
+    results: dict = {"device": device, "preset": preset_name, "parameters": sum(p.numel() for p in gar.parameters()), "batches": {}}
+    for batch in (1, 16):
+        ids = torch.tensor([prompt] * batch, device=device)
+
+        def ours(processor: bool):
+            processors = LogitsProcessorList([EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap)] if processor else [])
+            generator_args = dict(do_sample=True, top_p=0.9, eos_token_id=space.EOS, pad_token_id=space.PAD)
+            torch.manual_seed(seed)
+            return gar.generate(ids, logits_processor=processors, max_new_tokens=phonemes * (cap + 2) + 2, **generator_args)
+
+        with torch.no_grad():
+            ours(True)  # warm-up
+            seconds, out = _best_of(repeats, lambda: ours(True))
+        generated = out[:, len(prompt) :]
+        new_tokens = generated.shape[1]
+        lengths = [(row.tolist().index(space.EOS) + 1) if space.EOS in row.tolist() else new_tokens for row in generated]
+        frames = int(space.acoustic_mask(generated).sum())
+        with torch.no_grad():
+            bare_seconds, _ = _best_of(
+                repeats,
+                lambda: gar.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_p=0.9, pad_token_id=0),
+            )
+            llama.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)  # warm-up
+            llama_seconds, _ = _best_of(
+                repeats,
+                lambda: llama.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_p=0.9, pad_token_id=0),
+            )
+        steps = batch * new_tokens  # decoding steps x rows, identical for the three runs
+        results["batches"][str(batch)] = {
+            "new_tokens_per_row": new_tokens,
+            "useful_tokens": sum(lengths),
+            "acoustic_frames": frames,
+            "ella_v_seconds": round(seconds, 4),
+            "ella_v_no_processor_seconds": round(bare_seconds, 4),
+            "llama_seconds": round(llama_seconds, 4),
+            "ella_v_tokens_per_second": round(steps / seconds, 1),
+            "ella_v_frames_per_second": round(frames / seconds, 1),
+            "llama_tokens_per_second": round(steps / llama_seconds, 1),
+            "ratio_vs_llama": round(llama_seconds / seconds, 3),
+            "processor_overhead": round(seconds / bare_seconds - 1.0, 4),
+        }
+    b1, b16 = results["batches"]["1"], results["batches"]["16"]
+    results["batch16_throughput_over_batch1"] = round(b16["ella_v_tokens_per_second"] / b1["ella_v_tokens_per_second"], 2)
+
+    results["training"] = run_training_benchmark(llama, gar, steps=repeats, seed=seed)
+
+    # End-to-end real-time factor (random weights of the same size; the demo checkpoint replaces them).
+    tts_config = EllaVTTSConfig(
+        gar_config=dict(num_phonemes=num_phonemes, **dims),
+        nar_config=dict(num_phonemes=num_phonemes, **dims),
+        codec_config=EllaVCodecConfig(codebook_size=codebook_size),
+    )
+    tts = EllaVForTextToSpeech(tts_config).to(device).eval()
+    inputs = {"input_ids": torch.tensor([text], device=device)}
+    tts.generate(**inputs)
+    seconds, out = _best_of(repeats, lambda: tts.generate(**inputs))
+    audio_seconds = float(out.audio_lengths[0]) / tts_config.sampling_rate
+    results["end_to_end"] = {
+        "seconds": round(seconds, 3),
+        "audio_seconds": round(audio_seconds, 3),
+        "rtf": round(seconds / max(audio_seconds, 1e-9), 3),
+        "note": "random weights of the preset; forced structure bounds the length",
+    }
+    return results
+
+
+def run_training_benchmark(llama: LlamaForCausalLM, gar: EllaVForCausalLM, batch: int = 8, length: int = 300, steps: int = 3, seed: int = 0) -> dict:
+    """Training tokens/s (forward + backward + AdamW step) of the GAR vs the stock Llama on the same batches."""
+    generator = torch.Generator().manual_seed(seed)
+    space = gar.config.token_space
+    device = next(gar.parameters()).device
+    ids = torch.randint(space.acoustic_offset, space.vocab_size, (batch, length), generator=generator).to(device)
+    labels = ids.clone()
+    figures = {}
+    for name, model in (("ella_v", gar), ("llama", llama)):
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            loss = model(input_ids=ids, labels=labels, use_cache=False).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+        step()  # warm-up
+        seconds, _ = _best_of(steps, step)
+        figures[f"{name}_tokens_per_second"] = round(batch * length / seconds, 1)
+        model.eval()
+    figures["ratio_vs_llama"] = round(figures["ella_v_tokens_per_second"] / figures["llama_tokens_per_second"], 3)
+    figures["batch"], figures["length"] = batch, length
+    return figures
+
+
+def markdown(results: dict) -> str:
+    """The figures as a Markdown table."""
+    lines = [
+        f"GAR `{results['preset']}` ({results['parameters'] / 1e6:.2f} M parameters) on {results['device']}",
+        "",
+        "| batch | ELLA-V tok/s | ELLA-V frames/s | Llama tok/s | ratio vs Llama | processor overhead |",
+        "|---|---|---|---|---|---|",
+    ]
+    for batch, row in results["batches"].items():
+        lines.append(
+            f"| {batch} | {row['ella_v_tokens_per_second']} | {row['ella_v_frames_per_second']} | {row['llama_tokens_per_second']} "
+            f"| {row['ratio_vs_llama']} | {row['processor_overhead'] * 100:.1f} % |"
+        )
+    e2e = results["end_to_end"]
+    training = results["training"]
+    lines += [
+        "",
+        f"training (batch {training['batch']} x {training['length']} tokens, fwd+bwd+AdamW): ELLA-V "
+        f"{training['ella_v_tokens_per_second']} tok/s, Llama {training['llama_tokens_per_second']} tok/s, "
+        f"ratio {training['ratio_vs_llama']}",
+        "",
+        f"batch 16 / batch 1 throughput: {results['batch16_throughput_over_batch1']}x; end-to-end RTF {e2e['rtf']} "
+        f"({e2e['seconds']} s for {e2e['audio_seconds']} s of audio)",
+    ]
+    return "\n".join(lines)

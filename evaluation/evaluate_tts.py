@@ -1,0 +1,242 @@
+"""``ella-v evaluate``: WER, CER, SIM, INF, CUT, duration ratio and RTF of a TTS checkpoint, beside the
+same metrics for the ground truth and the codec resynthesis of the references.
+
+Inputs:
+- an audiofolder/LibriTTS/LibriSpeech directory. The ``continuation`` prompt is the first
+  ``prompt_seconds`` of each reference, cut at the word boundary the aligner finds nearest, and the
+  rest of the sentence is the target. The ``cross`` prompt is another utterance of the same speaker,
+  and the whole sentence is the target.
+- a text file (one target per line), synthesised with a fixed prompt or none.
+
+Decoding strategies are swept in one call (``greedy``, ``top_p=0.9``, ``top_k=50,temperature=0.8`` …)
+with fixed seeds. Output: JSON (per utterance and overall), a Markdown table and a PNG bar chart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .._optional import require
+from ..processing import EllaVProcessor, load_audio, prepare_waveform, read_corpus
+from ..processing.tokenization_ella_v import token_words
+from ..synthesis import load_checkpoint
+from .judges import load_asr, load_similarity, wer_cer
+from .resynthesis import decode_codes, encode_waveform
+
+#: Continuation items need at least this much reference speech after the prompt.
+MIN_TARGET_SECONDS = 1.0
+
+
+@dataclass
+class EvalItem:
+    id: str
+    target_text: str
+    reference_audio: np.ndarray | None  # the target part of the reference, at the codec rate
+    prompt_audio: np.ndarray | None
+    prompt_text: str | None
+
+
+def parse_strategy(spec: str) -> dict:
+    """``"greedy"`` or ``"top_p=0.9,temperature=0.8"`` -> generate kwargs."""
+    if spec == "greedy":
+        return {"do_sample": False}
+    kwargs: dict = {"do_sample": True, "top_p": 1.0, "top_k": 0, "temperature": 1.0}
+    for part in spec.split(","):
+        key, _, value = part.partition("=")
+        if key not in ("top_p", "top_k", "temperature"):
+            raise ValueError(f"Unknown decoding option {key!r} in {spec!r}; use greedy, top_p=, top_k=, temperature=")
+        kwargs[key] = int(value) if key == "top_k" else float(value)
+    return kwargs
+
+
+def _continuation_split(model, processor: EllaVProcessor, waveform: np.ndarray, text: str, seconds: float):
+    """(prompt audio, prompt text, target audio, target text) cut at the word boundary nearest ``seconds``."""
+    aligner, tok = model.aligner, processor.tokenizer
+    ids = tok(text)["input_ids"]
+    words = token_words(tok.convert_ids_to_tokens(ids))
+    spoken = text.split()
+    if len(spoken) != len(words) or len(words) < 2:
+        return None
+    durations = aligner.align(waveform, ids, check=False).durations
+    frame = aligner.config.hop_length
+    ends, position, index = [], durations[0], 1
+    for phones, _ in words:
+        position += sum(durations[index : index + len(phones)])
+        index += len(phones)
+        ends.append(position)  # frame where the word ends (before its separator)
+        position += durations[index]
+        index += 1
+    cut_word = min(range(len(words) - 1), key=lambda w: abs(ends[w] * frame / aligner.config.sampling_rate - seconds))
+    cut = ends[cut_word] * frame
+    return waveform[:cut], " ".join(spoken[: cut_word + 1]), waveform[cut:], " ".join(spoken[cut_word + 1 :])
+
+
+def build_items(model, processor: EllaVProcessor, eval_path: str, mode: str, prompt_seconds: float, limit: int | None,
+                prompt_audio: str | None = None, prompt_text: str | None = None, skipped: list | None = None) -> list[EvalItem]:
+    """Evaluation items; unusable utterances are appended to ``skipped`` as ``{"id", "reason"}``."""
+    skipped = [] if skipped is None else skipped
+    rate = model.config.sampling_rate
+    path = Path(eval_path)
+    if path.is_file():
+        fixed = prepare_waveform(*load_audio(prompt_audio), rate) if prompt_audio else None
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [EvalItem(f"line{i:04d}", t, None, fixed, prompt_text) for i, t in enumerate(lines[:limit])]
+    utterances, _ = read_corpus(path)
+    items = []
+    for u in utterances:
+        if limit and len(items) >= limit:
+            break
+        try:
+            waveform = prepare_waveform(*load_audio(u.audio_path), rate, name=u.id)
+        except ValueError as error:
+            skipped.append({"id": u.id, "reason": str(error)})
+            continue
+        if mode == "continuation":
+            if model.aligner is None:
+                raise ValueError("Continuation prompts need a checkpoint with an aligner; use --prompt-mode cross or none")
+            split = _continuation_split(model, processor, waveform, u.text, prompt_seconds)
+            if split is None:
+                skipped.append({"id": u.id, "reason": "no word boundary to cut a continuation prompt at"})
+                continue
+            p_audio, p_text, t_audio, t_text = split
+            if len(t_audio) < MIN_TARGET_SECONDS * rate:
+                skipped.append({"id": u.id, "reason": f"less than {MIN_TARGET_SECONDS} s of speech after the prompt"})
+                continue
+            items.append(EvalItem(u.id, t_text, t_audio, p_audio, p_text))
+        elif mode == "cross":
+            other = next((o for o in utterances if o.speaker_id == u.speaker_id and o.prompt_id != u.prompt_id), None)
+            if other is None:
+                skipped.append({"id": u.id, "reason": "no other utterance of the speaker for a cross-sentence prompt"})
+                continue
+            try:
+                prompt = prepare_waveform(*load_audio(other.audio_path), rate, name=other.id)
+            except ValueError as error:
+                skipped.append({"id": u.id, "reason": f"prompt {other.id}: {error}"})
+                continue
+            items.append(EvalItem(u.id, u.text, waveform, prompt, other.text))
+        else:
+            items.append(EvalItem(u.id, u.text, waveform, None, None))
+    return items
+
+
+def evaluate_model(
+    model_dir: str,
+    eval_path: str,
+    out: str,
+    asr: str = "pocketsphinx",
+    sim: str | None = "resemblyzer",
+    sweep: list[str] = ("top_p=0.9",),
+    mode: str = "continuation",
+    prompt_seconds: float = 3.0,
+    limit: int | None = None,
+    seed: int = 0,
+    prompt_audio: str | None = None,
+    prompt_text: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a checkpoint (see the module docstring). Writes ``out`` (JSON), ``.md`` and ``.png`` beside it."""
+    if mode not in ("continuation", "cross", "none"):
+        raise ValueError(f"Unknown prompt mode {mode!r}; expected continuation, cross or none")
+    strategies = {s: parse_strategy(s) for s in sweep}
+    model, processor = load_checkpoint(model_dir)
+    rate = model.config.sampling_rate
+    skipped: list[dict] = []
+    items = build_items(model, processor, eval_path, mode, prompt_seconds, limit, prompt_audio, prompt_text, skipped)
+    if not items:
+        raise ValueError(f"No usable evaluation items in {eval_path}")
+    judge, similarity = load_asr(asr), load_similarity(sim)
+    rows: dict[str, list[dict]] = {}
+
+    def score(name: str, item: EvalItem, audio: np.ndarray, extra: dict) -> dict:
+        row = {"id": item.id, "reference": item.target_text, "hypothesis": judge.transcribe(audio, rate) if audio.size else ""}
+        row["seconds"] = len(audio) / rate
+        if item.reference_audio is not None and item.reference_audio.size:
+            row["duration_ratio"] = row["seconds"] / (len(item.reference_audio) / rate)
+        if similarity is not None and audio.size and (item.prompt_audio is not None or item.reference_audio is not None):
+            anchor = item.prompt_audio if item.prompt_audio is not None else item.reference_audio
+            row["sim"] = similarity.similarity(audio, rate, anchor, rate)
+        row.update(extra)
+        rows.setdefault(name, []).append(row)
+        return row
+
+    with_audio = [i for i in items if i.reference_audio is not None]
+    for item in tqdm(with_audio, desc="ground truth + resynthesis", disable=not progress):
+        score("ground_truth", item, item.reference_audio, {})
+        codes = encode_waveform(model.codec, item.reference_audio, rate)
+        score("codec_resynthesis", item, decode_codes(model.codec, codes), {})
+    for name, kwargs in strategies.items():
+        for item in tqdm(items, desc=name, disable=not progress):
+            torch.manual_seed(seed)
+            inputs = processor(item.target_text, prompt_audio=item.prompt_audio, prompt_text=item.prompt_text,
+                               sampling_rate=rate if item.prompt_audio is not None else None)
+            started = time.perf_counter()
+            generated = model.generate(**inputs, check_alignment=False, **kwargs)
+            elapsed = time.perf_counter() - started
+            audio = generated.audio[0, : int(generated.audio_lengths[0])].numpy()
+            score(name, item, audio, {
+                "infinite": bool(generated.infinite[0]),
+                "cuts": int(generated.cuts[0]),
+                **({"rtf": elapsed / (len(audio) / rate)} if audio.size else {}),
+            })
+    summary = {}
+    for name, items_rows in rows.items():
+        metrics = wer_cer([r["reference"] for r in items_rows], [r["hypothesis"] for r in items_rows])
+        for key in ("sim", "duration_ratio", "rtf"):
+            values = [r[key] for r in items_rows if key in r]
+            metrics[key] = float(np.mean(values)) if values else None
+        if "infinite" in items_rows[0]:
+            metrics["inf_rate"] = float(np.mean([r["infinite"] for r in items_rows]))
+            metrics["cut_rate"] = float(np.mean([r["cuts"] > 0 for r in items_rows]))
+        metrics["utterances"] = len(items_rows)
+        summary[name] = metrics
+    layout = model.config.gar_config.layout
+    if Path(eval_path).is_file():  # a text file: one fixed prompt for every line, or none
+        mode = "fixed" if prompt_audio else "none"
+    result = {"model": str(model_dir), "layout": layout, "eval": str(eval_path), "prompt_mode": mode, "asr": asr, "sim": sim,
+              "seed": seed, "summary": summary, "skipped": skipped, "utterances": rows}
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+    out_path.with_suffix(".md").write_text(markdown_table(result), encoding="utf-8")
+    bar_chart(result, out_path.with_suffix(".png"))
+    return result
+
+
+def markdown_table(result: dict) -> str:
+    lines = [f"`{result['model']}` ({result['layout']}) on `{result['eval']}`, prompts: {result['prompt_mode']}, ASR: {result['asr']}", "",
+             "| system | WER | CER | SIM | INF | CUT | duration ratio | RTF | n |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(value, percent=False):
+        if value is None:
+            return "–"
+        return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
+
+    for name, m in result["summary"].items():
+        lines.append(f"| {name} | {fmt(m['wer'], True)} | {fmt(m['cer'], True)} | {fmt(m['sim'])} | {fmt(m.get('inf_rate'), True)} "
+                     f"| {fmt(m.get('cut_rate'), True)} | {fmt(m['duration_ratio'])} | {fmt(m['rtf'])} | {m['utterances']} |")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(result: dict, path: str | os.PathLike) -> None:
+    matplotlib = require("matplotlib", "plot", "The evaluation chart")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["summary"])
+    wers = [100 * result["summary"][n]["wer"] for n in names]
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(names)), 3.5))
+    ax.bar(names, wers, color=["#888888" if n in ("ground_truth", "codec_resynthesis") else "#3366cc" for n in names])
+    ax.set_ylabel("WER (%)")
+    ax.set_title(f"{Path(result['model']).name}: WER by system")
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

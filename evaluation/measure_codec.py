@@ -1,0 +1,76 @@
+"""Measure a codec's resynthesis intelligibility: pocketsphinx WER of the source audio and of its
+resynthesis from the first k codebooks, for every k = 1 … K.
+
+    python -m ella_v_hf.evaluation.measure_codec --codec RUN/model --data kathleen_heldout --n 110 --json
+
+``--codec`` is any saved codec (``AutoModel.from_pretrained``: the learned codec, the k-means mel
+codec, EnCodec). Measure on held-out utterances the codec never saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tqdm.auto import tqdm
+
+from ..processing.audio import load_audio
+from ..processing.corpus import read_corpus
+from .asr import PocketsphinxASR
+from .judges import wer_cer
+from .resynthesis import decode_codes, encode_waveform
+
+
+def measure_codec(codec_dir: str, data: str, n: int | None = None, levels: list[int] | None = None, progress: bool = True, asr=None) -> dict:
+    """WER/CER of ground truth and of resynthesis from the first k codebooks.
+
+    Args:
+        codec_dir: A saved codec directory.
+        data: Corpus with reference audio and transcripts.
+        n: How many utterances (the first ``n``; all by default).
+        levels: Which k to measure (default: every k from 1 to K).
+        progress: Show a progress bar.
+        asr: Anything with ``transcribe(waveform, sampling_rate) -> str`` (default: pocketsphinx).
+    """
+    from ..processing.prepare import load_codec
+
+    codec = load_codec("auto", codec_dir).eval()
+    config = codec.config
+    levels = levels or list(range(1, config.num_codebooks + 1))
+    utterances = read_corpus(data)[0][:n]
+    asr = asr or PocketsphinxASR()
+    references, source = [], []
+    first_k: dict[int, list[str]] = {k: [] for k in levels}
+    for u in tqdm(utterances, desc="codec resynthesis", disable=not progress, file=sys.stderr):
+        waveform, rate = load_audio(u.audio_path)
+        codes = encode_waveform(codec, waveform, rate)
+        references.append(u.text)
+        source.append(asr.transcribe(waveform, rate))
+        for k in levels:
+            first_k[k].append(asr.transcribe(decode_codes(codec, codes[:k]), config.sampling_rate))
+    return {
+        "codec": codec_dir,
+        "data": data,
+        "utterances": len(references),
+        "config": {key: getattr(config, key) for key in ("model_type", "sampling_rate", "frame_rate", "num_codebooks", "codebook_size")},
+        "ground_truth": wer_cer(references, source),
+        "first_codebooks": {str(k): wer_cer(references, v) for k, v in first_k.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--codec", required=True, help="a saved codec directory")
+    parser.add_argument("--data", required=True, help="audiofolder / LibriTTS / LibriSpeech directory")
+    parser.add_argument("--n", type=int, default=None, help="utterances to measure (default: all)")
+    parser.add_argument("--levels", type=int, nargs="*", default=None, help="k values (default: 1..K)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = measure_codec(args.codec, args.data, args.n, args.levels)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

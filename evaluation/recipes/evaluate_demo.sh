@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The README / model-card report of the bundled demos (after training/recipes/demo.sh).
+#
+#   bash evaluation/recipes/evaluate_demo.sh RUNS_DIR [MODELS_DIR]
+#
+# Kathleen held-out prompts and 50 unseen Harvard sentences (flite rms references) with
+# cross-sentence prompts from the same speaker, and the hard-sentence list with a fixed rms prompt;
+# pocketsphinx WER/CER, resemblyzer SIM, INF, CUT, duration ratio, RTF. The two models run in
+# parallel, one CPU thread each. Then evaluation/measure_nar.py on the Harvard set for both demos.
+set -euo pipefail
+RUNS=$(realpath "${1:?usage: evaluate_demo.sh RUNS_DIR [MODELS_DIR]}")
+MODELS=$(realpath "${2:-$(python3 -c 'import ella_v_hf, os; print(os.path.join(os.path.dirname(ella_v_hf.__file__), "demo_models"))')}")
+HARD=$(python3 -c 'import ella_v_hf.evaluation as e, os; print(os.path.join(os.path.dirname(e.__file__), "eval_sentences", "hard_sentences.txt"))')
+PROMPT=$(head -2 "$RUNS/harvard50/metadata.csv" | tail -1)
+PROMPT_AUDIO="$RUNS/harvard50/${PROMPT%%,*}"
+PROMPT_TEXT=$(python3 -c 'import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); print(r[0]["text"])' "$RUNS/harvard50/metadata.csv")
+mkdir -p "$RUNS/eval"
+for model in ella-v vall-e; do
+    (
+        export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+        ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/kathleen_heldout" --prompt-mode cross \
+            --sweep "greedy;top_p=0.9" --out "$RUNS/eval/$model-kathleen.json"
+        ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/harvard50" --prompt-mode cross \
+            --sweep "top_p=0.9" --out "$RUNS/eval/$model-harvard50.json"
+        ella-v evaluate --model "$MODELS/$model-demo" --eval "$HARD" --prompt-audio "$PROMPT_AUDIO" \
+            --prompt-text "$PROMPT_TEXT" --sweep "greedy;top_p=0.9" --out "$RUNS/eval/$model-hard.json"
+    ) > "$RUNS/eval/$model.log" 2>&1 &
+done
+wait
+for model in ella-v vall-e; do  # what each codebook carries, and the NAR's share of it (a perfect GAR)
+    python3 -m ella_v_hf.evaluation.measure_nar --model "$MODELS/$model-demo" --data "$RUNS/harvard50" --n 50 --json \
+        > "$RUNS/eval/$model-nar-ceiling.json"
+done
+cat "$RUNS"/eval/*.md "$RUNS"/eval/*-nar-ceiling.json

@@ -1,0 +1,70 @@
+"""EnCodec (the paper's codec) behind this package's codec interface.
+
+transformers' ``EncodecModel`` returns codes as ``[chunks, B, K, T]`` and takes the bandwidth per
+call. :class:`EllaVEncodecModel` fixes the bandwidth in its config (6 kbps = 8 codebooks of 1024 at
+75 Hz for ``facebook/encodec_24khz``, the paper's setting) and gives the common interface:
+``encode(input_values [B, 1, S]) -> audio_codes [B, K, T]``, ``decode(audio_codes [B, K', T]) ->
+audio_values [B, 1, S']``; ``num_codebooks`` is a config property.
+
+    codec = EllaVEncodecModel.from_encodec("facebook/encodec_24khz", bandwidth=6.0)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import EncodecConfig, EncodecModel
+
+
+class EllaVEncodecConfig(EncodecConfig):
+    """``EncodecConfig`` with the bandwidth this package uses.
+
+    Args:
+        bandwidth: Target bandwidth in kbps; one of ``target_bandwidths``. Default: 6.0 (the paper's
+            setting) when the model has it, else its highest.
+        kwargs: ``EncodecConfig`` fields.
+    """
+
+    model_type = "ella_v_encodec"
+
+    bandwidth: float | None = None
+
+    def __post_init__(self, **kwargs) -> None:
+        super().__post_init__(**kwargs)
+        if self.bandwidth is None:
+            self.bandwidth = 6.0 if 6.0 in self.target_bandwidths else max(self.target_bandwidths)
+        if self.bandwidth not in self.target_bandwidths:
+            raise ValueError(f"bandwidth {self.bandwidth} not in the EnCodec target_bandwidths {list(self.target_bandwidths)}")
+
+    @property
+    def num_codebooks(self) -> int:
+        """Codebooks at ``bandwidth``: bits per second / (frame rate x bits per code)."""
+        return int(self.bandwidth * 1000 // (self.frame_rate * math.log2(self.codebook_size)))
+
+
+class EllaVEncodecModel(EncodecModel):
+    """``EncodecModel`` with the package's codec interface (see the module docstring)."""
+
+    config_class = EllaVEncodecConfig
+
+    @classmethod
+    def from_encodec(cls, name_or_path: str = "facebook/encodec_24khz", bandwidth: float | None = None, **kwargs) -> EllaVEncodecModel:
+        """Load transformers' EnCodec weights (e.g. ``facebook/encodec_24khz``) with this interface."""
+        config = EncodecConfig.from_pretrained(name_or_path, **kwargs).to_dict()
+        config.pop("model_type", None)
+        return cls.from_pretrained(name_or_path, config=EllaVEncodecConfig(**config, bandwidth=bandwidth), **kwargs)
+
+    @torch.no_grad()
+    def encode(self, input_values: torch.Tensor, padding_mask: torch.Tensor | None = None, **kwargs) -> torch.LongTensor:
+        """Waveform ``[B, 1, S]`` at ``config.sampling_rate`` -> codes ``[B, K, T]``."""
+        out = super().encode(input_values, padding_mask, bandwidth=self.config.bandwidth, return_dict=True)
+        return out.audio_codes[0]  # one chunk: the 24 kHz model does not chunk
+
+    @torch.no_grad()
+    def decode(self, audio_codes: torch.LongTensor, **kwargs) -> torch.Tensor:
+        """Codes ``[B, K', T]`` -> waveform ``[B, 1, S]``."""
+        return super().decode(audio_codes[None].long(), [None], return_dict=True).audio_values
+
+
+__all__ = ["EllaVEncodecConfig", "EllaVEncodecModel"]

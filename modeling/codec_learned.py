@@ -1,0 +1,309 @@
+"""The learned embedded codec: a small convolutional autoencoder over log-mel frames with a residual
+vector quantiser, decoded to audio by Griffin-Lim.
+
+It is the offline default (no download; trainable on a CPU with ``ella-v train-codec``). Two
+choices make its *first* codebook carry the phonetic content, which the GAR needs:
+
+- **temporal context**: the encoder sees about 0.4 s around each frame (dilated convolutions), so a
+  code can describe a phone rather than one spectral slice;
+- **quantiser dropout** (SoundStream, EnCodec): each training example keeps only its first ``n``
+  quantiser levels, ``n`` uniform in ``1..K``, so the decoder learns to speak from the first level
+  alone and every further level refines it.
+
+Interface (shared by every codec of this package, shaped like transformers' ``EncodecModel``):
+``encode(input_values [B, 1, S]) -> audio_codes [B, K, T]`` and ``decode(audio_codes [B, K', T])
+-> audio_values [B, 1, T * samples_per_frame]`` for any ``K' <= K``; ``sampling_rate``,
+``frame_rate``, ``num_codebooks`` and ``codebook_size`` on the config.
+This file needs only torch and transformers, so it travels as remote code with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel
+
+from .mel import LogMel, check_mel_fields
+
+
+class EllaVCodecConfig(PreTrainedConfig):
+    """Configuration of :class:`EllaVCodecModel`.
+
+    Args:
+        sampling_rate: Audio sampling rate in Hz.
+        n_fft / hop_length / n_mels / f_min / f_max: Log-mel analysis (``hop_length`` samples per mel frame).
+        downsample: Mel frames per codec frame (1: 50 Hz codes at hop 320 and 16 kHz; 2: 25 Hz).
+        hidden_size: Channels of the encoder and decoder convolutions.
+        dilations: Dilation of each residual unit (encoder; mirrored in the decoder).
+        kernel_size: Kernel of the dilated convolutions.
+        codebook_dim: Dimension of the quantised latent.
+        num_codebooks: Residual quantiser depth K.
+        codebook_size: Codes per codebook.
+        commitment_weight: Weight of the commitment loss (training).
+        ema_decay: Decay of the codebooks' exponential moving averages (training).
+        dead_code_threshold: A code whose moving-average usage falls below this many frames per
+            batch is restarted from a random latent of the batch (training).
+        griffin_lim_iters / griffin_lim_momentum: Phase reconstruction in ``decode``.
+    """
+
+    model_type = "ella_v_codec"
+
+    sampling_rate: int = 16000
+    n_fft: int = 1024
+    hop_length: int = 320
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float | None = None
+    downsample: int = 1
+    hidden_size: int = 128
+    dilations: list[int] | tuple[int, ...] = (1, 2, 4, 1)
+    kernel_size: int = 3
+    codebook_dim: int = 64
+    num_codebooks: int = 8
+    codebook_size: int = 256
+    commitment_weight: float = 0.25
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 0.5
+    griffin_lim_iters: int = 32
+    griffin_lim_momentum: float = 0.99
+
+    def __post_init__(self, **kwargs) -> None:
+        check_mel_fields(self)
+        self.dilations = list(self.dilations)
+        if self.downsample < 1 or self.kernel_size % 2 == 0 or not self.dilations:
+            raise ValueError("downsample must be >= 1, kernel_size odd and dilations non-empty")
+        super().__post_init__(**kwargs)
+
+    @property
+    def samples_per_frame(self) -> int:
+        """Audio samples per codec frame."""
+        return self.hop_length * self.downsample
+
+    @property
+    def frame_rate(self) -> float:
+        """Codec frames per second."""
+        return self.sampling_rate / self.samples_per_frame
+
+
+class _ResidualUnit(nn.Module):
+    """Pre-activation dilated convolution with a 1x1 projection and a skip: ``[B, C, T] -> [B, C, T]``."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size - 1) // 2)
+        self.proj = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.proj(F.gelu(self.conv(F.gelu(x))))
+
+
+class ResidualVectorQuantizer(nn.Module):
+    """K residual codebooks of ``codebook_size`` x ``codebook_dim`` with EMA updates.
+
+    Buffers (saved with the model): ``codebooks [K, C, D]``; the training statistics
+    ``cluster_size [K, C]``, ``embed_sum [K, C, D]`` and ``initialized [K]`` (k-means on the first batch).
+    """
+
+    def __init__(self, num_codebooks: int, codebook_size: int, dim: int, decay: float, dead_code_threshold: float) -> None:
+        super().__init__()
+        self.decay, self.threshold = decay, dead_code_threshold
+        self.register_buffer("codebooks", torch.zeros(num_codebooks, codebook_size, dim))
+        self.register_buffer("cluster_size", torch.zeros(num_codebooks, codebook_size))
+        self.register_buffer("embed_sum", torch.zeros(num_codebooks, codebook_size, dim))
+        self.register_buffer("initialized", torch.zeros(num_codebooks))
+
+    @staticmethod
+    def _nearest(x: torch.Tensor, codebook: torch.Tensor) -> torch.LongTensor:
+        """``x [N, D]``, ``codebook [C, D]`` -> nearest code ``[N]``."""
+        distances = x.pow(2).sum(-1, keepdim=True) - 2 * x @ codebook.T + codebook.pow(2).sum(-1)
+        return distances.argmin(-1)
+
+    def quantize(self, latents: torch.Tensor, levels: int | None = None) -> torch.LongTensor:
+        """Latents ``[B, T, D]`` -> codes ``[B, K', T]`` (the first ``levels`` codebooks; all by default)."""
+        residual = latents.float()
+        codes = []
+        for codebook in self.codebooks[: levels or len(self.codebooks)]:
+            index = self._nearest(residual.reshape(-1, residual.shape[-1]), codebook).view(residual.shape[:-1])
+            residual = residual - codebook[index]
+            codes.append(index)
+        return torch.stack(codes, dim=1)
+
+    def dequantize(self, codes: torch.LongTensor) -> torch.Tensor:
+        """Codes ``[B, K', T]`` (the first K' codebooks) -> summed latents ``[B, T, D]``."""
+        if codes.shape[1] > len(self.codebooks):
+            raise ValueError(f"{codes.shape[1]} codebooks given; the codec has {len(self.codebooks)}")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebooks.shape[1]):
+            raise ValueError(f"codes must lie in [0, {self.codebooks.shape[1]})")
+        return sum(self.codebooks[k][codes[:, k]] for k in range(codes.shape[1]))
+
+    @torch.no_grad()
+    def _kmeans(self, data: torch.Tensor, iterations: int = 10) -> torch.Tensor:
+        size = self.codebooks.shape[1]
+        centroids = data[torch.randperm(len(data), device=data.device)[:size]].clone()
+        if len(centroids) < size:  # fewer vectors than codes: repeat with a little noise
+            centroids = centroids[torch.arange(size, device=data.device) % len(centroids)]
+            centroids = centroids + 1e-3 * torch.randn_like(centroids)
+        for _ in range(iterations):
+            index = self._nearest(data, centroids)
+            counts = torch.bincount(index, minlength=size).float()
+            sums = torch.zeros_like(centroids).index_add_(0, index, data)
+            filled = counts > 0
+            centroids[filled] = sums[filled] / counts[filled, None]
+        return centroids
+
+    @torch.no_grad()
+    def _ema_update(self, level: int, residual: torch.Tensor, index: torch.LongTensor) -> None:
+        """One EMA step of codebook ``level`` from its active residuals ``[N, D]`` and codes ``[N]``."""
+        if not self.initialized[level]:
+            self.codebooks[level] = self._kmeans(residual)
+            self.cluster_size[level] = len(residual) / self.codebooks.shape[1]
+            self.embed_sum[level] = self.codebooks[level] * self.cluster_size[level, :, None]
+            self.initialized[level] = 1.0
+            return
+        size = self.codebooks.shape[1]
+        counts = torch.bincount(index, minlength=size).float()
+        sums = torch.zeros_like(self.embed_sum[level]).index_add_(0, index, residual)
+        self.cluster_size[level].mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_sum[level].mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        total = self.cluster_size[level].sum()
+        smoothed = (self.cluster_size[level] + 1e-5) / (total + size * 1e-5) * total  # Laplace smoothing
+        self.codebooks[level] = self.embed_sum[level] / smoothed[:, None]
+        dead = self.cluster_size[level] < self.threshold
+        if dead.any():  # restart unused codes from random latents of this batch
+            picks = residual[torch.randint(len(residual), (int(dead.sum()),), device=residual.device)]
+            self.codebooks[level][dead] = picks
+            self.cluster_size[level][dead] = self.threshold
+            self.embed_sum[level][dead] = picks * self.threshold
+
+    def forward(self, latents: torch.Tensor, levels: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass with quantiser dropout.
+
+        Args:
+            latents: ``[B, T, D]`` encoder outputs.
+            levels: ``[B]`` quantiser levels each example keeps (1..K).
+
+        Returns:
+            ``(quantized [B, T, D]`` with straight-through gradients, ``commitment loss)``.
+        """
+        residual = latents
+        quantized = torch.zeros_like(latents)
+        commitment = latents.new_zeros(())
+        for level in range(len(self.codebooks)):
+            active = levels > level  # [B]
+            if not active.any():
+                break
+            flat = residual[active].reshape(-1, residual.shape[-1])  # [N, D]
+            if self.training:
+                index = self._nearest(flat.detach(), self.codebooks[level]) if self.initialized[level] else None
+                self._ema_update(level, flat.detach().float(), index)
+            index = self._nearest(flat.detach(), self.codebooks[level])
+            chosen = self.codebooks[level][index].view(-1, *residual.shape[1:])  # [B_active, T, D]
+            commitment = commitment + F.mse_loss(residual[active], chosen)
+            step = torch.zeros_like(latents)
+            step[active] = chosen
+            quantized = quantized + step
+            residual = residual - step
+        return latents + (quantized - latents).detach(), commitment
+
+
+class EllaVCodecModel(PreTrainedModel):
+    """The learned embedded codec (see the module docstring). Train it with ``ella-v train-codec``.
+
+    ``forward(input_features)`` is the training pass: normalised log-mel in, reconstruction and
+    losses out; ``encode``/``decode`` are the codec interface.
+    """
+
+    config_class = EllaVCodecConfig
+    main_input_name = "input_values"
+
+    def __init__(self, config: EllaVCodecConfig) -> None:
+        super().__init__(config)
+        hidden, kernel = config.hidden_size, config.kernel_size
+        self.frontend = LogMel(config.sampling_rate, config.n_fft, config.hop_length, config.n_mels, config.f_min, config.f_max)
+        self.register_buffer("feature_mean", torch.zeros(config.n_mels))
+        self.register_buffer("feature_std", torch.ones(config.n_mels))
+        down = config.downsample
+        self.encoder = nn.Sequential(
+            nn.Conv1d(config.n_mels, hidden, kernel, padding=kernel // 2),
+            *[_ResidualUnit(hidden, kernel, d) for d in config.dilations],
+            *([nn.GELU(), nn.Conv1d(hidden, hidden, 2 * down, stride=down, padding=down // 2)] if down > 1 else []),
+            nn.GELU(),
+            nn.Conv1d(hidden, config.codebook_dim, 1),
+        )
+        self.quantizer = ResidualVectorQuantizer(
+            config.num_codebooks, config.codebook_size, config.codebook_dim, config.ema_decay, config.dead_code_threshold
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv1d(config.codebook_dim, hidden, kernel, padding=kernel // 2),
+            *([nn.GELU(), nn.ConvTranspose1d(hidden, hidden, 2 * down, stride=down, padding=down // 2)] if down > 1 else []),
+            *[_ResidualUnit(hidden, kernel, d) for d in reversed(config.dilations)],
+            nn.GELU(),
+            nn.Conv1d(hidden, config.n_mels, kernel, padding=kernel // 2),
+        )
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    # -- features -----------------------------------------------------------------------------
+    def features(self, input_values: torch.Tensor) -> torch.Tensor:
+        """Waveform ``[B, 1, S]`` or ``[B, S]`` -> normalised log-mel ``[B, T_mel, n_mels]``, with
+        ``T_mel = ceil(S / hop_length)`` rounded up to a multiple of ``downsample`` (edge-padded)."""
+        if input_values.dim() == 3:
+            input_values = input_values[:, 0]
+        features = (self.frontend(input_values) - self.feature_mean) / self.feature_std
+        extra = -features.shape[1] % self.config.downsample
+        return F.pad(features.transpose(1, 2), (0, extra), mode="replicate").transpose(1, 2) if extra else features
+
+    def latents(self, features: torch.Tensor) -> torch.Tensor:
+        """Normalised log-mel ``[B, T_mel, n_mels]`` -> latents ``[B, T, codebook_dim]``."""
+        return self.encoder(features.transpose(1, 2)).transpose(1, 2)
+
+    def reconstruct(self, latents: torch.Tensor) -> torch.Tensor:
+        """(Quantised) latents ``[B, T, codebook_dim]`` -> normalised log-mel ``[B, T * downsample, n_mels]``."""
+        return self.decoder(latents.transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, input_features: torch.Tensor, levels: torch.LongTensor | None = None, **kwargs) -> dict[str, torch.Tensor]:
+        """Training pass.
+
+        Args:
+            input_features: ``[B, T_mel, n_mels]`` normalised log-mel (``T_mel`` a multiple of ``downsample``).
+            levels: ``[B]`` quantiser levels kept per example (quantiser dropout); all by default.
+
+        Returns:
+            ``{"loss", "reconstruction_loss", "commitment_loss", "reconstruction" [B, T_mel, n_mels]}``;
+            the reconstruction loss is L1 + L2 on the normalised log-mel.
+        """
+        if levels is None:
+            levels = torch.full((input_features.shape[0],), self.config.num_codebooks, device=input_features.device)
+        quantized, commitment = self.quantizer(self.latents(input_features), levels)
+        reconstruction = self.reconstruct(quantized)
+        recon_loss = F.l1_loss(reconstruction, input_features) + F.mse_loss(reconstruction, input_features)
+        loss = recon_loss + self.config.commitment_weight * commitment
+        return {"loss": loss, "reconstruction_loss": recon_loss, "commitment_loss": commitment, "reconstruction": reconstruction}
+
+    # -- codec interface ----------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, input_values: torch.Tensor, **kwargs) -> torch.LongTensor:
+        """Waveform ``[B, 1, S]`` at ``config.sampling_rate`` -> codes ``[B, K, ceil(S / samples_per_frame)]``."""
+        return self.quantizer.quantize(self.latents(self.features(input_values)))
+
+    @torch.no_grad()
+    def decode_features(self, audio_codes: torch.LongTensor) -> torch.Tensor:
+        """Codes ``[B, K', T]`` (the first K' codebooks) -> log-mel ``[B, T * downsample, n_mels]``."""
+        return self.reconstruct(self.quantizer.dequantize(audio_codes.long())) * self.feature_std + self.feature_mean
+
+    @torch.no_grad()
+    def decode(self, audio_codes: torch.LongTensor, **kwargs) -> torch.Tensor:
+        """Codes ``[B, K', T]`` -> waveform ``[B, 1, T * samples_per_frame]`` (log-mel, then Griffin-Lim)."""
+        log_mel = self.decode_features(audio_codes)
+        return self.frontend.to_waveform(log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum)[:, None]
+
+
+__all__ = ["EllaVCodecConfig", "EllaVCodecModel", "ResidualVectorQuantizer"]

@@ -1,0 +1,120 @@
+"""The learned embedded codec: interface shapes, the residual VQ with quantiser dropout, training
+with `ella-v train-codec` (held-out loss, resume that matches an uninterrupted run), Auto loading."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+
+from ella_v_hf.modeling import EllaVCodecConfig, EllaVCodecModel, EllaVTTSConfig
+from ella_v_hf.modeling.codec_learned import ResidualVectorQuantizer
+from ella_v_hf.training.train_codec import CodecTrainConfig, train_codec
+
+TINY_CODEC = dict(hidden_size=16, codebook_dim=8, num_codebooks=3, codebook_size=16, dilations=[1, 2], griffin_lim_iters=2)
+
+
+def tiny_recipe(**overrides) -> CodecTrainConfig:
+    return CodecTrainConfig(**{**dict(codec=TINY_CODEC, max_steps=6, batch_size=4, crop_frames=32, warmup_steps=2, eval_every=3,
+                                      save_every=3, log_every=1, eval_fraction=0.2, eval_utterances=3), **overrides})
+
+
+@pytest.mark.parametrize("downsample", [1, 2])
+def test_encode_decode_shapes_and_first_k_codebooks(downsample):
+    model = EllaVCodecModel(EllaVCodecConfig(**TINY_CODEC, downsample=downsample)).eval()
+    assert model.config.frame_rate == 50.0 / downsample and model.config.samples_per_frame == 320 * downsample
+    waveform = torch.randn(2, 1, 16000 + 100) * 0.1  # 1 s and a bit: frames round up
+    codes = model.encode(waveform)
+    frames = -(-(16000 + 100) // (320 * downsample))
+    assert codes.shape == (2, 3, frames) and codes.dtype == torch.long and 0 <= codes.min() and codes.max() < 16
+    for k in (1, 2, 3):  # any leading k codebooks decode
+        audio = model.decode(codes[:, :k])
+        assert audio.shape == (2, 1, frames * 320 * downsample) and torch.isfinite(audio).all()
+    with pytest.raises(ValueError, match="4 codebooks given"):
+        model.decode(torch.zeros(1, 4, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"codes must lie in \[0, 16\)"):
+        model.decode(torch.full((1, 1, 5), 16))
+
+
+def test_quantizer_dropout_uses_only_the_kept_levels():
+    torch.manual_seed(0)
+    quantizer = ResidualVectorQuantizer(3, 8, 4, decay=0.9, dead_code_threshold=0.1).train()
+    latents = torch.randn(6, 50, 4)
+    quantizer(latents, torch.full((6,), 3))  # k-means initialisation of every level from this batch
+    assert quantizer.initialized.tolist() == [1.0, 1.0, 1.0]
+    quantizer.eval()
+    levels = torch.tensor([1, 1, 2, 2, 3, 3])
+    quantized, _ = quantizer(latents, levels)
+    codes = quantizer.quantize(latents)  # [B, K, T]
+    for row, kept in enumerate(levels.tolist()):
+        expected = quantizer.dequantize(codes[row : row + 1, :kept])[0]
+        torch.testing.assert_close(quantized[row], expected)
+    # Straight-through: the gradient reaches the latents.
+    latents.requires_grad_(True)
+    quantizer(latents, levels)[0].sum().backward()
+    assert latents.grad is not None and latents.grad.abs().sum() > 0
+
+
+def test_dead_codes_are_restarted():
+    torch.manual_seed(0)
+    quantizer = ResidualVectorQuantizer(1, 8, 2, decay=0.5, dead_code_threshold=0.5).train()
+    quantizer(torch.randn(1, 64, 2), torch.ones(1, dtype=torch.long))
+    for _ in range(5):  # later batches all sit in one place: the other codes die and restart there
+        batch = torch.full((1, 64, 2), 3.0) + 0.01 * torch.randn(1, 64, 2)
+        quantizer(batch, torch.ones(1, dtype=torch.long))
+    near = (quantizer.codebooks[0] - 3.0).abs().max(-1).values < 0.1
+    assert near.sum() > 1  # restarted codes were moved onto the new data
+
+
+def test_train_codec_resume_matches_an_uninterrupted_run(flite_corpus, tmp_path):
+    whole = train_codec(tiny_recipe(), flite_corpus, tmp_path / "whole", progress=False)
+    assert whole["step"] == 6 and set(whole["eval"]) == {"level_1", "all"} and whole["eval_utterances"] > 0
+    stopped = train_codec(tiny_recipe(), flite_corpus, tmp_path / "split", progress=False, stop_after=4)
+    assert stopped["stopped_at"] == 4
+    with pytest.raises(ValueError, match="pass --resume"):
+        train_codec(tiny_recipe(), flite_corpus, tmp_path / "split", progress=False)
+    with pytest.raises(ValueError, match="another recipe"):
+        train_codec(tiny_recipe(learning_rate=0.5), flite_corpus, tmp_path / "split", resume=True, progress=False)
+    train_codec(tiny_recipe(), flite_corpus, tmp_path / "split", resume=True, progress=False)  # from step 3
+    a = AutoModel.from_pretrained(tmp_path / "whole" / "model")
+    b = AutoModel.from_pretrained(tmp_path / "split" / "model")
+    assert isinstance(a, EllaVCodecModel)
+    for name, value in a.state_dict().items():
+        torch.testing.assert_close(value, b.state_dict()[name], msg=name)
+    records = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "eval_all" in r] == [3, 6]
+
+
+def test_training_lowers_the_held_out_loss(flite_corpus, tmp_path):
+    summary = train_codec(tiny_recipe(max_steps=40, eval_every=40, save_every=40, learning_rate=3e-3), flite_corpus, tmp_path / "run", progress=False)
+    untrained = train_codec(tiny_recipe(max_steps=1, eval_every=1, save_every=1, learning_rate=1e-9), flite_corpus, tmp_path / "zero", progress=False)
+    assert summary["eval"]["all"] < 0.8 * untrained["eval"]["all"]
+    assert summary["eval"]["level_1"] < untrained["eval"]["level_1"]
+
+
+def test_codec_is_an_auto_sub_model_of_the_composite(tmp_path):
+    codec = EllaVCodecModel(EllaVCodecConfig(**TINY_CODEC))
+    codec.save_pretrained(tmp_path)
+    config = EllaVTTSConfig(gar_config=dict(num_phonemes=10), nar_config=dict(num_phonemes=10), codec_config=AutoConfig.from_pretrained(tmp_path))
+    assert (config.gar_config.codebook_size, config.nar_config.num_codebooks, config.gar_config.frame_rate) == (16, 3, 50.0)
+    assert EllaVTTSConfig.from_dict(config.to_dict()).codec_config.model_type == "ella_v_codec"
+    assert "_name_or_path" not in config.to_dict()["codec_config"]
+
+
+def test_train_codec_cli(flite_corpus, tmp_path):
+    recipe = tmp_path / "codec.json"
+    recipe.write_text(json.dumps({**tiny_recipe(max_steps=2, save_every=2, eval_every=2).__dict__}))
+    command = [sys.executable, "-m", "ella_v_hf.cli", "train-codec", "--data", str(flite_corpus), "--out", str(tmp_path / "run"), "--config", str(recipe), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["step"] == 2
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "pass --resume" in again.stderr
+    recipe.write_text(json.dumps({"codec": {"codebook_size": 1}}))
+    bad = subprocess.run(command[:-1] + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "codebook_size >= 2" in bad.stderr

@@ -1,0 +1,128 @@
+"""Run directories shared by the trainers: atomic numbered checkpoints with keep-last-K, and the
+newest model exported as a ready-to-use directory.
+
+Layout of a run directory ``OUT``::
+
+    OUT/checkpoints/step-N/   accelerator state + trainer_state.json (complete or absent)
+    OUT/model/                the newest model (save_pretrained), replaced atomically
+    OUT/log.jsonl             one JSON record per logged step
+
+Only paths this module creates are ever removed: ``step-*`` checkpoint folders it wrote, its own
+``.tmp-*`` folders and ``OUT/model``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+STATE_FILE = "trainer_state.json"
+
+
+class JsonRecipe:
+    """Mixin of the training recipe dataclasses: ``from_file`` reads a JSON recipe, refuses unknown
+    keys and validates (subclasses define ``validate``)."""
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike):
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        raise NotImplementedError
+
+
+#: Recipe fields a resumed run may change: how long it runs and how often it evaluates, saves and logs.
+RESUMABLE_CHANGES = frozenset({"max_steps", "eval_every", "save_every", "keep_last", "log_every", "max_nonfinite_steps", "eval_utterances"})
+
+
+def record_recipe(run: Path, name: str, recipe: dict, resuming: bool) -> None:
+    """Write the run's recipe to ``run/name``; when resuming, first refuse a different one.
+
+    Raises:
+        ValueError: ``resuming`` and ``run/name`` holds a recipe that differs in a field outside
+            :data:`RESUMABLE_CHANGES` (a later ``--resume`` must not continue a different model).
+    """
+    path = run / name
+    if resuming and path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in saved.keys() | recipe.keys() if k not in RESUMABLE_CHANGES and saved.get(k) != recipe.get(k))
+        if changed:
+            raise ValueError(
+                f"{run} was trained with another recipe ({path}: {', '.join(changed)} differ); "
+                "resume with the same --config or choose a new --out"
+            )
+    path.write_text(json.dumps(recipe, indent=1), encoding="utf-8")
+
+
+def list_checkpoints(run: Path) -> list[Path]:
+    """Complete checkpoints of ``run``, oldest first."""
+    folder = run / "checkpoints"
+    if not folder.is_dir():
+        return []
+    done = (p for p in folder.iterdir() if p.name.startswith("step-") and p.name[5:].isdigit() and (p / STATE_FILE).is_file())
+    return sorted(done, key=lambda p: int(p.name[5:]))
+
+
+def remove_stale(run: Path) -> None:
+    """Remove the temporary folders a killed run left behind (only this module's own)."""
+    for stale in [*(run / "checkpoints").glob(".tmp-step-*"), run / ".tmp-model"]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def save_checkpoint(accelerator, run: Path, state: dict, keep_last: int, export: Callable[[Path], None]) -> Path:
+    """Write ``run/checkpoints/step-N`` atomically, drop all but the newest ``keep_last`` and export the model.
+
+    Args:
+        accelerator: The run's ``accelerate.Accelerator`` (its ``save_state`` writes model,
+            optimizer, scheduler and RNG states).
+        run: Run directory.
+        state: JSON-serialisable trainer state; ``state["step"]`` names the checkpoint.
+        keep_last: Checkpoints to keep.
+        export: Writes the ready-to-use model into the folder it is given (see :func:`export_atomically`).
+
+    Returns:
+        The checkpoint folder.
+    """
+    folder = run / "checkpoints"
+    final = folder / f"step-{state['step']}"
+    temporary = folder / f".tmp-step-{state['step']}"
+    if accelerator.is_main_process:
+        shutil.rmtree(temporary, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    if accelerator.is_main_process:
+        (temporary / STATE_FILE).write_text(json.dumps(state))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(temporary, final)  # a checkpoint exists completely or not at all
+        for old in list_checkpoints(run)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+        export_atomically(run, export)
+    return final
+
+
+def export_atomically(run: Path, export: Callable[[Path], None]) -> Path:
+    """Call ``export(tmp)`` and move ``tmp`` to ``run/model``, so ``run/model`` is never half-written."""
+    target, temporary = run / "model", run / ".tmp-model"
+    shutil.rmtree(temporary, ignore_errors=True)
+    export(temporary)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(temporary, target)
+    return target
+
+
+def append_log(run: Path, record: dict) -> None:
+    """Append one JSON record to ``run/log.jsonl``."""
+    with open(run / "log.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "list_checkpoints", "remove_stale", "save_checkpoint"]

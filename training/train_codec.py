@@ -1,0 +1,243 @@
+"""``ella-v train-codec``: train the learned embedded codec (:class:`EllaVCodecModel`) on an audio corpus.
+
+Log-mel features of every utterance are computed once and held in memory (an hour of speech is
+about 15 MB); training draws random crops, applies quantiser dropout (each crop keeps its first
+``n`` quantiser levels, ``n`` uniform in ``1..K``) and minimises L1 + L2 on the normalised log-mel
+plus the commitment loss, with AdamW, warmup and cosine decay under Accelerate. Every
+``eval_every`` steps the held-out utterances (split by prompt, never trained on) are reconstructed
+from the first codebook alone and from all codebooks; checkpoints are atomic and ``--resume``
+continues exactly where a run stopped. ``OUT/model`` always holds the newest codec.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .._optional import require
+from ..modeling.codec_learned import EllaVCodecConfig, EllaVCodecModel
+from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, save_checkpoint
+
+
+@dataclass
+class CodecTrainConfig(JsonRecipe):
+    """Codec training recipe (a JSON file; see ``training/configs/codec-*.json``).
+
+    ``codec`` holds :class:`EllaVCodecConfig` fields (e.g. ``{"codebook_size": 1024, "downsample": 2}``).
+    """
+
+    codec: dict = field(default_factory=dict)
+    max_steps: int = 20000
+    batch_size: int = 32
+    crop_frames: int = 96
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    max_grad_norm: float = 1.0
+    quantizer_dropout: bool = True
+    mixed_precision: str = "no"
+    eval_fraction: float = 0.05
+    eval_utterances: int = 60
+    eval_every: int = 500
+    save_every: int = 500
+    keep_last: int = 2
+    log_every: int = 50
+    seed: int = 0
+
+    def validate(self) -> None:
+        EllaVCodecConfig(**self.codec)  # raises on bad codec fields
+        for name in ("max_steps", "batch_size", "crop_frames", "eval_every", "save_every", "keep_last", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        if not 0 < self.eval_fraction < 1:
+            raise ValueError(f"eval_fraction must lie in (0, 1), got {self.eval_fraction}")
+
+
+def corpus_features(model: EllaVCodecModel, data: str | os.PathLike, progress: bool = True) -> tuple[list, list[np.ndarray]]:
+    """Read a corpus and compute each utterance's log-mel ``[T_mel, n_mels]`` (unnormalised).
+
+    Returns:
+        ``(utterances, features)``; unreadable files are reported on stderr and left out.
+    """
+    from ..processing.audio import AudioError, load_audio, prepare_waveform
+    from ..processing.corpus import read_corpus
+
+    utterances, problems = read_corpus(data)
+    for problem in problems:
+        print(f"skipped {problem.id}: {problem.reason}", file=sys.stderr)
+    kept, features = [], []
+    rate = model.config.sampling_rate
+    with torch.no_grad():
+        for utterance in tqdm(utterances, desc="codec features", disable=not progress, file=sys.stderr):
+            try:
+                waveform = prepare_waveform(*load_audio(utterance.audio_path), rate, name=utterance.audio_path)
+            except AudioError as error:
+                print(f"skipped {utterance.id}: {error}", file=sys.stderr)
+                continue
+            kept.append(utterance)
+            features.append(model.frontend(torch.from_numpy(waveform)[None])[0].numpy())
+    if not features:
+        raise ValueError(f"{data}: no usable audio")
+    return kept, features
+
+
+def _levels(batch: int, num_codebooks: int, dropout: bool, generator: torch.Generator) -> torch.LongTensor:
+    if not dropout:
+        return torch.full((batch,), num_codebooks)
+    return torch.randint(1, num_codebooks + 1, (batch,), generator=generator)
+
+
+def _crops(features: list[np.ndarray], weights: np.ndarray, batch: int, frames: int, rng: np.random.Generator) -> torch.Tensor:
+    """``batch`` random crops of ``frames`` frames, utterances drawn in proportion to their length."""
+    rows = rng.choice(len(features), size=batch, p=weights)
+    out = np.stack([features[r][s : s + frames] for r in rows for s in [rng.integers(0, len(features[r]) - frames + 1)]])
+    return torch.from_numpy(out)
+
+
+def reconstruction_losses(model: EllaVCodecModel, features: list[torch.Tensor]) -> dict[str, float]:
+    """Mean held-out reconstruction loss (L1 + L2, normalised log-mel) from the first codebook and from all."""
+    model.eval()
+    totals = {"level_1": 0.0, "all": 0.0}
+    with torch.no_grad():
+        for feature in features:
+            x = feature[None]
+            for key, levels in (("level_1", 1), ("all", model.config.num_codebooks)):
+                totals[key] += float(model(x, levels=torch.tensor([levels]))["reconstruction_loss"]) / len(features)
+    model.train()
+    return totals
+
+
+def train_codec(
+    config: CodecTrainConfig,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Train the learned codec (see the module docstring).
+
+    Args:
+        config: The recipe.
+        data: Audio corpus (audiofolder, LibriTTS or LibriSpeech directory).
+        out: Run directory (checkpoints, ``log.jsonl``, the newest codec in ``OUT/model``).
+        resume: Continue from the newest complete checkpoint in ``out``.
+        progress: Show progress bars.
+        stop_after: Stop (as if interrupted) after this many steps of this invocation (tests).
+
+    Returns:
+        A summary: steps, held-out losses, seconds, model path.
+    """
+    Accelerator = require("accelerate", "train", "ella-v train-codec").Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_cosine_schedule_with_warmup
+
+    from ..processing.corpus import split_by_prompt
+
+    config.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)
+    checkpoints = list_checkpoints(out)
+    if checkpoints and not resume:
+        raise ValueError(f"{out} already has checkpoints; pass --resume to continue or choose a new --out")
+    record_recipe(out, "codec_train_config.json", asdict(config), resuming=bool(checkpoints))
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.mixed_precision)
+    set_seed(config.seed)
+    model = EllaVCodecModel(EllaVCodecConfig(**config.codec))
+    utterances, features = corpus_features(model, data, progress and accelerator.is_main_process)
+    train_set, held = split_by_prompt(utterances, config.eval_fraction, config.seed)
+    held_ids = {u.id for u in held}
+    train_features = [f for u, f in zip(utterances, features) if u.id not in held_ids and len(f) >= config.crop_frames]
+    eval_features = [f for u, f in zip(utterances, features) if u.id in held_ids][: config.eval_utterances]
+    if not train_features:
+        raise ValueError(f"{data}: no training utterance has {config.crop_frames} frames ({config.crop_frames / model.config.frame_rate:.1f} s)")
+    stacked = np.concatenate(train_features)
+    with torch.no_grad():
+        model.feature_mean.copy_(torch.from_numpy(stacked.mean(0)))
+        model.feature_std.copy_(torch.from_numpy(stacked.std(0) + 1e-5))
+    mean, std = stacked.mean(0), stacked.std(0) + 1e-5
+    down = model.config.downsample
+    frames = math.ceil(config.crop_frames / down) * down
+    normalise = lambda f: ((f - mean) / std).astype(np.float32)  # noqa: E731
+    train_features = [normalise(f) for f in train_features if len(f) >= frames]
+    eval_tensors = [torch.from_numpy(normalise(f[: len(f) // down * down])) for f in eval_features if len(f) >= down]
+    weights = np.array([len(f) - frames + 1 for f in train_features], dtype=np.float64)
+    weights /= weights.sum()
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    unwrapped = accelerator.unwrap_model(model)
+    state = {"step": 0, "seconds": 0.0}
+    if resume and checkpoints:
+        accelerator.load_state(str(checkpoints[-1]))
+        state.update(json.loads((checkpoints[-1] / "trainer_state.json").read_text()))
+        accelerator.print(f"resumed from {checkpoints[-1]} at step {state['step']}")
+    # Draws depend on the step only, so a resumed run sees the crops an uninterrupted one would.
+    seed_of = lambda step: config.seed * 1_000_003 + step * (accelerator.num_processes) + accelerator.process_index  # noqa: E731
+
+    model.train()
+    bar = tqdm(total=config.max_steps, initial=state["step"], desc="train-codec", disable=not progress or not accelerator.is_main_process, file=sys.stderr)
+    steps_this_run, last_eval, parts = 0, {}, {}
+    while state["step"] < config.max_steps:
+        started = time.time()
+        rng = np.random.default_rng(seed_of(state["step"]))
+        generator = torch.Generator().manual_seed(seed_of(state["step"]))
+        batch = _crops(train_features, weights, config.batch_size, frames, rng).to(accelerator.device)
+        levels = _levels(config.batch_size, unwrapped.config.num_codebooks, config.quantizer_dropout, generator).to(accelerator.device)
+        outputs = model(batch, levels=levels)
+        accelerator.backward(outputs["loss"])
+        if config.max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        state["step"] += 1
+        steps_this_run += 1
+        state["seconds"] += time.time() - started
+        parts = {k: float(outputs[k].detach()) for k in ("loss", "reconstruction_loss", "commitment_loss")}
+        bar.update(1)
+        if state["step"] % config.log_every == 0 and accelerator.is_main_process:
+            record = {"step": state["step"], "lr": scheduler.get_last_lr()[0], **parts}
+            bar.set_postfix({k: (f"{v:.2e}" if k == "lr" else round(v, 4)) for k, v in record.items() if k != "step"})
+            append_log(out, record)
+        if state["step"] % config.eval_every == 0 or state["step"] == config.max_steps:
+            last_eval = reconstruction_losses(unwrapped, eval_tensors)
+            if accelerator.is_main_process:
+                append_log(out, {"step": state["step"], **{f"eval_{k}": v for k, v in last_eval.items()}})
+        if state["step"] % config.save_every == 0 or state["step"] == config.max_steps:
+            save_checkpoint(accelerator, out, state, config.keep_last, unwrapped.save_pretrained)
+        if stop_after is not None and steps_this_run >= stop_after:
+            bar.close()
+            return {"stopped_at": state["step"], **state, "last": parts}
+    bar.close()
+    final = out / "model"
+    if accelerator.is_main_process and not (final / "config.json").is_file():
+        export_atomically(out, unwrapped.save_pretrained)
+    summary = {
+        **state,
+        "last": parts,
+        "eval": last_eval or reconstruction_losses(unwrapped, eval_tensors),
+        "model": str(final),
+        "train_utterances": len(train_features),
+        "eval_utterances": len(eval_tensors),
+        "parameters": sum(p.numel() for p in unwrapped.parameters()),
+    }
+    if accelerator.is_main_process:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+__all__ = ["CodecTrainConfig", "corpus_features", "reconstruction_losses", "train_codec"]
