@@ -134,6 +134,25 @@ def _cmd_plot_alignment(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Output formats ``ella-v synthesize`` writes (soundfile formats, by extension).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+def check_output_path(path: str) -> None:
+    """Refuse an output path before any long work: a directory, no audio extension, or a missing folder.
+
+    Raises:
+        ValueError: With what is wrong and what to give instead.
+    """
+    if os.path.isdir(path):
+        raise ValueError(f"-o {path} is a directory; give a file name such as {os.path.join(path, 'speech.wav')}")
+    if os.path.splitext(path)[1].lower() not in AUDIO_EXTENSIONS:
+        raise ValueError(f"-o {path}: give a file name ending in one of {', '.join(AUDIO_EXTENSIONS)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"-o {path}: the folder {folder} does not exist")
+
+
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile as sf
@@ -142,33 +161,53 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     from .processing import load_audio
     from .synthesis import load_checkpoint, synthesize
 
-    model, processor = load_checkpoint(args.model)
+    check_output_path(args.output)
+    if args.max_frames_per_phone is not None and args.max_frames_per_phone < 1:
+        raise ValueError(f"--max-frames-per-phone must be >= 1, got {args.max_frames_per_phone}")
     prompt, prompt_rate = (None, None)
     if args.prompt_audio:
         if not args.prompt_text:
             raise ValueError("--prompt-audio needs --prompt-text (its transcript)")
+        if not os.path.isfile(args.prompt_audio):
+            raise FileNotFoundError(f"--prompt-audio {args.prompt_audio} does not exist")
         prompt, prompt_rate = load_audio(args.prompt_audio)
     jobs = [(args.text, args.output)]
     if args.batch_file:
-        lines = [line.strip() for line in open(args.batch_file, encoding="utf-8") if line.strip()]
+        with open(args.batch_file, encoding="utf-8-sig") as handle:
+            lines = [line.strip() for line in handle if line.strip()]
+        if not lines:
+            raise ValueError(f"--batch-file {args.batch_file} has no text lines")
         stem, suffix = os.path.splitext(args.output)
-        jobs = [(line, f"{stem}_{i:04d}{suffix or '.wav'}") for i, line in enumerate(lines)]
+        jobs = [(line, f"{stem}_{i:04d}{suffix}") for i, line in enumerate(lines)]
     elif args.text is None:
         raise ValueError("give TEXT or --batch-file")
-    results = []
-    for text, path in tqdm(jobs, desc="synthesize", disable=len(jobs) == 1, file=sys.stderr):
-        result = synthesize(
-            model,
-            processor,
-            text,
-            prompt_audio=prompt,
-            prompt_text=args.prompt_text,
-            prompt_sampling_rate=prompt_rate,
-            seed=args.seed,
-            do_sample=not args.greedy,
-            temperature=args.temperature,
-            top_p=args.top_p,
-        )
+    model, processor = load_checkpoint(args.model)
+    results, failures = [], []
+    for number, (text, path) in enumerate(tqdm(jobs, desc="synthesize", disable=len(jobs) == 1, file=sys.stderr), 1):
+        try:
+            result = synthesize(
+                model,
+                processor,
+                text,
+                prompt_audio=prompt,
+                prompt_text=args.prompt_text,
+                prompt_sampling_rate=prompt_rate,
+                seed=args.seed,
+                do_sample=not args.greedy,
+                temperature=args.temperature,
+                top_p=args.top_p,
+                max_frames_per_phone=args.max_frames_per_phone,
+            )
+            if result.audio.size == 0:
+                raise RuntimeError("the model generated no audio (it ended the utterance at once); try sampling (drop --greedy) or another --seed")
+            if not np.isfinite(result.audio).all():
+                raise RuntimeError("the model generated non-finite samples")
+        except (ValueError, RuntimeError) as error:
+            if len(jobs) == 1:
+                raise
+            failures.append({"line": number, "text": text, "error": str(error)})
+            print(f"line {number}: {error}", file=sys.stderr)
+            continue
         sf.write(path, result.audio, result.sampling_rate)
         if args.plot:
             from .processing.plot import plot_speech
@@ -177,10 +216,11 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
         seconds = len(result.audio) / result.sampling_rate
         results.append({"output": path, "seconds": round(seconds, 3), "cuts": result.cuts, "infinite": result.infinite})
         print(f"wrote {path}: {seconds:.2f} s, {result.cuts} forced EOPs", file=sys.stderr)
-        if not np.isfinite(result.audio).all():
-            raise RuntimeError(f"non-finite samples in {path}")
     if args.json:
-        print(json.dumps(results[0] if len(results) == 1 else results))
+        print(json.dumps(results[0] if len(results) == 1 and not args.batch_file else {"results": results, "failures": failures}))
+    if failures:
+        print(f"ella-v synthesize: error: {len(failures)} of {len(jobs)} lines failed (lines {[f['line'] for f in failures]})", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -343,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--temperature", type=float, default=1.0)
     synth.add_argument("--greedy", action="store_true", help="greedy GAR decoding instead of sampling")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--max-frames-per-phone", type=int, default=None, help="frame cap per phoneme (default: the model's, 0.4 s)")
     synth.add_argument("--batch-file", default=None, help="one text per line; writes OUTPUT_0000.wav, …")
     synth.add_argument("--plot", action="store_true", help="also write a PNG of the waveform and spectrogram")
     synth.add_argument("--json", action="store_true")

@@ -116,12 +116,10 @@ def load_checkpoint(model: str | os.PathLike | None = None) -> tuple[EllaVForTex
     model_dir = resolve_model_dir(model)
     tts = EllaVForTextToSpeech.from_pretrained(model_dir).eval()
     processor = EllaVProcessor.from_pretrained(model_dir)
-    expected = tts.config.gar_config.num_phonemes
-    if processor.tokenizer.vocab_size != expected:
-        raise ValueError(
-            f"{model_dir}: the tokenizer has {processor.tokenizer.vocab_size} phoneme symbols but the model was built "
-            f"for num_phonemes={expected}; save the processor the model was trained with beside it."
-        )
+    try:
+        tts.config.check_tokenizer(processor.tokenizer)
+    except ValueError as error:
+        raise ValueError(f"{model_dir}: {error}") from error
     if processor.sampling_rate != tts.config.sampling_rate:
         raise ValueError(
             f"{model_dir}: the processor resamples prompts to {processor.sampling_rate} Hz but the model's codec runs at {tts.config.sampling_rate} Hz."

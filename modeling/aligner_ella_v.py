@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from .loading import StrictLoadingMixin
 from .mel import LogMel
 
 
@@ -86,7 +87,7 @@ class EllaVAlignerConfig(PreTrainedConfig):
         return self.sampling_rate / self.hop_length
 
 
-class EllaVAlignerModel(PreTrainedModel):
+class EllaVAlignerModel(StrictLoadingMixin, PreTrainedModel):
     """Frame classifier used for forced alignment (see the module docstring)."""
 
     config_class = EllaVAlignerConfig

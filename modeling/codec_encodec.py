@@ -16,6 +16,8 @@ import math
 import torch
 from transformers import EncodecConfig, EncodecModel
 
+from .loading import StrictLoadingMixin
+
 
 class EllaVEncodecConfig(EncodecConfig):
     """``EncodecConfig`` with the bandwidth this package uses.
@@ -43,7 +45,7 @@ class EllaVEncodecConfig(EncodecConfig):
         return int(self.bandwidth * 1000 // (self.frame_rate * math.log2(self.codebook_size)))
 
 
-class EllaVEncodecModel(EncodecModel):
+class EllaVEncodecModel(StrictLoadingMixin, EncodecModel):
     """``EncodecModel`` with the package's codec interface (see the module docstring)."""
 
     config_class = EllaVEncodecConfig

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from .loading import StrictLoadingMixin
 from .mel import LogMel, check_mel_fields
 
 
@@ -209,7 +210,7 @@ class ResidualVectorQuantizer(nn.Module):
         return latents + (quantized - latents).detach(), commitment
 
 
-class EllaVCodecModel(PreTrainedModel):
+class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
     """The learned embedded codec (see the module docstring). Train it with ``ella-v train-codec``.
 
     ``forward(input_features)`` is the training pass: normalised log-mel in, reconstruction and

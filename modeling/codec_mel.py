@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from .loading import StrictLoadingMixin
 from .mel import LogMel, check_mel_fields
 
 
@@ -57,7 +58,7 @@ class EllaVMelCodecConfig(PreTrainedConfig):
         return self.sampling_rate / self.hop_length
 
 
-class EllaVMelCodecModel(PreTrainedModel):
+class EllaVMelCodecModel(StrictLoadingMixin, PreTrainedModel):
     """Residual k-means codec over log-mel frames (see the module docstring for what it is for).
 
     Fit it with ``ella_v_hf.processing.fit_mel_codec``; a fresh instance has random codebooks.

@@ -26,6 +26,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_ella_v import EllaVBaseConfig, EllaVConfig, EllaVNARConfig
+from .loading import StrictLoadingMixin
 from .sequence_layout import IGNORE_INDEX, TokenSpace
 
 
@@ -226,7 +227,7 @@ def positions_from_mask(attention_mask: torch.Tensor | None, query_length: int, 
 # ---------------------------------------------------------------------------------------------
 # Pre-trained model base
 # ---------------------------------------------------------------------------------------------
-class EllaVPreTrainedModel(PreTrainedModel):
+class EllaVPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     """Weight init, gradient checkpointing, attention backends and Hub remote-code export."""
 
     config_class = EllaVBaseConfig

@@ -44,6 +44,8 @@ class EllaVTTSConfig(PreTrainedConfig):
         vall_e_max_frames_per_phone: VALL-E decoding stops after this many frames per target
             phoneme on average (its rows that get there count as infinite: INF).
         sentence_pause_seconds: Silence inserted between sentences of a long text.
+        phoneme_vocab_sha256: Fingerprint of the phoneme vocabulary the model was trained with
+            (``EllaVPhonemeTokenizer.vocab_fingerprint()``); checked against the processor on load.
     """
 
     model_type = "ella_v_tts"
@@ -60,6 +62,7 @@ class EllaVTTSConfig(PreTrainedConfig):
     aligner_config: dict | PreTrainedConfig | None = None
     vall_e_max_frames_per_phone: int | None = None
     sentence_pause_seconds: float = 0.15
+    phoneme_vocab_sha256: str | None = None
 
     def __post_init__(self, **kwargs) -> None:
         spec = self.sub_configs_defaults["codec_config"]
@@ -99,6 +102,23 @@ class EllaVTTSConfig(PreTrainedConfig):
     def sampling_rate(self) -> int:
         """Output sampling rate (the codec's)."""
         return self.codec_config.sampling_rate
+
+    def check_tokenizer(self, tokenizer) -> None:
+        """Refuse a tokenizer whose vocabulary is not the one this model was trained with.
+
+        Raises:
+            ValueError: Another size, or (when the fingerprint is recorded) another symbol -> id table.
+        """
+        if tokenizer.vocab_size != self.gar_config.num_phonemes:
+            raise ValueError(
+                f"The tokenizer has {tokenizer.vocab_size} phoneme symbols but the model was built for "
+                f"num_phonemes={self.gar_config.num_phonemes}; use the processor the model was trained with."
+            )
+        if self.phoneme_vocab_sha256 and tokenizer.vocab_fingerprint() != self.phoneme_vocab_sha256:
+            raise ValueError(
+                f"The tokenizer's vocabulary (fingerprint {tokenizer.vocab_fingerprint()}) is not the one the model was "
+                f"trained with ({self.phoneme_vocab_sha256}): same size, other symbols or order. Use the processor the model was trained with."
+            )
 
     def to_dict(self) -> dict:
         """As ``PreTrainedConfig.to_dict``, without the sub-configurations' machine-specific
@@ -312,7 +332,9 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         prompts, phonemes, prompt_code_rows = self.build_prompts(
             input_ids, attention_mask, prompt_input_ids, prompt_attention_mask, prompt_durations, prompt_codes, prompt_num_frames
         )
-        cap = int(max_frames_per_phone or gar_config.max_frames_per_phone)
+        cap = gar_config.max_frames_per_phone if max_frames_per_phone is None else int(max_frames_per_phone)
+        if cap < 1:
+            raise ValueError(f"max_frames_per_phone must be >= 1, got {max_frames_per_phone}")
         done = [len(parse_gar_sequence(q, space, spec).phonemes) if spec.interleaved else 0 for q in prompts]
         self._check_length(prompts, phonemes, done)
         if spec.interleaved:

@@ -30,6 +30,8 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import sys
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -40,6 +42,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._lock import run_lock
 from ..modeling.aligner_ella_v import AlignmentError, EllaVAlignerModel
 from .aligners import ALIGNERS, AlignerContext, build_aligner
 from .aligners.builtin import mismatch_threshold
@@ -135,6 +138,33 @@ def prepare_corpus(
         raise ValueError(f"Unknown codec {codec!r}; expected one of {CODECS}")
     if aligner not in ALIGNERS:
         raise ValueError(f"Unknown aligner {aligner!r}; expected one of {sorted(ALIGNERS)}")
+    if not Path(data).is_dir():
+        raise ValueError(f"Corpus directory {str(data)!r} does not exist")
+    with run_lock(out, "ella-v prepare"):
+        return _prepare_corpus(
+            data, out, codec, aligner, codec_model, aligner_model, textgrid_dir, language, min_seconds, max_seconds,
+            fit_utterances, aligner_iterations, num_proc, seed, progress,
+        )
+
+
+def _prepare_corpus(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    codec: str = "learned",
+    aligner: str = "builtin",
+    codec_model: str | None = None,
+    aligner_model: str | None = None,
+    textgrid_dir: str | None = None,
+    language: str = "en-us",
+    min_seconds: float = 0.5,
+    max_seconds: float = 20.0,
+    fit_utterances: int = 400,
+    aligner_iterations: int = 4,
+    num_proc: int = 2,
+    seed: int = 0,
+    progress: bool = True,
+) -> PrepareSummary:
+    """The body of :func:`prepare_corpus`, run while holding the output directory's lock."""
     from datasets import Dataset, concatenate_datasets, disable_progress_bars, enable_progress_bars
 
     (enable_progress_bars if progress else disable_progress_bars)()
@@ -186,8 +216,7 @@ def prepare_corpus(
     # Codec and aligner, fitted on a sample of the text-valid rows (or loaded).
     step = time.time()
     valid = [i for i, e in enumerate(dataset["error"]) if not e]
-    rng = np.random.default_rng(seed)
-    sample = sorted(rng.choice(valid, min(fit_utterances, len(valid)), replace=False).tolist()) if valid else []
+    sample = _fitting_sample(dataset["audio_path"], valid, fit_utterances, min_seconds, max_seconds, seed)
     audio_codec = _load_or_fit_codec(codec, codec_model, out, dataset, sample, seed, progress).eval()
     timings["codec"] = time.time() - step
     step = time.time()
@@ -218,6 +247,8 @@ def prepare_corpus(
 
     def encode_and_align(row: dict) -> dict:
         torch.set_num_threads(1)
+        if os.getpid() != parent:  # a worker of num_proc > 1
+            _die_with_parent()
         result = {"codes": [], "durations": [], "num_frames": 0, "align_score": 0.0, "error": row["error"]}
         if row["error"]:
             return result
@@ -237,6 +268,7 @@ def prepare_corpus(
             result["error"] = _reason(error)
         return result
 
+    parent = os.getpid()
     step = time.time()
     audio_key = _fingerprint(
         "audio",
@@ -337,6 +369,38 @@ def _model_key(model) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().float().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _fitting_sample(paths: list[str], valid: list[int], n: int, min_seconds: float, max_seconds: float, seed: int) -> list[int]:
+    """Up to ``n`` random rows to fit the codec/aligner on, among those whose audio length (read
+    from the file header, without decoding) lies in ``[min_seconds, max_seconds]``: files the audio
+    step will reject are never fitted on."""
+    import soundfile as sf
+
+    order = np.random.default_rng(seed).permutation(valid).tolist()
+    chosen = []
+    for index in order:
+        try:
+            seconds = sf.info(paths[index]).duration
+        except (RuntimeError, sf.LibsndfileError, OSError):
+            continue  # unreadable: reported by the audio step
+        if min_seconds <= seconds <= max_seconds:
+            chosen.append(index)
+            if len(chosen) == n:
+                break
+    return sorted(chosen)
+
+
+def _die_with_parent() -> None:
+    """Have Linux kill this worker process when its parent dies, so a SIGKILLed ``prepare --num-proc N``
+    leaves no orphan workers behind."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before the call
+        os._exit(1)
 
 
 def _sample_waveforms(dataset, sample: list[int], rate: int, progress: bool, desc: str):

@@ -226,6 +226,13 @@ class EllaVPhonemeTokenizer(PreTrainedTokenizer):
     def get_vocab(self) -> dict[str, int]:
         return dict(self.encoder)
 
+    def vocab_fingerprint(self) -> str:
+        """A short hash of the symbol -> id table: models record it, so a vocabulary of the same size
+        in another order is caught (``EllaVTTSConfig.phoneme_vocab_sha256``)."""
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.encoder, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
     @property
     def separator_token_ids(self) -> list[int]:
         """Ids of the tokens that may own pause frames (or none): ``| , . ? !``."""

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +227,179 @@ def test_generation_is_bounded_for_every_layout_and_sampling(seed, layout, cap, 
         else:  # VALL-E: EOS, or the length cap at worst (then counted as infinite)
             assert len(parsed.codes) <= width * model.config.vall_e_max_frames_per_phone + 1  # + the slot left for EOS
             assert parsed.complete != bool(out.infinite[b])
+
+
+# -- nothing a user owns is deleted; one writer per output directory --------------------------------
+LOCK_HOLDER = """
+import sys, time
+from ella_v_hf._lock import run_lock
+with run_lock(sys.argv[1], "test holder"):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_second_writer_is_refused_and_a_killed_writers_lock_is_free(prepared_corpus, flite_corpus, tmp_path):
+    from ella_v_hf._lock import RunLockedError
+    from ella_v_hf.processing.prepare import prepare_corpus
+    from ella_v_hf.training.train_codec import CodecTrainConfig, train_codec
+    from ella_v_hf.training.trainer import TrainConfig, train
+
+    out = tmp_path / "shared-out"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        gar = TrainConfig(model_overrides=DIMS, max_steps=1, save_every=1, max_tokens_per_batch=2500)
+        with pytest.raises(RunLockedError, match=rf"in use by another test holder \(process {holder.pid}\)"):
+            train(gar, prepared_corpus, out, progress=False)
+        with pytest.raises(RunLockedError):
+            train_codec(CodecTrainConfig(max_steps=1), flite_corpus, out, progress=False)
+        with pytest.raises(RunLockedError):
+            prepare_corpus(flite_corpus, out, codec="mel", progress=False)
+        assert not (out / "checkpoints").exists() and not (out / "dataset").exists()  # nothing was written
+    finally:
+        holder.kill()  # SIGKILL: the OS releases the lock with the process
+        holder.wait()
+    summary = train(TrainConfig(model_overrides=DIMS, max_steps=1, save_every=1, max_tokens_per_batch=2500), prepared_corpus, out, progress=False)
+    assert summary["step"] == 1
+
+
+def test_resume_keeps_one_log_record_per_step(prepared_corpus, tmp_path):
+    from ella_v_hf.training.trainer import TrainConfig, train
+
+    config = TrainConfig(model_overrides=DIMS, max_steps=4, save_every=2, log_every=1, eval_every=100, max_tokens_per_batch=2500)
+    train(config, prepared_corpus, tmp_path / "run", progress=False, stop_after=3)  # logs step 3, saved at 2
+    train(config, prepared_corpus, tmp_path / "run", resume=True, progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if "loss" in line or "gar" in line]
+    assert steps == sorted(set(steps)) == [1, 2, 3, 4]
+
+
+# -- wrong weights never load silently ----------------------------------------------------------------
+def test_weights_of_another_model_or_no_model_are_refused(tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from ella_v_hf.modeling.loading import WeightsMismatchError
+    from ella_v_hf.synthesis import DEMO_MODEL_DIR, load_checkpoint
+
+    empty, foreign = tmp_path / "empty", tmp_path / "foreign"
+    for folder in (empty, foreign):
+        shutil.copytree(DEMO_MODEL_DIR, folder)
+    save_file({"unrelated.weight": torch.zeros(3)}, str(empty / "model.safetensors"), metadata={"format": "pt"})
+    shutil.copy(DEMO_MODEL_DIR.parent / "vall-e-demo" / "model.safetensors", foreign / "model.safetensors")  # no frame-phoneme NAR
+    with pytest.raises(WeightsMismatchError, match=r"missing keys .*unexpected keys \['unrelated.weight'\]"):
+        load_checkpoint(empty)
+    with pytest.raises(WeightsMismatchError, match=r"missing keys \['nar.frame_phoneme_embeddings.weight'\]"):
+        load_checkpoint(foreign)
+    result = subprocess.run([sys.executable, "-m", "ella_v_hf.cli", "synthesize", "Hi.", "-o", str(tmp_path / "x.wav"), "--model", str(empty)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "do not fit EllaVForTextToSpeech" in result.stderr and not (tmp_path / "x.wav").exists()
+
+
+def test_a_vocabulary_in_another_order_is_refused(tmp_path):
+    import shutil
+
+    from ella_v_hf.synthesis import DEMO_MODEL_DIR, load_checkpoint
+
+    shutil.copytree(DEMO_MODEL_DIR, tmp_path / "model")
+    vocab = json.loads((tmp_path / "model" / "vocab.json").read_text(encoding="utf-8"))
+    a, b = list(vocab)[10:12]
+    vocab[a], vocab[b] = vocab[b], vocab[a]  # same size, two symbols swapped
+    (tmp_path / "model" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ValueError, match="not the one the model was trained with"):
+        load_checkpoint(tmp_path / "model")
+
+
+# -- the synthesis command line -------------------------------------------------------------------
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ella_v_hf.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_synthesize_checks_its_output_and_inputs_before_working(tmp_path):
+    cases = [
+        (["Hi.", "-o", str(tmp_path)], "is a directory"),
+        (["Hi.", "-o", str(tmp_path / "speech")], "ending in one of .wav"),
+        (["Hi.", "-o", str(tmp_path / "missing" / "x.wav")], "does not exist"),
+        (["Hi.", "-o", str(tmp_path / "x.wav"), "--prompt-audio", str(tmp_path / "nope.wav"), "--prompt-text", "Hi."], "nope.wav does not exist"),
+        (["Hi.", "-o", str(tmp_path / "x.wav"), "--max-frames-per-phone", "0"], "must be >= 1"),
+    ]
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    cases.append((["-o", str(tmp_path / "x.wav"), "--batch-file", str(tmp_path / "empty.txt")], "has no text lines"))
+    for args, message in cases:
+        result = run_cli("synthesize", *args)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr[-1000:])
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_a_bad_batch_line_is_reported_and_the_rest_synthesised(tmp_path):
+    (tmp_path / "lines.txt").write_text("\ufeffFirst line.\n🙂🙂\nThird line.\n", encoding="utf-8")
+    result = run_cli("synthesize", "-o", str(tmp_path / "out.wav"), "--batch-file", str(tmp_path / "lines.txt"), "--json")
+    assert result.returncode == 2 and "line 2:" in result.stderr and "1 of 3 lines failed" in result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [f["line"] for f in report["failures"]] == [2] and len(report["results"]) == 2
+    assert (tmp_path / "out_0000.wav").is_file() and (tmp_path / "out_0002.wav").is_file() and not (tmp_path / "out_0001.wav").exists()
+
+
+def test_generate_refuses_a_zero_frame_cap():
+    tok = EllaVPhonemeTokenizer()
+    with pytest.raises(ValueError, match="max_frames_per_phone must be >= 1"):
+        tiny_tts(tok.vocab_size).generate(**EllaVProcessor(tok)("Hi."), max_frames_per_phone=0)
+
+
+# -- prepare: fit only on what it keeps; no orphans --------------------------------------------------
+def test_prepare_fits_only_on_files_it_keeps(flite_corpus, tmp_path):
+    import soundfile as sf
+
+    from ella_v_hf.processing.prepare import _fitting_sample
+
+    utterances = read_corpus(flite_corpus)[0]
+    long_file = tmp_path / "long.wav"
+    sf.write(long_file, np.zeros(16000 * 30, dtype=np.float32), 16000)  # 30 s: over max_seconds
+    paths = [u.audio_path for u in utterances] + [str(long_file), str(tmp_path / "missing.wav")]
+    sample = _fitting_sample(paths, list(range(len(paths))), n=len(paths), min_seconds=0.5, max_seconds=20.0, seed=0)
+    assert sample == list(range(len(utterances)))
+
+
+PREPARE_WORKERS_THEN_WAIT = """
+import os, sys, time
+from ella_v_hf.processing import prepare
+data, out, codec, aligner, pids = sys.argv[1:6]
+real = prepare.load_audio
+def slow(path):
+    open(os.path.join(pids, str(os.getpid())), "w").close()
+    time.sleep(1.0)
+    return real(path)
+prepare.load_audio = slow
+prepare.prepare_corpus(data, out, codec="auto", codec_model=codec, aligner_model=aligner, num_proc=2, progress=False)
+"""
+
+
+def test_sigkilled_prepare_leaves_no_worker_processes(flite_corpus, small_codec, small_aligner, tmp_path):
+    import signal
+    import time
+
+    small_codec.save_pretrained(tmp_path / "codec")
+    small_aligner.save_pretrained(tmp_path / "aligner")
+    (tmp_path / "pids").mkdir()
+    args = [str(flite_corpus), str(tmp_path / "out"), str(tmp_path / "codec"), str(tmp_path / "aligner"), str(tmp_path / "pids")]
+    process = subprocess.Popen([sys.executable, "-c", PREPARE_WORKERS_THEN_WAIT, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((tmp_path / "pids").iterdir())) < 2:
+        time.sleep(0.2)
+    workers = [int(p.name) for p in (tmp_path / "pids").iterdir()]
+    assert len(workers) >= 2 and process.pid not in workers
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] not in ("Z", "X")
+        except (FileNotFoundError, IndexError):
+            return False
+
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers)

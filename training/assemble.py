@@ -88,6 +88,7 @@ def assemble_checkpoint(
         aligner_config=source.aligner_config,
         vall_e_max_frames_per_phone=source.vall_e_max_frames_per_phone,
         sentence_pause_seconds=source.sentence_pause_seconds,
+        phoneme_vocab_sha256=processor.tokenizer.vocab_fingerprint(),
     )
     model = EllaVForTextToSpeech(config)
     model.gar.load_state_dict(gar_model.gar.state_dict())

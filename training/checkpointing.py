@@ -119,10 +119,24 @@ def export_atomically(run: Path, export: Callable[[Path], None]) -> Path:
     return target
 
 
+def trim_log(run: Path, step: int) -> None:
+    """Drop the records of steps after ``step`` from ``run/log.jsonl``: a resumed run redoes them,
+    and the log keeps one record per step."""
+    path = run / "log.jsonl"
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        temporary = path.with_name(".log.jsonl.tmp")
+        temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        os.replace(temporary, path)
+
+
 def append_log(run: Path, record: dict) -> None:
     """Append one JSON record to ``run/log.jsonl``."""
     with open(run / "log.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
 
 
-__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "list_checkpoints", "remove_stale", "save_checkpoint"]
+__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "list_checkpoints", "remove_stale", "save_checkpoint", "trim_log"]

@@ -59,6 +59,7 @@ def finetune(
             frozen.requires_grad_(False)
     processor = EllaVProcessor.from_pretrained(model_dir)
     dataset = load_from_disk(str(Path(data_dir) / "dataset"))
+    model.config.check_tokenizer(processor.tokenizer)
     if processor.tokenizer.get_vocab() != EllaVProcessor.from_pretrained(Path(data_dir) / "processor").tokenizer.get_vocab():
         raise ValueError("The corpus was prepared with another phoneme vocabulary than the checkpoint's; prepare it with the checkpoint's processor.")
     collator = TTSDataCollator(GarCollator(model.config.gar_config), NarCollator(model.config.nar_config, seed=seed))

@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .._lock import is_main_process, run_lock
 from .._optional import require
 from ..modeling import EllaVForTextToSpeech, EllaVTTSConfig
 from ..presets import preset
 from ..processing.corpus import held_out_prompts
-from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, save_checkpoint
+from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, save_checkpoint, trim_log
 from .collators import GarCollator, NarCollator, gar_length
 
 #: What a run trains: the GAR, the NAR, or both ("ar" is accepted for "gar", its earlier name).
@@ -129,7 +130,13 @@ def build_model_config(config: TrainConfig, data: str | os.PathLike) -> EllaVTTS
         gar["local_advance"] = config.local_advance
     nar = dict(dims, num_phonemes=tokenizer.vocab_size, frame_phonemes=config.nar_frame_phonemes)
     aligner = AutoConfig.from_pretrained(data / "aligner") if (data / "aligner" / "config.json").is_file() else None
-    return EllaVTTSConfig(gar_config=gar, nar_config=nar, codec_config=AutoConfig.from_pretrained(data / "codec"), aligner_config=aligner)
+    return EllaVTTSConfig(
+        gar_config=gar,
+        nar_config=nar,
+        codec_config=AutoConfig.from_pretrained(data / "codec"),
+        aligner_config=aligner,
+        phoneme_vocab_sha256=tokenizer.vocab_fingerprint(),
+    )
 
 
 def load_components(model: EllaVForTextToSpeech, data: str | os.PathLike) -> None:
@@ -172,6 +179,19 @@ def train(
     Returns:
         A summary: steps, final losses, tokens/s, padding waste, skipped steps, model path.
     """
+    with run_lock(out, "ella-v train", enabled=is_main_process()):
+        return _train(config, data, out, resume=resume, progress=progress, stop_after=stop_after)
+
+
+def _train(
+    config: TrainConfig,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """The body of :func:`train`, run while holding the output directory's lock."""
     Accelerator = require("accelerate", "train", "ella-v train").Accelerator
     from accelerate.utils import set_seed
     from datasets import load_from_disk
@@ -222,6 +242,8 @@ def train(
         accelerator.load_state(str(checkpoints[-1]))
         state.update(json.loads((checkpoints[-1] / "trainer_state.json").read_text()))
         accelerator.print(f"resumed from {checkpoints[-1]} at step {state['step']}")
+        if accelerator.is_main_process:
+            trim_log(out, state["step"])
 
     def batches_for(epoch: int) -> list[list[int]]:
         sub = [lengths[i] for i in train_rows]
