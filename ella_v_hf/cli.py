@@ -6,6 +6,7 @@ Every command prints progress to stderr; ``--json`` makes the final result one J
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -455,13 +456,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_error(error: BaseException) -> str:
+    """One line a person can act on; a full disk is named as such (libraries word it in many ways)."""
+    text = str(error)
+    full = getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in text or "StorageFull" in text
+    if full or "inline_container" in text:  # torch's checkpoint writer says only "enforce fail at inline_container.cc"
+        return f"writing failed, most likely because the disk is full ({text.splitlines()[0][:200]}); free some space and run again (--resume continues a run)"
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ella-v`` console script."""
+    """Entry point of the ``ella-v`` console script: expected failures become one line and exit code 2."""
+    from safetensors import SafetensorError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, FileNotFoundError, ImportError) as error:
-        print(f"ella-v {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, RuntimeError, OSError, ImportError, SafetensorError) as error:
+        print(f"ella-v {args.command}: error: {describe_error(error)}", file=sys.stderr)
         return 2
 
 

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+#: Sub-configurations every EllaVForTextToSpeech config.json holds.
+SUB_CONFIGS = ("gar_config", "nar_config", "codec_config")
 REQUIRED_FILES = ("config.json", "model.safetensors", "processor_config.json", "tokenizer_config.json")
 FORBIDDEN_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 #: Import name -> pip name, where they differ.
@@ -82,12 +84,19 @@ def check_checkpoint(model_dir: str | os.PathLike) -> Path:
 
     Raises:
         FileNotFoundError: A required file is missing.
-        ValueError: ``model.safetensors`` is truncated or corrupt.
+        ValueError: ``config.json`` is not JSON or lacks a sub-configuration; ``model.safetensors`` is truncated or corrupt.
     """
     path = Path(model_dir)
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{path} is not a complete EllaVForTextToSpeech directory: missing {missing}")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path / 'config.json'} is not valid JSON: {error}") from error
+    absent = [key for key in SUB_CONFIGS if not isinstance(config, dict) or not isinstance(config.get(key), dict)]
+    if absent:
+        raise ValueError(f"{path / 'config.json'} is not an EllaVForTextToSpeech config: it has no {', '.join(absent)}")
     try:
         from safetensors import safe_open
 

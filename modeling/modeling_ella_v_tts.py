@@ -250,25 +250,35 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             codes.append(row_codes)
         return prompts, phonemes, codes
 
-    def _check_length(self, prompts: list[list[int]], phonemes: list[list[int]], done: list[int]) -> None:
-        """Refuse texts whose GAR sequence would run far past ``max_position_embeddings``.
+    def _check_length(self, prompts: list[list[int]], phonemes: list[list[int]], done: list[int], prompt_frames: list[int]) -> None:
+        """Refuse texts (or prompts) whose GAR sequence would run far past ``max_position_embeddings``.
 
         Args:
             prompts / phonemes: As from :meth:`build_prompts`.
             done: Phonemes each prompt already spells out in interleaved form (0 for VALL-E).
+            prompt_frames: Codec frames of each row's prompt audio (0 without one).
 
         Raises:
-            ValueError: With the size of the longest row and how to split the text.
+            ValueError: With the size of the longest row and what to shorten: the prompt audio when
+                it takes most of the positions, else the text.
         """
         gar_config = self.config.gar_config
-        for prompt, row, closed in zip(prompts, phonemes, done):
+        limit = gar_config.max_position_embeddings
+        for prompt, row, closed, frames in zip(prompts, phonemes, done, prompt_frames):
             expected = len(prompt) + (len(row) - closed) * EXPECTED_TOKENS_PER_PHONEME
-            if expected > gar_config.max_position_embeddings:
+            if expected <= limit:
+                continue
+            if frames > limit // 2:  # the prompt audio's frames alone take half the positions
+                seconds = frames / gar_config.frame_rate
                 raise ValueError(
-                    f"A text of {len(row)} phoneme tokens needs about {expected} GAR positions but the model "
-                    f"was trained for max_position_embeddings={gar_config.max_position_embeddings}. Split it into "
-                    "sentences first: ella_v_hf.synthesis.synthesize (and `ella-v synthesize`) does this."
+                    f"The prompt audio ({seconds:.1f} s) alone takes over {frames} of the {limit} GAR positions the model "
+                    "was trained for (max_position_embeddings); use a prompt of 3-10 s."
                 )
+            raise ValueError(
+                f"A text of {len(row) - closed} phoneme tokens needs about {expected} GAR positions but the model "
+                f"was trained for max_position_embeddings={limit}. Split it into "
+                "sentences first: ella_v_hf.synthesis.synthesize (and `ella-v synthesize`) does this."
+            )
 
     @torch.no_grad()
     def generate(
@@ -336,7 +346,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         if cap < 1:
             raise ValueError(f"max_frames_per_phone must be >= 1, got {max_frames_per_phone}")
         done = [len(parse_gar_sequence(q, space, spec).phonemes) if spec.interleaved else 0 for q in prompts]
-        self._check_length(prompts, phonemes, done)
+        self._check_length(prompts, phonemes, done, [0 if c is None else c.shape[-1] for c in prompt_code_rows])
         if spec.interleaved:
             remaining = max(len(p) - d + 1 for p, d in zip(phonemes, done))
             max_new_tokens = remaining * (cap + 2) + 2
@@ -440,7 +450,16 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             raise ValueError("This checkpoint has no aligner (config.aligner_config), so it cannot use prompt audio.")
         waveform = waveform.float().to(self.codec.device)
         codes = self.codec.encode(waveform[None, None])[0].long()  # [K, T]
-        durations = self.aligner.align(waveform.cpu(), phoneme_ids, check=check_alignment).durations
+        try:
+            durations = self.aligner.align(waveform.cpu(), phoneme_ids, check=check_alignment).durations
+        except AlignmentError as error:
+            clipped = float((waveform.abs() >= 0.999).float().mean())
+            if clipped > 0.01:  # distortion, not (only) a wrong transcript
+                raise AlignmentError(
+                    f"{error}. The prompt is heavily clipped ({100 * clipped:.1f} % of samples at full scale), which also "
+                    "spoils the alignment: record it at a lower level"
+                ) from error
+            raise
         if codes.shape[-1] != sum(durations):
             raise AlignmentError(
                 f"The codec gave {codes.shape[-1]} frames but the alignment covers {sum(durations)}: "

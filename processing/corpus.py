@@ -4,6 +4,7 @@ LibriSpeech directory layouts. Problems with single entries are reported, never 
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -64,7 +65,9 @@ def read_corpus(root: str | os.PathLike) -> tuple[list[Utterance], list[CorpusPr
         )
     utterances, problems, seen = [], [], set()
     for utt in entries:
-        if utt.id in seen:
+        if isinstance(utt, CorpusProblem):
+            problems.append(utt)
+        elif utt.id in seen:
             problems.append(CorpusProblem(utt.id, "duplicated id"))
         elif not utt.text.strip():
             problems.append(CorpusProblem(utt.id, "empty transcript"))
@@ -76,15 +79,28 @@ def read_corpus(root: str | os.PathLike) -> tuple[list[Utterance], list[CorpusPr
     return utterances, problems
 
 
-def _read_audiofolder(root: Path) -> list[Utterance]:
-    with open(root / "metadata.csv", newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"file_name", "text"} <= set(reader.fieldnames):
-            raise ValueError(f"{root / 'metadata.csv'} needs the columns file_name,text (got {reader.fieldnames})")
-        rows = list(reader)
-    out = []
-    for row in rows:
-        name = row["file_name"]
+def read_text(path: Path) -> str:
+    """A corpus text file as UTF-8 (a byte-order mark is allowed).
+
+    Raises:
+        ValueError: The file is not UTF-8 (the message names it and how to fix it).
+    """
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error}); save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from error
+
+
+def _read_audiofolder(root: Path) -> list[Utterance | CorpusProblem]:
+    reader = csv.DictReader(io.StringIO(read_text(root / "metadata.csv"), newline=""))
+    if not reader.fieldnames or not {"file_name", "text"} <= set(reader.fieldnames):
+        raise ValueError(f"{root / 'metadata.csv'} needs the columns file_name,text (got {reader.fieldnames})")
+    out: list[Utterance | CorpusProblem] = []
+    for line, row in enumerate(reader, start=2):
+        name = (row.get("file_name") or "").strip()
+        if not name:
+            out.append(CorpusProblem(f"metadata.csv line {line}", "empty file_name"))
+            continue
         out.append(
             Utterance(
                 id=Path(name).with_suffix("").as_posix(),
@@ -105,7 +121,7 @@ def _read_libritts(root: Path) -> list[Utterance]:
             Utterance(
                 id=utt_id,
                 audio_path=str(text_file.with_name(utt_id + ".wav")),
-                text=text_file.read_text(encoding="utf-8").strip(),
+                text=read_text(text_file).strip(),
                 speaker_id=utt_id.split("_")[0],
                 prompt_id=utt_id,
             )
@@ -116,7 +132,7 @@ def _read_libritts(root: Path) -> list[Utterance]:
 def _read_librispeech(root: Path) -> list[Utterance]:
     out = []
     for trans in sorted(root.rglob("*.trans.txt")):
-        for line in trans.read_text(encoding="utf-8").splitlines():
+        for line in read_text(trans).splitlines():
             if not line.strip():
                 continue
             utt_id, _, text = line.partition(" ")

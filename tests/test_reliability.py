@@ -403,3 +403,106 @@ def test_sigkilled_prepare_leaves_no_worker_processes(flite_corpus, small_codec,
     while time.time() < deadline and any(alive(pid) for pid in workers):
         time.sleep(0.2)
     assert not any(alive(pid) for pid in workers)
+
+
+def test_metadata_with_a_bom_an_empty_file_name_or_latin_1(flite_corpus, tmp_path):
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(flite_corpus, corpus)
+    text = (corpus / "metadata.csv").read_text(encoding="utf-8")
+    (corpus / "metadata.csv").write_text("\ufeff" + text + ",An orphan sentence.,slt\n", encoding="utf-8")
+    utterances, problems = read_corpus(corpus)
+    assert len(utterances) == 24 and [(p.id, p.reason) for p in problems] == [("metadata.csv line 26", "empty file_name")]
+    (corpus / "metadata.csv").write_bytes(text.replace("The", "Thé").encode("latin-1"))
+    with pytest.raises(ValueError, match=r"metadata.csv is not UTF-8 text .*save it as UTF-8"):
+        read_corpus(corpus)
+
+
+def test_config_errors_name_the_file_and_the_key(tmp_path):
+    import shutil
+
+    from ella_v_hf.synthesis import DEMO_MODEL_DIR
+    from ella_v_hf.training.trainer import TrainConfig
+
+    (tmp_path / "r.json").write_text('{"max_steps": "ten"}')
+    with pytest.raises(ValueError, match=r"r.json: max_steps must be an integer, got 'ten'"):
+        TrainConfig.from_file(tmp_path / "r.json")
+    (tmp_path / "r.json").write_text('{"max_steps": 10,}')
+    with pytest.raises(ValueError, match=r"r.json is not valid JSON"):
+        TrainConfig.from_file(tmp_path / "r.json")
+    (tmp_path / "ok.json").write_text('{"learning_rate": 1, "local_advance": 2}')  # an int for a float is fine
+    assert TrainConfig.from_file(tmp_path / "ok.json").learning_rate == 1
+    for name, edit, message in (("broken", lambda text: text[:-20], "config.json is not valid JSON"),
+                                ("nogar", lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "gar_config"}), "it has no gar_config")):
+        shutil.copytree(DEMO_MODEL_DIR, tmp_path / name)
+        config = tmp_path / name / "config.json"
+        config.write_text(edit(config.read_text()))
+        result = run_cli("synthesize", "Hi.", "-o", str(tmp_path / "x.wav"), "--model", str(tmp_path / name))
+        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+
+
+def test_a_too_long_prompt_is_blamed_not_the_text(processor, tts_model, prompt):
+    waveform, rate, text = prompt
+    repeats = int(np.ceil(60 * rate / len(waveform)))  # about a minute of prompt
+    inputs = processor("Hi.", prompt_audio=np.tile(waveform, repeats), prompt_text=" ".join([text] * repeats), sampling_rate=rate)
+    with pytest.raises(ValueError, match=r"The prompt audio \(\d+\.\d s\) alone takes .* use a prompt of 3-10 s"):
+        tts_model.generate(**inputs, check_alignment=False)
+
+
+def test_a_clipped_prompt_that_fails_alignment_says_it_is_clipped(processor, tts_model, prompt, flite_corpus):
+    waveform, rate, _ = prompt
+    wrong = " ".join(u.text for u in read_corpus(flite_corpus)[0][1:5])
+    clipped = np.clip(waveform * 50, -1.0, 1.0)
+    with pytest.raises(AlignmentError, match=r"heavily clipped \(\d+\.\d % of samples at full scale\)"):
+        tts_model.generate(**processor("Hi.", prompt_audio=clipped, prompt_text=wrong, sampling_rate=rate))
+
+
+def test_a_full_disk_is_named_in_one_line(prepared_corpus, flite_corpus, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import safetensors.torch
+    from accelerate import Accelerator
+
+    from ella_v_hf import cli
+    from ella_v_hf.training import trainer  # noqa: F401
+
+    def torch_full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4416 vs 4304")
+
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"model_overrides": DIMS, "max_steps": 2, "save_every": 1, "max_tokens_per_batch": 2500}))
+    monkeypatch.setattr(Accelerator, "save_state", torch_full)
+    assert cli.main(["train", "--config", str(recipe), "--data", str(prepared_corpus), "--out", str(tmp_path / "run")]) == 2
+    assert "most likely because the disk is full" in capsys.readouterr().err
+
+    def safetensors_full(*args, **kwargs):
+        raise safetensors.SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+
+    monkeypatch.setattr(safetensors.torch, "save_file", safetensors_full)
+    monkeypatch.setattr("ella_v_hf.processing.prepare._atomic_dir", _raising_dir(OSError(errno.ENOSPC, "No space left on device")))
+    assert cli.main(["prepare", "--data", str(flite_corpus), "--out", str(tmp_path / "prep"), "--codec", "mel", "--num-proc", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("ella-v prepare: error: writing failed, most likely because the disk is full")
+
+
+def _raising_dir(error: Exception):
+    from contextlib import contextmanager
+
+    @contextmanager
+    def atomic_dir(target):
+        raise error
+        yield target
+
+    return atomic_dir
+
+
+def test_no_audio_is_an_error_not_an_empty_file(tmp_path, monkeypatch, capsys):
+    from ella_v_hf import cli, synthesis
+
+    def silent(model, processor, text, **kwargs):
+        return synthesis.SynthesisResult(np.zeros(0, dtype=np.float32), 16000, [text], 0, 0, [])
+
+    monkeypatch.setattr(synthesis, "synthesize", silent)
+    assert cli.main(["synthesize", "Hello.", "-o", str(tmp_path / "x.wav")]) == 2
+    assert "generated no audio" in capsys.readouterr().err and not (tmp_path / "x.wav").exists()

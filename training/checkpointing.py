@@ -28,10 +28,31 @@ class JsonRecipe:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike):
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        """Read, type-check and validate a JSON recipe.
+
+        Raises:
+            ValueError: Not JSON, not an object, unknown keys, or a value of the wrong type (the
+                message names the file and the key).
+        """
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from error
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a recipe is a JSON object of settings, got {type(data).__name__}")
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        defaults = cls()
+        for key, value in data.items():
+            expected = type(getattr(defaults, key))
+            ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                ok = True
+            if getattr(defaults, key) is None or ok:
+                continue
+            names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "an object"}
+            raise ValueError(f"{path}: {key} must be {names.get(expected, expected.__name__)}, got {value!r}")
         config = cls(**data)
         config.validate()
         return config
