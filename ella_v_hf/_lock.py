@@ -8,7 +8,10 @@ a stale lock behind.
 from __future__ import annotations
 
 import fcntl
+import functools
+import inspect
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,9 +59,33 @@ def run_lock(directory: str | os.PathLike, command: str, enabled: bool = True):
         handle.close()  # closing releases the flock
 
 
+def holds_run_lock(command: str, directory_argument: str = "out", check: Callable[[dict], None] | None = None) -> Callable:
+    """Decorator: run the function while holding the lock of its ``directory_argument`` (main process only).
+
+    ``check``, given the call's arguments by name (defaults applied), runs before the lock is taken,
+    so that bad arguments fail without creating the output directory.
+    """
+
+    def decorate(function: Callable) -> Callable:
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def locked(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            if check is not None:
+                check(bound.arguments)
+            with run_lock(bound.arguments[directory_argument], command, enabled=is_main_process()):
+                return function(*args, **kwargs)
+
+        return locked
+
+    return decorate
+
+
 def is_main_process() -> bool:
     """Whether this is the main process of a (possibly distributed) ``accelerate launch`` run."""
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
-__all__ = ["LOCK_NAME", "RunLockedError", "is_main_process", "run_lock"]
+__all__ = ["LOCK_NAME", "RunLockedError", "holds_run_lock", "is_main_process", "run_lock"]

@@ -14,11 +14,6 @@ from collections.abc import Sequence
 
 from .presets import PRESETS, preset
 
-#: ``ella-v prepare`` choices (kept here so that ``--help`` imports nothing heavy; a test checks
-#: them against ``processing.prepare.CODECS`` and ``processing.aligners.ALIGNERS``).
-CODEC_NAMES = ("learned", "mel", "encodec", "auto")
-ALIGNER_NAMES = ("builtin", "ctc", "textgrid")
-
 #: Phoneme vocabulary assumed by ``ella-v params`` when none is given (an espeak English inventory
 #: with word-boundary, pause and unknown symbols is about this size).
 DEFAULT_NUM_PHONEMES = 80
@@ -349,10 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="corpus -> phonemes, codes, durations (datasets.save_to_disk)")
     prep.add_argument("--data", required=True, help="audiofolder, LibriTTS or LibriSpeech directory")
     prep.add_argument("--out", required=True)
-    prep.add_argument("--codec", choices=list(CODEC_NAMES), default="learned",
+    # Names are checked by prepare_corpus against its registries (processing.prepare.CODECS,
+    # processing.aligners.ALIGNERS), so adding an aligner needs no change here.
+    prep.add_argument("--codec", default="learned",
                       help="learned: the bundled learned codec (or --codec-model); mel: k-means codec fitted here; "
                            "encodec: EnCodec 24 kHz; auto: any saved codec (--codec-model)")
-    prep.add_argument("--aligner", choices=list(ALIGNER_NAMES), default="builtin", help="ctc = builtin (alias)")
+    prep.add_argument("--aligner", default="builtin", help="a registered aligner: builtin (alias ctc), textgrid, ...")
     prep.add_argument("--codec-model", default=None, help="a saved codec directory (encodec: also a model id)")
     prep.add_argument("--aligner-model", default=None, help="a saved EllaVAlignerModel directory (builtin)")
     prep.add_argument("--textgrid-dir", default=None)
@@ -406,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--eval", required=True, help="audiofolder / LibriTTS / LibriSpeech directory, or a text file")
     ev.add_argument("--out", required=True, help="results JSON (a .md table and a .png chart are written beside it)")
     ev.add_argument("--asr", default="pocketsphinx", help="pocketsphinx or a transformers ASR model id/path")
-    ev.add_argument("--sim", default="resemblyzer", help="resemblyzer, none, or a transformers x-vector model id/path")
+    ev.add_argument("--sim", default="auto", help="auto (resemblyzer if installed), resemblyzer, none, or a transformers x-vector model id/path")
     ev.add_argument("--sweep", default="top_p=0.9", help="';'-separated strategies, e.g. 'greedy;top_p=0.8;top_p=1.0'")
     ev.add_argument("--prompt-mode", choices=["continuation", "cross", "none"], default="continuation")
     ev.add_argument("--prompt-seconds", type=float, default=3.0)

@@ -132,7 +132,7 @@ def evaluate_model(
     eval_path: str,
     out: str,
     asr: str = "pocketsphinx",
-    sim: str | None = "resemblyzer",
+    sim: str | None = "auto",
     sweep: list[str] = ("top_p=0.9",),
     mode: str = "continuation",
     prompt_seconds: float = 3.0,

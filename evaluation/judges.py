@@ -3,6 +3,7 @@ speaker similarity (resemblyzer offline, a transformers x-vector model such as W
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,21 +73,30 @@ class XVectorSimilarity:
         return float(np.dot(self.embed(a, rate_a), self.embed(b, rate_b)))
 
 
+RESEMBLYZER_INSTALL = "pip install --no-deps resemblyzer && pip install librosa webrtcvad-wheels"
+
+
 def load_similarity(name: str | None):
-    """``"resemblyzer"``, ``"none"``/None, or a transformers x-vector model id/path.
+    """``"auto"`` (resemblyzer when installed, else none with a printed note), ``"resemblyzer"``,
+    ``"none"``/None, or a transformers x-vector model id/path.
 
     Raises:
-        ValueError: If resemblyzer is asked for but not installed (the message says how).
+        ValueError: If resemblyzer is asked for by name but not installed (the message says how).
     """
     if name in (None, "none"):
         return None
+    if name == "auto":
+        try:
+            return ResemblyzerSimilarity()
+        except ImportError:
+            print(f"note: speaker similarity (SIM) is skipped: resemblyzer is not installed ({RESEMBLYZER_INSTALL})", file=sys.stderr)
+            return None
     if name == "resemblyzer":
         try:
             return ResemblyzerSimilarity()
         except ImportError as error:
             raise ValueError(
-                "SIM with resemblyzer needs: pip install --no-deps resemblyzer && pip install librosa webrtcvad-wheels "
-                f"({error}); or pass --sim none"
+                f"SIM with resemblyzer needs: {RESEMBLYZER_INSTALL} ({error}); or pass --sim none"
             ) from error
     return XVectorSimilarity(name)
 

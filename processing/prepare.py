@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._lock import run_lock
+from .._lock import holds_run_lock
 from ..modeling.aligner_ella_v import AlignmentError, EllaVAlignerModel
 from .aligners import ALIGNERS, AlignerContext, build_aligner
 from .aligners.builtin import mismatch_threshold
@@ -94,6 +94,17 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def _check_arguments(arguments: dict) -> None:
+    """Refuse unknown codec/aligner names and a missing corpus before anything is created."""
+    if arguments["codec"] not in CODECS:
+        raise ValueError(f"Unknown codec {arguments['codec']!r}; expected one of {CODECS}")
+    if arguments["aligner"] not in ALIGNERS:
+        raise ValueError(f"Unknown aligner {arguments['aligner']!r}; expected one of {sorted(ALIGNERS)}")
+    if not Path(arguments["data"]).is_dir():
+        raise ValueError(f"Corpus directory {str(arguments['data'])!r} does not exist")
+
+
+@holds_run_lock("ella-v prepare", check=_check_arguments)
 def prepare_corpus(
     data: str | os.PathLike,
     out: str | os.PathLike,
@@ -134,37 +145,6 @@ def prepare_corpus(
     Raises:
         ValueError: Unknown codec/aligner, unsupported corpus layout, or nothing usable left.
     """
-    if codec not in CODECS:
-        raise ValueError(f"Unknown codec {codec!r}; expected one of {CODECS}")
-    if aligner not in ALIGNERS:
-        raise ValueError(f"Unknown aligner {aligner!r}; expected one of {sorted(ALIGNERS)}")
-    if not Path(data).is_dir():
-        raise ValueError(f"Corpus directory {str(data)!r} does not exist")
-    with run_lock(out, "ella-v prepare"):
-        return _prepare_corpus(
-            data, out, codec, aligner, codec_model, aligner_model, textgrid_dir, language, min_seconds, max_seconds,
-            fit_utterances, aligner_iterations, num_proc, seed, progress,
-        )
-
-
-def _prepare_corpus(
-    data: str | os.PathLike,
-    out: str | os.PathLike,
-    codec: str = "learned",
-    aligner: str = "builtin",
-    codec_model: str | None = None,
-    aligner_model: str | None = None,
-    textgrid_dir: str | None = None,
-    language: str = "en-us",
-    min_seconds: float = 0.5,
-    max_seconds: float = 20.0,
-    fit_utterances: int = 400,
-    aligner_iterations: int = 4,
-    num_proc: int = 2,
-    seed: int = 0,
-    progress: bool = True,
-) -> PrepareSummary:
-    """The body of :func:`prepare_corpus`, run while holding the output directory's lock."""
     from datasets import Dataset, concatenate_datasets, disable_progress_bars, enable_progress_bars
 
     (enable_progress_bars if progress else disable_progress_bars)()

@@ -123,12 +123,11 @@ def test_import_is_lazy_and_registers_when_transformers_is_used():
         assert result.stdout.strip().splitlines()[-1] == expected
 
 
-def test_cli_choices_match_the_registries():
-    from ella_v_hf.cli import ALIGNER_NAMES, CODEC_NAMES
-    from ella_v_hf.processing.aligners import ALIGNERS
-    from ella_v_hf.processing.prepare import CODECS
-
-    assert tuple(CODEC_NAMES) == tuple(CODECS) and set(ALIGNER_NAMES) == set(ALIGNERS)
+def test_prepare_names_come_from_the_registries(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "ella_v_hf.cli", "prepare", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--aligner", "mfa"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Unknown aligner 'mfa'; expected one of ['builtin', 'ctc', 'textgrid']" in result.stderr
+    assert not (tmp_path / "o").exists()  # refused before anything was created
 
 
 def test_missing_optional_dependency_names_the_install_line():

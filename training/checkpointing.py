@@ -93,6 +93,16 @@ def list_checkpoints(run: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name[5:]))
 
 
+def resume_from(accelerator, run: Path, checkpoint: Path, state: dict) -> None:
+    """Restore the newest checkpoint's accelerator state into the prepared objects and its trainer
+    state into ``state``, and drop the log records of the steps the run will redo."""
+    accelerator.load_state(str(checkpoint))
+    state.update(json.loads((checkpoint / STATE_FILE).read_text()))
+    accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
+    if accelerator.is_main_process:
+        trim_log(run, state["step"])
+
+
 def remove_stale(run: Path) -> None:
     """Remove the temporary folders a killed run left behind (only this module's own)."""
     for stale in [*(run / "checkpoints").glob(".tmp-step-*"), run / ".tmp-model"]:
@@ -160,4 +170,4 @@ def append_log(run: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "list_checkpoints", "remove_stale", "save_checkpoint", "trim_log"]
+__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "list_checkpoints", "remove_stale", "resume_from", "save_checkpoint", "trim_log"]

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._lock import is_main_process, run_lock
+from .._lock import holds_run_lock
 from .._optional import require
 from ..modeling.codec_learned import EllaVCodecConfig, EllaVCodecModel
-from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, save_checkpoint, trim_log
+from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, resume_from, save_checkpoint
 
 
 @dataclass
@@ -119,6 +119,7 @@ def reconstruction_losses(model: EllaVCodecModel, features: list[torch.Tensor]) 
     return totals
 
 
+@holds_run_lock("ella-v train-codec")
 def train_codec(
     config: CodecTrainConfig,
     data: str | os.PathLike,
@@ -140,19 +141,6 @@ def train_codec(
     Returns:
         A summary: steps, held-out losses, seconds, model path.
     """
-    with run_lock(out, "ella-v train-codec", enabled=is_main_process()):
-        return _train_codec(config, data, out, resume=resume, progress=progress, stop_after=stop_after)
-
-
-def _train_codec(
-    config: CodecTrainConfig,
-    data: str | os.PathLike,
-    out: str | os.PathLike,
-    resume: bool = False,
-    progress: bool = True,
-    stop_after: int | None = None,
-) -> dict:
-    """The body of :func:`train_codec`, run while holding the output directory's lock."""
     Accelerator = require("accelerate", "train", "ella-v train-codec").Accelerator
     from accelerate.utils import set_seed
     from transformers import get_cosine_schedule_with_warmup
@@ -196,11 +184,7 @@ def _train_codec(
     unwrapped = accelerator.unwrap_model(model)
     state = {"step": 0, "seconds": 0.0}
     if resume and checkpoints:
-        accelerator.load_state(str(checkpoints[-1]))
-        state.update(json.loads((checkpoints[-1] / "trainer_state.json").read_text()))
-        accelerator.print(f"resumed from {checkpoints[-1]} at step {state['step']}")
-        if accelerator.is_main_process:
-            trim_log(out, state["step"])
+        resume_from(accelerator, out, checkpoints[-1], state)
     # Draws depend on the step only, so a resumed run sees the crops an uninterrupted one would.
     seed_of = lambda step: config.seed * 1_000_003 + step * (accelerator.num_processes) + accelerator.process_index  # noqa: E731
 

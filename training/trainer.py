@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .._lock import is_main_process, run_lock
+from .._lock import holds_run_lock
 from .._optional import require
 from ..modeling import EllaVForTextToSpeech, EllaVTTSConfig
 from ..presets import preset
 from ..processing.corpus import held_out_prompts
-from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, save_checkpoint, trim_log
+from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, resume_from, save_checkpoint
 from .collators import GarCollator, NarCollator, gar_length
 
 #: What a run trains: the GAR, the NAR, or both ("ar" is accepted for "gar", its earlier name).
@@ -158,6 +158,7 @@ def load_components(model: EllaVForTextToSpeech, data: str | os.PathLike) -> Non
         module.requires_grad_(False)
 
 
+@holds_run_lock("ella-v train")
 def train(
     config: TrainConfig,
     data: str | os.PathLike,
@@ -179,19 +180,6 @@ def train(
     Returns:
         A summary: steps, final losses, tokens/s, padding waste, skipped steps, model path.
     """
-    with run_lock(out, "ella-v train", enabled=is_main_process()):
-        return _train(config, data, out, resume=resume, progress=progress, stop_after=stop_after)
-
-
-def _train(
-    config: TrainConfig,
-    data: str | os.PathLike,
-    out: str | os.PathLike,
-    resume: bool = False,
-    progress: bool = True,
-    stop_after: int | None = None,
-) -> dict:
-    """The body of :func:`train`, run while holding the output directory's lock."""
     Accelerator = require("accelerate", "train", "ella-v train").Accelerator
     from accelerate.utils import set_seed
     from datasets import load_from_disk
@@ -239,11 +227,7 @@ def _train(
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "nonfinite_steps": 0, "tokens": 0, "seconds": 0.0}
     if resume and checkpoints:
-        accelerator.load_state(str(checkpoints[-1]))
-        state.update(json.loads((checkpoints[-1] / "trainer_state.json").read_text()))
-        accelerator.print(f"resumed from {checkpoints[-1]} at step {state['step']}")
-        if accelerator.is_main_process:
-            trim_log(out, state["step"])
+        resume_from(accelerator, out, checkpoints[-1], state)
 
     def batches_for(epoch: int) -> list[list[int]]:
         sub = [lengths[i] for i in train_rows]
