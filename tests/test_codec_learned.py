@@ -118,3 +118,18 @@ def test_train_codec_cli(flite_corpus, tmp_path):
     recipe.write_text(json.dumps({"codec": {"codebook_size": 1}}))
     bad = subprocess.run(command[:-1] + ["--resume"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "codebook_size >= 2" in bad.stderr
+
+
+def test_the_bundled_codec_is_the_prepare_default():
+    from ella_v_hf.processing.prepare import DEFAULT_CODEC_DIR, load_codec, prepare_corpus
+
+    codec = load_codec("learned")
+    assert isinstance(codec, EllaVCodecModel) and str(codec.name_or_path) == DEFAULT_CODEC_DIR
+    config = codec.config
+    assert (config.sampling_rate, config.frame_rate, config.num_codebooks, config.codebook_size) == (16000, 50.0, 8, 1024)
+    assert codec.quantizer.initialized.all()  # trained, not a fresh instance
+    import inspect
+
+    assert inspect.signature(prepare_corpus).parameters["codec"].default == "learned"
+    waveform = torch.randn(1, 1, 8000) * 0.1
+    assert codec.decode(codec.encode(waveform)[:, :1]).shape == (1, 1, 8000)
