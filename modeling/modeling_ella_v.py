@@ -305,6 +305,8 @@ class EllaVModel(EllaVPreTrainedModel):
 
     config_class = EllaVConfig
     _remote_auto_map = {"AutoModel": "EllaVModel"}
+    # The decoder stack alone loads from a causal-LM checkpoint: its output head is not part of it.
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]
 
     def __init__(self, config: EllaVConfig) -> None:
         super().__init__(config)
