@@ -223,3 +223,17 @@ def test_resume_refuses_a_different_recipe(prepared_corpus, tmp_path):
         train(recipe(max_steps=4, save_every=2, layout="vall-e"), prepared_corpus, tmp_path / "run", resume=True, progress=False)
     summary = train(recipe(max_steps=4, save_every=2), prepared_corpus, tmp_path / "run", resume=True, progress=False)  # longer: fine
     assert summary["step"] == 4
+
+
+def test_assemble_never_replaces_a_directory_it_did_not_write(prepared_corpus, tmp_path):
+    from ella_v_hf.training.assemble import assemble_checkpoint
+
+    train(recipe(max_steps=1, save_every=1), prepared_corpus, tmp_path / "a", progress=False)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my work")
+    with pytest.raises(ValueError, match="not an earlier `ella-v assemble` output"):
+        assemble_checkpoint(tmp_path / "a" / "model", mine)
+    assert (mine / "notes.txt").read_text() == "my work"
+    out = assemble_checkpoint(tmp_path / "a" / "model", tmp_path / "demo")
+    assert assemble_checkpoint(tmp_path / "a" / "model", out) == out  # its own output is replaced

@@ -58,7 +58,8 @@ def assemble_checkpoint(
 
     Args:
         gar_dir: A checkpoint whose GAR is taken (e.g. ``RUN/model`` of a ``stage: gar`` run).
-        out: The new checkpoint directory (replaced atomically if it exists).
+        out: The new checkpoint directory; an earlier assemble output there is replaced atomically,
+            anything else that is not empty is refused (never deleted).
         nar_dir: A checkpoint whose NAR is taken (e.g. ``RUN/model`` of a ``stage: nar`` run).
         half: Store the weights as float16.
         remote_code: Write the Hub remote code beside the weights (``False`` for the demos bundled
@@ -70,6 +71,8 @@ def assemble_checkpoint(
     from ..processing import EllaVProcessor
 
     gar_dir, out = Path(gar_dir), Path(out)
+    if out.exists() and not (out / "assembled_from.json").is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {out} exists and is not an earlier `ella-v assemble` output; give a new or empty directory")
     nar_dir = Path(nar_dir) if nar_dir is not None else gar_dir
     gar_model = EllaVForTextToSpeech.from_pretrained(gar_dir, dtype=torch.float32)
     nar_model = gar_model if nar_dir == gar_dir else EllaVForTextToSpeech.from_pretrained(nar_dir, dtype=torch.float32)
