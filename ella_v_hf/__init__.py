@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
             "EllaVNARConfig",
             "EllaVNARModel",
             "EllaVNAROutput",
+            "EllaVGenerationConfig",
             "EllaVPhonemeAdvanceLogitsProcessor",
             "EllaVPreTrainedModel",
             "EllaVTTSConfig",

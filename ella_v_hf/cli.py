@@ -350,8 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="learned: the bundled learned codec (or --codec-model); mel: k-means codec fitted here; "
                            "encodec: EnCodec 24 kHz; auto: any saved codec (--codec-model)")
     prep.add_argument("--aligner", default="builtin", help="a registered aligner: builtin (alias ctc), textgrid, ...")
-    prep.add_argument("--codec-model", default=None, help="a saved codec directory (encodec: also a model id)")
-    prep.add_argument("--aligner-model", default=None, help="a saved EllaVAlignerModel directory (builtin)")
+    prep.add_argument("--codec-model", default=None,
+                      help="a saved codec directory (encodec: also a model id; auto: also a text-to-speech checkpoint, for fine-tuning)")
+    prep.add_argument("--aligner-model", default=None,
+                      help="a saved EllaVAlignerModel directory, or a text-to-speech checkpoint (its aligner) (builtin)")
     prep.add_argument("--textgrid-dir", default=None)
     prep.add_argument("--language", default="en-us")
     prep.add_argument("--min-seconds", type=float, default=0.5)

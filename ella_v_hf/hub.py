@@ -142,7 +142,7 @@ def stage_for_hub(
         halve_safetensors(target)
     if card is None and (source / "README.md").is_file():
         card = source / "README.md"
-    text = Path(card).read_text(encoding="utf-8") if card else default_card(target, repo_id)
+    text = Path(card).read_text(encoding="utf-8") if card else default_card(target, repo_id or source.resolve().name)
     (target / "README.md").write_text(text, encoding="utf-8")
     return target
 

@@ -165,7 +165,10 @@ def synthesize(
             length = int(generated.audio_lengths[i])
             outputs.append((generated.audio[i, :length], generated.sequences[i], frames[i], int(generated.cuts[i]), bool(generated.infinite[i])))
     rate = model.config.sampling_rate
-    pause = np.zeros(int(model.config.sentence_pause_seconds * rate), dtype=np.float32)
+    pause_seconds = getattr(model.generation_config, "sentence_pause_seconds", None)
+    if pause_seconds is None:
+        pause_seconds = model.config.sentence_pause_seconds
+    pause = np.zeros(int(pause_seconds * rate), dtype=np.float32)
     gar = model.config.gar_config
     frame_seconds = 1.0 / gar.frame_rate
     pieces, segments, offset = [], [], 0.0

@@ -1,5 +1,5 @@
-"""``ella-v evaluate``: WER, CER, SIM, INF, CUT, duration ratio and RTF of a TTS checkpoint, beside the
-same metrics for the ground truth and the codec resynthesis of the references.
+"""``ella-v evaluate``: WER, CER, SIM, INF, EMPTY (no word recognised), CUT, duration ratio and RTF of a TTS
+checkpoint, beside the same metrics for the ground truth and the codec resynthesis of the references.
 
 Inputs:
 - an audiofolder/LibriTTS/LibriSpeech directory. The ``continuation`` prompt is the first
@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,25 +60,35 @@ def parse_strategy(spec: str) -> dict:
 
 
 def _continuation_split(model, processor: EllaVProcessor, waveform: np.ndarray, text: str, seconds: float):
-    """(prompt audio, prompt text, target audio, target text) cut at the word boundary nearest ``seconds``."""
+    """(prompt audio, prompt text, target audio, target text) cut at the word boundary nearest ``seconds``.
+
+    The cut must fall between two of the text's words that are also two of the tokenizer's words
+    (espeak joins some pairs, such as "on the", into one); None when there is no such boundary.
+    """
     aligner, tok = model.aligner, processor.tokenizer
     ids = tok(text)["input_ids"]
     words = token_words(tok.convert_ids_to_tokens(ids))
     spoken = text.split()
-    if len(spoken) != len(words) or len(words) < 2:
+    phones = [p for p, _ in words]
+    cuts = []  # (text words before the cut, tokenizer words before it)
+    for k in range(1, len(spoken)):
+        prefix = [p for p, _ in token_words(tok.convert_ids_to_tokens(tok(" ".join(spoken[:k]))["input_ids"]))]
+        if 1 <= len(prefix) < len(words) and prefix == phones[: len(prefix)]:
+            cuts.append((k, len(prefix)))
+    if not cuts:
         return None
     durations = aligner.align(waveform, ids, check=False).durations
     frame = aligner.config.hop_length
     ends, position, index = [], durations[0], 1
-    for phones, _ in words:
-        position += sum(durations[index : index + len(phones)])
-        index += len(phones)
+    for word_phones in phones:
+        position += sum(durations[index : index + len(word_phones)])
+        index += len(word_phones)
         ends.append(position)  # frame where the word ends (before its separator)
         position += durations[index]
         index += 1
-    cut_word = min(range(len(words) - 1), key=lambda w: abs(ends[w] * frame / aligner.config.sampling_rate - seconds))
-    cut = ends[cut_word] * frame
-    return waveform[:cut], " ".join(spoken[: cut_word + 1]), waveform[cut:], " ".join(spoken[cut_word + 1 :])
+    k, m = min(cuts, key=lambda c: abs(ends[c[1] - 1] * frame / aligner.config.sampling_rate - seconds))
+    cut = ends[m - 1] * frame
+    return waveform[:cut], " ".join(spoken[:k]), waveform[cut:], " ".join(spoken[k:])
 
 
 def build_items(model, processor: EllaVProcessor, eval_path: str, mode: str, prompt_seconds: float, limit: int | None,
@@ -127,6 +139,17 @@ def build_items(model, processor: EllaVProcessor, eval_path: str, mode: str, pro
     return items
 
 
+def skip_report(used: int, skipped: list[dict], mode: str) -> str:
+    """One line: items used, and how many were skipped for which reason (most frequent first)."""
+    line = f"ella-v evaluate: {used} item(s) ({mode} prompts)"
+    if not skipped:
+        return line + ", none skipped"
+    reasons = Counter(entry["reason"] for entry in skipped)
+    listed = "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common(5))
+    more = f"; {len(reasons) - 5} other reasons" if len(reasons) > 5 else ""
+    return f"{line}; skipped {len(skipped)}: {listed}{more} (ids and reasons in the JSON's \"skipped\")"
+
+
 def evaluate_model(
     model_dir: str,
     eval_path: str,
@@ -150,8 +173,9 @@ def evaluate_model(
     rate = model.config.sampling_rate
     skipped: list[dict] = []
     items = build_items(model, processor, eval_path, mode, prompt_seconds, limit, prompt_audio, prompt_text, skipped)
+    print(skip_report(len(items), skipped, mode), file=sys.stderr)
     if not items:
-        raise ValueError(f"No usable evaluation items in {eval_path}")
+        raise ValueError(f"No usable evaluation items in {eval_path}: {len(skipped)} skipped (reasons in the report above)")
     judge, similarity = load_asr(asr), load_similarity(sim)
     rows: dict[str, list[dict]] = {}
 
@@ -192,6 +216,7 @@ def evaluate_model(
         for key in ("sim", "duration_ratio", "rtf"):
             values = [r[key] for r in items_rows if key in r]
             metrics[key] = float(np.mean(values)) if values else None
+        metrics["empty_rate"] = float(np.mean([not r["hypothesis"].strip() for r in items_rows]))
         if "infinite" in items_rows[0]:
             metrics["inf_rate"] = float(np.mean([r["infinite"] for r in items_rows]))
             metrics["cut_rate"] = float(np.mean([r["cuts"] > 0 for r in items_rows]))
@@ -212,7 +237,7 @@ def evaluate_model(
 
 def markdown_table(result: dict) -> str:
     lines = [f"`{result['model']}` ({result['layout']}) on `{result['eval']}`, prompts: {result['prompt_mode']}, ASR: {result['asr']}", "",
-             "| system | WER | CER | SIM | INF | CUT | duration ratio | RTF | n |", "|---|---|---|---|---|---|---|---|---|"]
+             "| system | WER | CER | SIM | INF | EMPTY | CUT | duration ratio | RTF | n |", "|---|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(value, percent=False):
         if value is None:
@@ -221,7 +246,7 @@ def markdown_table(result: dict) -> str:
 
     for name, m in result["summary"].items():
         lines.append(f"| {name} | {fmt(m['wer'], True)} | {fmt(m['cer'], True)} | {fmt(m['sim'])} | {fmt(m.get('inf_rate'), True)} "
-                     f"| {fmt(m.get('cut_rate'), True)} | {fmt(m['duration_ratio'])} | {fmt(m['rtf'])} | {m['utterances']} |")
+                     f"| {fmt(m.get('empty_rate'), True)} | {fmt(m.get('cut_rate'), True)} | {fmt(m['duration_ratio'])} | {fmt(m['rtf'])} | {m['utterances']} |")
     return "\n".join(lines) + "\n"
 
 

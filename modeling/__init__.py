@@ -61,7 +61,7 @@ from .aligner_ella_v import Alignment, AlignmentError, EllaVAlignerConfig, EllaV
 from .codec_encodec import EllaVEncodecConfig, EllaVEncodecModel
 from .codec_learned import EllaVCodecConfig, EllaVCodecModel
 from .codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel
-from .generation_ella_v import EllaVPhonemeAdvanceLogitsProcessor
+from .generation_ella_v import EllaVGenerationConfig, EllaVPhonemeAdvanceLogitsProcessor
 from .mel import LogMel
 from .modeling_ella_v_tts import EllaVForTextToSpeech, EllaVTTSConfig, EllaVTTSOutput
 from .registry import CODECS
@@ -79,6 +79,7 @@ __all__ += [
     "EllaVForTextToSpeech",
     "EllaVMelCodecConfig",
     "EllaVMelCodecModel",
+    "EllaVGenerationConfig",
     "EllaVPhonemeAdvanceLogitsProcessor",
     "EllaVTTSConfig",
     "EllaVTTSOutput",

@@ -135,14 +135,18 @@ class EllaVBaseConfig(PreTrainedConfig):
 class EllaVConfig(EllaVBaseConfig):
     """Configuration of the ELLA-V GAR (generalized autoregressive) decoder, which predicts the first
     codec codebook interleaved with phoneme tokens. The same class configures the VALL-E AR baseline
-    (``layout="vall-e"``) and the paper's ablations (``global_advance=False``, ``local_advance=0``).
+    (``layout="vall-e"``) and the paper's two ablations: ``global_advance=False`` (without global
+    advance) and ``inline_phonemes=False`` (without in-sequence phonemes).
 
     Args:
         layout: ``"ella-v"`` (interleaved phonemes, EOP) or ``"vall-e"`` (phoneme prefix, then codes).
         global_advance: Put the whole phoneme sequence before BOS.
         local_advance: Frames by which EOP and the next phoneme are moved before each phoneme
             boundary (ELLA-V's "local advance"; the paper gives no value). ``None`` =
-            ``DEFAULT_LOCAL_ADVANCE`` (1 frame) for ``ella-v`` and 0 for ``vall-e``.
+            ``DEFAULT_LOCAL_ADVANCE`` (1 frame) for ``ella-v`` and 0 for ``vall-e``; 0 turns it off
+            (a variant, not one of the paper's ablations).
+        inline_phonemes: Put each phoneme token before its frames after BOS; ``False`` is the
+            paper's "without in-sequence phonemes" ablation (EOPs stay; needs ``global_advance``).
         max_frames_per_phone: Frame cap per phoneme at inference (EOP is forced beyond it);
             ``None`` = 0.4 s at ``frame_rate``, the paper's value.
         prefix_bidirectional_attention: Let the phoneme prefix attend to itself bidirectionally
@@ -163,6 +167,7 @@ class EllaVConfig(EllaVBaseConfig):
     layout: str = "ella-v"
     global_advance: bool = True
     local_advance: int | None = None
+    inline_phonemes: bool = True
     max_frames_per_phone: int | None = None
     prefix_bidirectional_attention: bool = False
 
@@ -177,13 +182,18 @@ class EllaVConfig(EllaVBaseConfig):
             raise ValueError(f"max_frames_per_phone must be >= 1, got {self.max_frames_per_phone}")
         if self.prefix_bidirectional_attention and not self.global_advance:
             raise ValueError("prefix_bidirectional_attention=True needs global_advance=True (a phoneme prefix).")
-        self.layout_spec  # noqa: B018 - validates layout / global_advance / local_advance together
+        self.layout_spec  # noqa: B018 - validates layout / global_advance / local_advance / inline_phonemes together
         super().__post_init__(**kwargs)
 
     @property
     def layout_spec(self) -> LayoutSpec:
         """The :class:`LayoutSpec` this model's sequences follow."""
-        return LayoutSpec(layout=self.layout, global_advance=self.global_advance, local_advance=self.local_advance)
+        return LayoutSpec(
+            layout=self.layout,
+            global_advance=self.global_advance,
+            local_advance=self.local_advance,
+            inline_phonemes=self.inline_phonemes,
+        )
 
 
 class EllaVNARConfig(EllaVBaseConfig):

@@ -3,6 +3,8 @@
 Rules per row (ELLA-V layout), applied before any temperature/top-k/top-p warper:
 
 - after BOS or EOP the next phoneme of the prefix is forced (after the last one's EOP: EOS);
+  without in-sequence phonemes (``inline_phonemes=False``) BOS and each EOP open the next phoneme
+  themselves and only the EOS after the last EOP is forced;
 - inside a phoneme only acoustic tokens and EOP may be sampled; EOP is forced once the phoneme
   owns ``max_frames_per_phone`` frames (a "cut", counted per row);
 - phonemes, BOS and PAD are never sampled freely; finished rows only get PAD.
@@ -10,14 +12,19 @@ Rules per row (ELLA-V layout), applied before any temperature/top-k/top-p warper
 VALL-E layout: after BOS only acoustic tokens and EOS may be sampled (EOS is sampled, not
 forced), so the baseline can fail the way it does in the paper.
 
-The state of each row is initialised once from the prompt with the layout rule's parser
-(:func:`~.sequence_layout.parse_gar_sequence`) and then updated from the last token only.
+The state of each row is initialised from the prompt with the layout rule's parser
+(:func:`~.sequence_layout.parse_gar_sequence`) and then updated from the last token only. A call
+whose ``input_ids`` do not extend the previous call's by exactly one token starts a new
+generation (the state is rebuilt), so one processor can serve several ``generate()`` calls.
 """
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import torch
-from transformers import LogitsProcessor
+from transformers import GenerationConfig, LogitsProcessor
 
 from .sequence_layout import LayoutSpec, TokenSpace, parse_gar_sequence
 
@@ -58,7 +65,7 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         self.spec = spec
         self.cap = int(max_frames_per_phone)
         self.phonemes = phonemes
-        self._length = -1  # length of the input_ids seen at the last call
+        self._previous: torch.LongTensor | None = None  # [B, L] input_ids of the last call
 
     # -- state ----------------------------------------------------------------------------------
     def reset(self, input_ids: torch.LongTensor) -> None:
@@ -93,7 +100,17 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         self.done = torch.tensor([p.complete for p in parsed], device=device)
         self.cuts = torch.zeros(len(rows), dtype=torch.long, device=device)
         self.frames = torch.zeros(len(rows), dtype=torch.long, device=device)
-        self._length = input_ids.shape[1]
+
+    def _continues(self, input_ids: torch.LongTensor) -> bool:
+        """Whether ``input_ids`` ``[B, L]`` is the previous call's ``[B, L-1]`` plus one token."""
+        previous = self._previous
+        return (
+            previous is not None
+            and input_ids.shape[0] == previous.shape[0]
+            and input_ids.shape[1] == previous.shape[1] + 1
+            and input_ids.device == previous.device
+            and torch.equal(input_ids[:, :-1], previous)
+        )
 
     def _update(self, token: torch.LongTensor) -> None:
         """O(1) state update with the last generated token ``[B]``."""
@@ -102,10 +119,18 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         self.cuts += was_forced_cut.long()
         is_phoneme = space.phoneme_mask(token)
         is_acoustic = space.acoustic_mask(token)
-        self.opened += is_phoneme.long()
-        self.frames_in_phone = torch.where(is_phoneme, 0, self.frames_in_phone + is_acoustic.long())
         self.frames += is_acoustic.long()
-        self.in_phone = (self.in_phone | is_phoneme) & (token != space.EOP)
+        if self.spec.interleaved and not self.spec.inline_phonemes:
+            # An EOP closes the phoneme and opens the next one, if any, without a phoneme token.
+            is_eop = (token == space.EOP) & ~self.done
+            opens = is_eop & (self.opened < self.num_phonemes)
+            self.opened += opens.long()
+            self.frames_in_phone = torch.where(is_eop, 0, self.frames_in_phone + is_acoustic.long())
+            self.in_phone = torch.where(is_eop, opens, self.in_phone)
+        else:
+            self.opened += is_phoneme.long()
+            self.frames_in_phone = torch.where(is_phoneme, 0, self.frames_in_phone + is_acoustic.long())
+            self.in_phone = (self.in_phone | is_phoneme) & (token != space.EOP)
         self.done |= token == space.EOS
 
     def _masks(self, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,11 +148,11 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
     # -- the rule ---------------------------------------------------------------------------------
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """``input_ids`` ``[B, L]``, ``scores`` ``[B, V]`` -> masked scores ``[B, V]``."""
-        if input_ids.shape[1] != self._length + 1 or self._length < 0:
-            self.reset(input_ids)
-        else:
+        if self._continues(input_ids):
             self._update(input_ids[:, -1])
-            self._length = input_ids.shape[1]
+        else:  # a new generation (or another prompt): rebuild the state
+            self.reset(input_ids)
+        self._previous = input_ids
         space = self.space
         ids, free_mask = self._masks(scores.shape[-1], scores.device)  # [V], [V]
         neg = torch.finfo(scores.dtype).min
@@ -152,4 +177,130 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         return scores.masked_fill(~allowed, neg)
 
 
-__all__ = ["EllaVPhonemeAdvanceLogitsProcessor"]
+#: GenerationConfig fields that EllaVForTextToSpeech passes to its GAR's stock ``generate()``.
+GAR_GENERATION_FIELDS = (
+    "do_sample", "temperature", "top_k", "top_p", "min_p", "top_h", "typical_p", "epsilon_cutoff", "eta_cutoff",
+    "repetition_penalty", "use_cache", "cache_implementation", "cache_config", "compile_config", "disable_compile",
+)
+#: Fields the TTS model reads itself or that do not change its output (token ids are the GAR's own).
+HANDLED_GENERATION_FIELDS = (
+    "max_new_tokens", "num_return_sequences", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
+    "return_dict_in_generate", "transformers_version", "max_frames_per_phone", "vall_e_max_frames_per_phone",
+    "sentence_pause_seconds",
+)
+
+
+class EllaVGenerationConfig(GenerationConfig):
+    """Decoding defaults of :class:`~.modeling_ella_v_tts.EllaVForTextToSpeech` (its ``generation_config.json``).
+
+    The stock sampling fields (``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``min_p``,
+    ``typical_p``, ``repetition_penalty``, ``use_cache``, ``cache_implementation``, ``compile_config``…)
+    go to the GAR's stock ``generate()``; the NAR is greedy. ``max_new_tokens`` caps the GAR tokens
+    generated per row (the phoneme count bounds them anyway); ``num_return_sequences`` returns that
+    many samples per input row. Anything else that changes decoding (beam search, contrastive
+    search, assisted decoding, ``min_new_tokens``, ``max_length``, …) is refused by ``generate()``
+    with a ``ValueError``, since the forced phoneme structure cannot honour it.
+
+    Args:
+        max_frames_per_phone: ELLA-V's frame cap per phoneme (EOP is forced beyond it); ``None``:
+            the GAR configuration's ``max_frames_per_phone`` (0.4 s, the paper's value).
+        vall_e_max_frames_per_phone: VALL-E decoding stops after this many frames per target
+            phoneme on average (rows that get there count as infinite); ``None``: the model config's.
+        sentence_pause_seconds: Silence between the sentences of a long text in
+            :func:`ella_v_hf.synthesis.synthesize`; ``None``: the model config's.
+        kwargs: :class:`~transformers.GenerationConfig` fields. Unset, ``do_sample=True``,
+            ``top_p=0.9``, ``top_k=0`` and ``temperature=1.0`` (the paper samples the GAR).
+    """
+
+    def __init__(
+        self,
+        max_frames_per_phone: int | None = None,
+        vall_e_max_frames_per_phone: int | None = None,
+        sentence_pause_seconds: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.max_frames_per_phone = max_frames_per_phone
+        self.vall_e_max_frames_per_phone = vall_e_max_frames_per_phone
+        self.sentence_pause_seconds = sentence_pause_seconds
+        for key, value in (("do_sample", True), ("top_p", 0.9), ("top_k", 0), ("temperature", 1.0)):
+            kwargs.setdefault(key, value)
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_model_config(cls, model_config: Any) -> EllaVGenerationConfig:
+        """Defaults for an ``EllaVTTSConfig``: its frame caps and pause, and ``max_new_tokens`` = the
+        GAR's ``max_position_embeddings`` (so callers such as the text-to-audio pipeline do not
+        impose their own short default)."""
+        gar = getattr(model_config, "gar_config", None)
+        if gar is None:
+            return cls()
+        return cls(
+            max_frames_per_phone=gar.max_frames_per_phone,
+            vall_e_max_frames_per_phone=getattr(model_config, "vall_e_max_frames_per_phone", None),
+            sentence_pause_seconds=getattr(model_config, "sentence_pause_seconds", None),
+            max_new_tokens=gar.max_position_embeddings,
+        )
+
+    def check_supported(self) -> None:
+        """Raise a ``ValueError`` naming every set field the TTS model cannot honour, and every
+        out-of-range sampling value."""
+        defaults = GenerationConfig._get_default_generation_params()
+        unsupported = []
+        for key, value in self.to_dict().items():
+            if key in GAR_GENERATION_FIELDS or key in HANDLED_GENERATION_FIELDS or key.startswith("_"):
+                continue
+            if value is None or (key in defaults and value == defaults[key]):
+                continue
+            unsupported.append(f"{key}={value!r}")
+        if unsupported:
+            raise ValueError(
+                f"EllaVForTextToSpeech.generate() does not support {', '.join(unsupported)}: the GAR samples (or greedily "
+                "picks) one token at a time under the forced phoneme structure. Supported: "
+                f"{', '.join(GAR_GENERATION_FIELDS)}, max_new_tokens, num_return_sequences, max_frames_per_phone."
+            )
+        if self.do_sample:
+            if self.temperature is not None and not self.temperature > 0:
+                raise ValueError(
+                    f"temperature must be > 0 when sampling (got {self.temperature}); for greedy decoding pass do_sample=False."
+                )
+            if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+                raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            if self.top_k is not None and self.top_k < 0:
+                raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        for key in ("max_new_tokens", "num_return_sequences", "max_frames_per_phone", "vall_e_max_frames_per_phone"):
+            value = getattr(self, key, None)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        if self.sentence_pause_seconds is not None and self.sentence_pause_seconds < 0:
+            raise ValueError(f"sentence_pause_seconds must be >= 0, got {self.sentence_pause_seconds}")
+
+    def gar_generation_config(self, **overrides: Any) -> GenerationConfig:
+        """The stock :class:`~transformers.GenerationConfig` for the GAR: the pass-through fields plus ``overrides``."""
+        values = {key: getattr(self, key, None) for key in GAR_GENERATION_FIELDS}
+        values = {key: value for key, value in values.items() if value is not None}
+        if not values.get("do_sample"):
+            for key in ("temperature", "top_k", "top_p", "min_p", "top_h", "typical_p", "epsilon_cutoff", "eta_cutoff"):
+                values.pop(key, None)  # greedy: sampling knobs would only draw warnings
+        return GenerationConfig(**values, **overrides)
+
+
+def merge_generation_config(
+    model_config: GenerationConfig, call_config: GenerationConfig | None, kwargs: dict[str, Any]
+) -> tuple[EllaVGenerationConfig, dict[str, Any]]:
+    """Merge the standard way: call kwargs > the call's ``generation_config`` > the model's.
+
+    Returns:
+        ``(config, unused)``: an :class:`EllaVGenerationConfig` and the kwargs that are not
+        generation fields.
+    """
+    config = EllaVGenerationConfig.from_dict(copy.deepcopy(call_config.to_dict())) if call_config is not None else None
+    model_values = model_config.to_dict()
+    if config is None:
+        config = EllaVGenerationConfig.from_dict(copy.deepcopy(model_values))
+    else:
+        config.update(**model_values, defaults_only=True, allow_custom_entries=True)
+    unused = config.update(**kwargs)
+    return config, unused
+
+
+__all__ = ["EllaVGenerationConfig", "EllaVPhonemeAdvanceLogitsProcessor", "merge_generation_config"]

@@ -13,7 +13,7 @@ from transformers.utils import ModelOutput
 
 from .aligner_ella_v import AlignmentError
 from .configuration_ella_v import EllaVConfig, EllaVNARConfig
-from .generation_ella_v import EllaVPhonemeAdvanceLogitsProcessor
+from .generation_ella_v import EllaVGenerationConfig, EllaVPhonemeAdvanceLogitsProcessor, merge_generation_config
 from .modeling_ella_v import EllaVForCausalLM, EllaVNARModel, EllaVPreTrainedModel
 from .registry import CODECS  # noqa: F401  (importing it registers the codecs and the aligner with the Auto classes)
 from .sequence_layout import (
@@ -172,6 +172,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
     """
 
     config_class = EllaVTTSConfig
+    generation_config_class = EllaVGenerationConfig
     main_input_name = "input_ids"
     base_model_prefix = "tts"
     _no_split_modules = ["EllaVDecoderLayer"]
@@ -184,7 +185,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         self.codec = AutoModel.from_config(config.codec_config)
         self.aligner = AutoModel.from_config(config.aligner_config) if config.aligner_config is not None else None
         self.post_init()
-        self.generation_config = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=0.9)
+        self.generation_config = EllaVGenerationConfig.from_model_config(config)
 
     def _init_weights(self, module) -> None:
         pass  # the sub-models initialise themselves
@@ -192,6 +193,22 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
     @classmethod
     def can_generate(cls) -> bool:
         return True  # generate() is ours (GAR generate + NAR + codec), not GenerationMixin's
+
+    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path, *args, **kwargs) -> None:
+        """Called by ``from_pretrained``: load the checkpoint's ``generation_config.json`` as an
+        :class:`EllaVGenerationConfig` (fields it lacks come from the model configuration)."""
+        defaults = EllaVGenerationConfig.from_model_config(self.config)
+        if generation_config is None:
+            names = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+            loading = {key: value for key, value in zip(names, args)}
+            loading.update({key: kwargs[key] for key in names if key in kwargs})
+            try:
+                generation_config = GenerationConfig.from_pretrained(pretrained_model_name_or_path, **loading)
+            except OSError:
+                generation_config = None
+        if generation_config is not None:
+            defaults.update(**{k: v for k, v in generation_config.to_dict().items() if v is not None}, allow_custom_entries=True)
+        self.generation_config = defaults
 
     def forward(
         self,
@@ -293,12 +310,9 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         prompt_input_values: torch.Tensor | None = None,
         prompt_padding_mask: torch.Tensor | None = None,
         check_alignment: bool = True,
-        do_sample: bool | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        max_frames_per_phone: int | None = None,
         generation_config: GenerationConfig | None = None,
+        logits_processor: LogitsProcessorList | None = None,
+        streamer=None,
         **kwargs,
     ) -> EllaVTTSOutput:
         """Text (+ prompt) -> waveforms.
@@ -312,23 +326,42 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             prompt_durations, prompt_codes, prompt_num_frames: Instead of audio, an already encoded
                 and aligned prompt (``[B, Lp]``, ``[B, K, Tp]``, ``[B]``).
             check_alignment: Refuse prompt audio whose transcript does not match it.
-            do_sample / temperature / top_k / top_p: GAR decoding (stock ``generate()``); the NAR is
-                greedy. Unset ones come from ``generation_config``, else from ``self.generation_config``
-                (sampling with top-p 0.9).
-            max_frames_per_phone: Override the frame cap (ELLA-V).
-            generation_config: Decoding defaults for this call.
-            kwargs: Other generation arguments the pipeline passes (ignored where they do not apply).
+            generation_config: An :class:`EllaVGenerationConfig` (or stock ``GenerationConfig``) for
+                this call; its unset fields come from ``self.generation_config``.
+            logits_processor: Extra processors for the GAR, applied before the phoneme-advance rule.
+            streamer: An :class:`~ella_v_hf.modeling.EllaVAudioStreamer` that receives audio chunks
+                while the GAR runs.
+            kwargs: Generation fields (``do_sample``, ``temperature``, ``top_k``, ``top_p``,
+                ``max_new_tokens``, ``num_return_sequences``, ``max_frames_per_phone``, …), which
+                override ``generation_config``; see :class:`EllaVGenerationConfig` for what is
+                supported (the rest raises ``ValueError``).
 
         Returns:
-            :class:`EllaVTTSOutput`.
+            :class:`EllaVTTSOutput` (``B * num_return_sequences`` rows).
+
+        Raises:
+            ValueError: An unsupported or out-of-range generation option, or unknown keyword arguments.
         """
-        for config in (generation_config, self.generation_config):
-            if config is None:
-                continue
-            do_sample = config.do_sample if do_sample is None else do_sample
-            temperature = config.temperature if temperature is None else temperature
-            top_k = config.top_k if top_k is None else top_k
-            top_p = config.top_p if top_p is None else top_p
+        config, unused = merge_generation_config(self.generation_config, generation_config, kwargs)
+        if unused:
+            raise ValueError(
+                f"EllaVForTextToSpeech.generate() got unexpected arguments {sorted(unused)}; generation options are "
+                "the fields of EllaVGenerationConfig."
+            )
+        config.check_supported()
+        if streamer is not None:
+            raise ValueError("streamer= is not supported by this version of EllaVForTextToSpeech.generate().")
+        repeats = config.num_return_sequences or 1
+        if repeats > 1:  # one row per sample; a shared prompt is still encoded and aligned once
+            def expand(tensor):
+                return None if tensor is None else tensor.repeat_interleave(repeats, dim=0)
+
+            input_ids, attention_mask, prompt_input_ids, prompt_attention_mask = map(
+                expand, (input_ids, attention_mask, prompt_input_ids, prompt_attention_mask)
+            )
+            prompt_durations, prompt_codes, prompt_num_frames, prompt_input_values, prompt_padding_mask = map(
+                expand, (prompt_durations, prompt_codes, prompt_num_frames, prompt_input_values, prompt_padding_mask)
+            )
         gar_config = self.config.gar_config
         space: TokenSpace = gar_config.token_space
         spec = gar_config.layout_spec
@@ -342,9 +375,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         prompts, phonemes, prompt_code_rows = self.build_prompts(
             input_ids, attention_mask, prompt_input_ids, prompt_attention_mask, prompt_durations, prompt_codes, prompt_num_frames
         )
-        cap = gar_config.max_frames_per_phone if max_frames_per_phone is None else int(max_frames_per_phone)
-        if cap < 1:
-            raise ValueError(f"max_frames_per_phone must be >= 1, got {max_frames_per_phone}")
+        cap = gar_config.max_frames_per_phone if config.max_frames_per_phone is None else config.max_frames_per_phone
         done = [len(parse_gar_sequence(q, space, spec).phonemes) if spec.interleaved else 0 for q in prompts]
         self._check_length(prompts, phonemes, done, [0 if c is None else c.shape[-1] for c in prompt_code_rows])
         if spec.interleaved:
@@ -352,7 +383,10 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             max_new_tokens = remaining * (cap + 2) + 2
         else:
             targets = int(attention_mask.sum(1).max()) if attention_mask is not None else input_ids.shape[1]
-            max_new_tokens = targets * self.config.vall_e_max_frames_per_phone + 1
+            per_phone = config.vall_e_max_frames_per_phone or self.config.vall_e_max_frames_per_phone
+            max_new_tokens = targets * per_phone + 1
+        if config.max_new_tokens is not None:
+            max_new_tokens = min(max_new_tokens, config.max_new_tokens)
         length = max(map(len, prompts))
         ids = torch.full((len(prompts), length), space.PAD, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -360,19 +394,14 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             ids[b, length - len(prompt) :] = torch.tensor(prompt)
             mask[b, length - len(prompt) :] = 1
         processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap, phonemes=phonemes if spec.interleaved else None)
-        sampling = dict(do_sample=bool(do_sample))
-        if do_sample:
-            sampling.update(temperature=temperature or 1.0, top_k=top_k or 0, top_p=1.0 if top_p is None else top_p)
+        gar_generation = config.gar_generation_config(
+            max_new_tokens=max_new_tokens, eos_token_id=space.EOS, pad_token_id=space.PAD, bos_token_id=space.BOS, num_beams=1
+        )
         sequences = self.gar.generate(
             ids.to(device),
             attention_mask=mask.to(device),
-            logits_processor=LogitsProcessorList([processor]),
-            max_new_tokens=max_new_tokens,
-            eos_token_id=space.EOS,
-            pad_token_id=space.PAD,
-            bos_token_id=space.BOS,
-            num_beams=1,
-            **sampling,
+            logits_processor=LogitsProcessorList([*(logits_processor or []), processor]),
+            generation_config=gar_generation,
         )
         audio, lengths, code_rows, infinite = [], [], [], []
         for b in range(len(prompts)):

@@ -11,7 +11,13 @@ Layouts (``P_i`` phoneme tokens, ``a`` first-codebook acoustic tokens)::
 
     ella-v : [P1 .. Pn] BOS P1 a a a EOP P2 a a EOP ... Pn a a EOP EOS
     ella-v, global_advance=False : BOS P1 a a a EOP P2 a a EOP ... Pn a a EOP EOS
+    ella-v, inline_phonemes=False : [P1 .. Pn] BOS a a a EOP a a EOP ... a a EOP EOS
     vall-e : [P1 .. Pn] BOS a a a a a ... a EOS
+
+The paper's two ablations are ``global_advance=False`` ("w/o global advance") and
+``inline_phonemes=False`` ("w/o in-sequence phonemes": the EOPs still close each phoneme, so the
+forced decoding rules count phonemes by their EOPs). ``local_advance=0`` turns ELLA-V's local
+advance off, a variant the paper describes but does not ablate.
 
 The interleaved part is a merge of timed events. Acoustic frame ``t`` happens at time ``t``. The
 transition from phoneme ``i`` to ``i+1`` (the tokens ``EOP_i P_{i+1}``) happens at time
@@ -137,11 +143,15 @@ class LayoutSpec:
         global_advance: Put the whole phoneme sequence before BOS (required for ``vall-e``).
         local_advance: Frames by which EOP and the next phoneme move before each phoneme
             boundary (``ella-v`` only).
+        inline_phonemes: Put each phoneme token before its frames after BOS (``ella-v`` only;
+            ``False`` is the paper's "without in-sequence phonemes" ablation, which keeps the EOPs
+            and needs the global-advance prefix).
     """
 
     layout: str = "ella-v"
     global_advance: bool = True
     local_advance: int = 0
+    inline_phonemes: bool = True
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -158,6 +168,13 @@ class LayoutSpec:
                 raise ValueError(
                     f"layout='vall-e' has no phoneme tokens to advance; set local_advance=0 (got {self.local_advance})."
                 )
+            if not self.inline_phonemes:
+                raise ValueError("inline_phonemes=False is an ablation of the ella-v layout; vall-e has no in-sequence phonemes to remove.")
+        elif not self.inline_phonemes and not self.global_advance:
+            raise ValueError(
+                "inline_phonemes=False needs global_advance=True: without in-sequence phonemes and without the "
+                "phoneme prefix the sequence carries no text at all."
+            )
 
     @property
     def interleaved(self) -> bool:
@@ -282,10 +299,11 @@ def build_gar_sequence(
         events.extend((tau, 0, i + 1) for i, tau in enumerate(transitions))
         if complete:
             events.append((num_frames, 2, -1))
-        ids.append(phoneme_ids[0])
+        if spec.inline_phonemes:
+            ids.append(phoneme_ids[0])
         for _, order, index in sorted(events):
             if order == 0:
-                ids.extend((space.EOP, phoneme_ids[index]))
+                ids.extend((space.EOP, phoneme_ids[index]) if spec.inline_phonemes else (space.EOP,))
             elif order == 1:
                 ids.append(acoustic_ids[index])
             else:
@@ -342,6 +360,17 @@ def parse_gar_sequence(
             raise LayoutError(f"token {ids[position]} at position {position}: {message}")
 
     in_phoneme = False  # ella-v: a phoneme token is open (awaiting frames or EOP)
+    implicit = spec.interleaved and not spec.inline_phonemes  # phonemes are opened by BOS / EOP
+
+    def open_next() -> None:  # inline_phonemes=False: the next prefix phoneme starts without a token
+        nonlocal in_phoneme
+        if len(out.phonemes) < len(out.prefix_phonemes):
+            out.phonemes.append(out.prefix_phonemes[len(out.phonemes)])
+            out.frame_counts.append(0)
+            in_phoneme = True
+
+    if implicit:
+        open_next()
     for position in range(position, len(ids)):  # noqa: B020 (fail() reports the current position)
         token = ids[position]
         if spec.interleaved:
@@ -357,7 +386,12 @@ def parse_gar_sequence(
                     continue
                 in_phoneme = False
                 out.closed_phonemes += 1
+                if implicit:
+                    open_next()
             elif space.is_phoneme(token):
+                if implicit:
+                    fail("a phoneme token after BOS, but this layout has no in-sequence phonemes")
+                    continue
                 if in_phoneme:
                     fail("phoneme before the previous phoneme's EOP")
                     continue
@@ -393,24 +427,33 @@ def parse_gar_sequence(
 def sequence_to_alignment_durations(frame_counts: Sequence[int], local_advance: int) -> list[int]:
     """Undo the local-advance shift: per-phoneme aligned durations from sequence frame counts.
 
-    Exact for complete sequences whose transitions were not clamped (no advanced boundary fell
-    before the previous one, i.e. the first phoneme lasted at least ``local_advance`` frames); for
-    clamped ones it returns a valid alignment (non-negative, same total length).
+    Every transition sits ``local_advance`` frames before the boundary it stands for, so frame
+    ``t`` belongs to the phoneme that owns sequence position ``t - local_advance`` (the first
+    phoneme for ``t < local_advance``): the first phoneme gains ``local_advance`` frames and the
+    same number is taken from the end. When the last phoneme owns fewer than ``local_advance``
+    frames (a generated sequence may do that), the rest is taken from the phonemes before it, so
+    no frame's phoneme moves by anything but the advance. Exact for sequences whose transitions
+    were not clamped (the first phoneme lasted at least ``local_advance`` frames).
 
     Args:
-        frame_counts: Sequence frame counts ``[n]`` of a complete sequence (from
-            :func:`parse_gar_sequence`).
+        frame_counts: Sequence frame counts ``[n]`` (from :func:`parse_gar_sequence`).
         local_advance: The layout's local advance in frames.
 
     Returns:
-        Aligned durations ``[n]``.
+        Aligned durations ``[n]``: non-negative, same total.
     """
     durations = [int(c) for c in frame_counts]
-    if len(durations) >= 2:
-        # Unclamped, the last phoneme owns its own frames plus the advance of its predecessor.
-        shift = min(local_advance, durations[-1])
-        durations[0] += shift
-        durations[-1] -= shift
+    if len(durations) < 2 or local_advance <= 0:
+        return durations
+    shift = min(int(local_advance), sum(durations[1:]))  # frames that move to the first phoneme
+    durations[0] += shift
+    excess = shift
+    for i in range(len(durations) - 1, 0, -1):  # take them from the end
+        taken = min(excess, durations[i])
+        durations[i] -= taken
+        excess -= taken
+        if not excess:
+            break
     return durations
 
 

@@ -419,8 +419,13 @@ def load_codec(name: str, codec_model: str | None = None):
     if name == "auto":
         if not codec_model:
             raise ValueError("--codec auto needs --codec-model (a saved codec directory)")
-        if AutoConfig.from_pretrained(codec_model).model_type == "encodec":  # transformers' own EnCodec format
+        model_type = AutoConfig.from_pretrained(codec_model).model_type
+        if model_type == "encodec":  # transformers' own EnCodec format
             return EllaVEncodecModel.from_encodec(codec_model)
+        if model_type == "ella_v_tts":  # a text-to-speech checkpoint: its own codec (to fine-tune it)
+            from ..modeling import EllaVForTextToSpeech
+
+            return EllaVForTextToSpeech.from_pretrained(codec_model).codec
         return AutoModel.from_pretrained(codec_model)
     raise ValueError(f"Unknown codec {name!r}; expected one of {CODECS}")
 

@@ -71,7 +71,7 @@ class EllaVProcessor(ProcessorMixin):
 
         Returns:
             ``BatchFeature`` with ``input_ids``/``attention_mask`` ``[B, L]`` (target phoneme ids,
-            right-padded) and, with a prompt, ``prompt_input_ids``/``prompt_attention_mask``
+            right-padded; after a prompt without their leading word boundary, as in the joined text) and, with a prompt, ``prompt_input_ids``/``prompt_attention_mask``
             ``[B, Lp]`` (its transcript), ``prompt_input_values`` ``[B, 1, S]`` (mono audio at
             ``self.sampling_rate``, zero-padded) and ``prompt_padding_mask`` ``[B, S]`` (1 on real samples).
 
@@ -88,15 +88,30 @@ class EllaVProcessor(ProcessorMixin):
                 raise ValueError("prompt_audio needs sampling_rate.")
             audios = [prompt_audio] if _is_single_audio(prompt_audio) else list(prompt_audio)
             prompt_texts = [prompt_text] if isinstance(prompt_text, str) else list(prompt_text)
-            if len(audios) == 1 and len(texts) > 1:
-                audios, prompt_texts = audios * len(texts), prompt_texts * len(texts)
+            if len(texts) > 1:  # one prompt (audio and/or transcript) for every text
+                audios = audios * len(texts) if len(audios) == 1 else audios
+                prompt_texts = prompt_texts * len(texts) if len(prompt_texts) == 1 else prompt_texts
             if not (len(audios) == len(prompt_texts) == len(texts)):
                 raise ValueError(
                     f"Got {len(texts)} texts, {len(audios)} prompt audios and {len(prompt_texts)} prompt texts."
                 )
             data["prompt_input_ids"] = self.tokenizer.batch_encode_phonemes(prompt_texts)
+            data["input_ids"] = [self._continuation(p, t) for p, t in zip(data["prompt_input_ids"], ids)]
             data["prompt_input_values"] = [self.prepare_prompt_audio(a, sampling_rate) for a in audios]
         return self._to_batch(data, return_tensors)
+
+    def _continuation(self, prompt_ids: list[int], target_ids: list[int]) -> list[int]:
+        """The target's ids as they follow the prompt's in one utterance.
+
+        A text's ids start with the word boundary (``| w1 sep1 w2 sep2 …``) and end with a
+        separator, so ``prompt + target`` would hold two separators in a row (``. |``), a sequence
+        training never contains: the tokenizer gives ``| prompt-words . target-words .`` for the
+        joined text. The target's leading boundary is dropped.
+        """
+        separators = set(self.tokenizer.separator_token_ids)
+        if prompt_ids and prompt_ids[-1] in separators and target_ids[:1] == [self.tokenizer.word_boundary_token_id]:
+            return target_ids[1:]
+        return target_ids
 
     def prepare_prompt_audio(self, audio: AudioInput, sampling_rate: int) -> np.ndarray:
         """Mix to mono, resample to ``self.sampling_rate`` and check one prompt: ``[S]`` / ``[S, C]`` -> ``[S']``.

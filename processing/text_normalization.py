@@ -1,11 +1,18 @@
 """Text normalisation before phonemisation: what espeak mishandles (numbers with separators,
-ordinals, currency, abbreviations, symbols) is spelled out, and unsupported characters are
-reported instead of being dropped silently."""
+ordinals, currency, dates, decades, phone numbers, abbreviations, symbols) is spelled out, and
+unsupported characters are reported instead of being dropped silently. Number words come from
+num2words; month names from the standard library.
+
+Letters of another script than the voice's (Cyrillic, Greek, CJK … for an English voice) are read
+by espeak as letter names: a ``UserWarning`` names the script and suggests another language.
+"""
 
 from __future__ import annotations
 
+import calendar
 import re
 import unicodedata
+import warnings
 
 from num2words import num2words
 
@@ -18,7 +25,6 @@ _ABBREVIATIONS_EN = {
     "ms": "miss",
     "dr": "doctor",
     "prof": "professor",
-    "st": "saint",
     "jr": "junior",
     "sr": "senior",
     "vs": "versus",
@@ -45,7 +51,34 @@ def _number_words(number: str, language: str, to: str = "cardinal") -> str:
         return number  # left to espeak, which reads digits in most languages
 
 
-def _expand_english(text: str) -> str:
+def _date(match: re.Match, day_first: bool) -> str:
+    """``12/05/2024`` -> ``December fifth, twenty twenty-four`` (month first unless ``day_first``
+    or the first number cannot be a month)."""
+    first, second, year = int(match.group(1)), int(match.group(2)), match.group(3)
+    month, day = (second, first) if day_first or first > 12 else (first, second)
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return match.group(0)
+    year_number = int(year) if len(year) == 4 else 2000 + int(year)
+    return f"{calendar.month_name[month]} {num2words(day, lang='en', to='ordinal')}, {num2words(year_number, lang='en', to='year')}"
+
+
+def _decade(match: re.Match) -> str:
+    """``1990s`` -> ``nineteen nineties``; ``'80s`` -> ``eighties``."""
+    digits = match.group(1) or match.group(2)
+    words = num2words(int(digits), lang="en", to="year" if len(digits) == 4 else "cardinal")
+    return (words[:-1] + "ies" if words.endswith("y") else words + "s").replace(",", "")
+
+
+_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _phone_number(match: re.Match) -> str:
+    """``(555) 123-4567`` -> ``five five five, one two three, four five six seven``."""
+    groups = [g for g in re.split(r"\D+", match.group(0)) if g]
+    return ", ".join(" ".join(_DIGITS[int(d)] for d in group) for group in groups)
+
+
+def _expand_english(text: str, language: str) -> str:
     for symbol, names in _CURRENCY_EN.items():
         pattern = re.escape(symbol) + r"\s?(\d[\d,]*(?:\.\d\d)?)"
 
@@ -59,9 +92,17 @@ def _expand_english(text: str) -> str:
             return f" {words} "
 
         text = re.sub(pattern, spell, text)
+    # Dates, phone numbers and decades before "/" and "-" and the bare numbers are read.
+    day_first = not language.startswith("en-us")
+    text = re.sub(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", lambda m: _date(m, day_first), text)
+    text = re.sub(r"(?<![\w-])(?:\+1[ .-]?)?(?:\(\d{3}\)\s?|\b\d{3}[-. ])\d{3}[-. ]\d{4}\b", _phone_number, text)
+    text = re.sub(r"\b(1\d\d0|20\d0)s\b|'(\d0)s\b", _decade, text)
+    # "St.": a street after a capitalised name ("Main St."), else a saint ("St. John").
+    text = re.sub(r"\b([A-Z][a-z]+ )St\.(?=\s|$)(\s*$)?", lambda m: m.group(1) + "street" + ("." if m.group(2) is not None else ""), text)
+    text = re.sub(r"\bSt\.(?=\s|$)", "saint", text)
     text = re.sub(
-        r"\b(" + "|".join(_ABBREVIATIONS_EN) + r")\.(?=\s|$)",
-        lambda m: _ABBREVIATIONS_EN[m.group(1).lower()],
+        r"\b(" + "|".join(_ABBREVIATIONS_EN) + r")\.(?=\s|$)(\s*$)?",
+        lambda m: _ABBREVIATIONS_EN[m.group(1).lower()] + ("." if m.group(2) is not None else ""),  # a final one ends the sentence
         text,
         flags=re.IGNORECASE,
     )
@@ -94,7 +135,7 @@ def normalize_text(text: str, language: str = "en-us") -> str:
         raise ValueError("Text is empty or whitespace only; nothing to synthesise.")
     english = language.startswith("en")
     if english:
-        text = _expand_english(text)
+        text = _expand_english(text, language)
     text = re.sub(r"(\d),(\d{3})", r"\1\2", text)  # 1,000 -> 1000
     text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: _number_words(m.group(1), language, "ordinal"), text)
     if english:
@@ -112,4 +153,30 @@ def normalize_text(text: str, language: str = "en-us") -> str:
     if bad:
         listed = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in bad)
         raise ValueError(f"Text contains characters that cannot be read aloud: {listed}")
+    _warn_foreign_script(text, language)
     return re.sub(r"\s+", " ", text).strip()
+
+
+#: The script of each espeak language family this package's voices use (others are not checked).
+LATIN_LANGUAGES = ("en", "fr", "de", "es", "it", "pt", "nl", "pl", "cs", "sv", "da", "fi", "ro", "hu", "tr", "vi", "id")
+
+
+def _script(ch: str) -> str:
+    """Script of a letter from its Unicode name (``LATIN``, ``CYRILLIC``, ``GREEK``, ``CJK`` …)."""
+    name = unicodedata.name(ch, "")
+    return name.split(" ")[0] if name else "UNKNOWN"
+
+
+def _warn_foreign_script(text: str, language: str) -> None:
+    """Warn when a Latin-script voice is asked to read letters of another script."""
+    if language.split("-")[0] not in LATIN_LANGUAGES:
+        return
+    scripts = sorted({_script(ch) for ch in text if ch.isalpha()} - {"LATIN"})
+    if scripts:
+        warnings.warn(
+            f"The text contains {', '.join(s.title() for s in scripts)} letters, which the {language!r} voice reads as "
+            "letter names or skips; phonemise it with its own language (EllaVPhonemeTokenizer(language=...)) "
+            "and a model trained on that language.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -101,8 +101,41 @@ def test_textgrid_import(tmp_path):
 def test_textgrid_mismatch(tmp_path):
     path = tmp_path / "x.TextGrid"
     write_textgrid(path, [(0.1, 0.5, "hello")], [(0.1, 0.5, "HH")], 0.6)
-    with pytest.raises(TextGridMismatch, match="1 words but the transcript phonemises to 2"):
+    with pytest.raises(TextGridMismatch, match="1 words do not match the transcript's 2 words"):
         textgrid_durations(path, symbols("Hello, world!"), num_frames=30, frame_rate=50.0)
     (tmp_path / "bad.TextGrid").write_text("not a textgrid")
     with pytest.raises(TextGridMismatch, match="Cannot read TextGrid"):
         textgrid_durations(tmp_path / "bad.TextGrid", symbols("Hello"), num_frames=30, frame_rate=50.0)
+
+
+def test_textgrid_maps_words_espeak_joins(tmp_path):
+    """MFA keeps "on" and "the" apart; espeak makes them one word (as for "of a", "from the" …)."""
+    path = tmp_path / "sit.TextGrid"
+    labels = [("sit", ["S", "IH1", "T"]), ("on", ["AA1", "N"]), ("the", ["DH", "AH0"]), ("mat", ["M", "AE1", "T"])]
+    words, phones, t = [], [], 0.2
+    for word, arpabet in labels:
+        words.append((t, t + 0.1 * len(arpabet), word))
+        phones += [(t + 0.1 * k, t + 0.1 * (k + 1), p) for k, p in enumerate(arpabet)]
+        t += 0.1 * len(arpabet)
+    write_textgrid(path, words, phones, t + 0.2)
+    tokens = symbols("Sit on the mat.")
+    assert tokens == ["|", "s", "ɪ", "t", "|", "ɔ", "n", "ð", "ə", "|", "m", "æ", "t", "."]
+    durations = textgrid_durations(path, tokens, num_frames=round((t + 0.2) * 50), frame_rate=50.0)
+    # 0.2 s of leading silence, then every phone 0.1 s = 5 frames; the joined word spans both MFA words.
+    assert durations == [10, 5, 5, 5, 0, 5, 5, 5, 5, 0, 5, 5, 5, 10]
+
+
+def test_textgrid_word_mapping_groups_and_refuses():
+    from ella_v_hf.processing.aligners.textgrid import map_words
+
+    assert map_words([3, 2, 2, 3], [3, 4, 3]) == [(0, 1, 0, 1), (1, 3, 1, 2), (3, 4, 2, 3)]
+    assert map_words([3, 6, 3], [3, 2, 4, 3]) == [(0, 1, 0, 1), (1, 2, 1, 3), (2, 3, 3, 4)]  # espeak split one
+    with pytest.raises(TextGridMismatch, match="do not match"):
+        map_words([3, 9], [3, 1, 1, 1, 1])
+
+
+def test_textgrid_longer_than_its_audio_is_refused(tmp_path):
+    path = tmp_path / "long.TextGrid"
+    write_textgrid(path, [(0.1, 0.5, "hello"), (0.7, 1.1, "world")], [(0.1, 0.5, "HH"), (0.7, 1.1, "W")], 3.0)
+    with pytest.raises(TextGridMismatch, match="covers 3.00 s but the audio lasts 1.20 s"):
+        textgrid_durations(path, symbols("Hello world"), num_frames=60, frame_rate=50.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 
 from ella_v_hf.evaluation.evaluate_tts import evaluate_model, parse_strategy
@@ -107,3 +108,41 @@ def test_measure_nar_reports_every_codebook_prefix(prepared_corpus, flite_corpus
     assert set(result["nar_cross_entropy"]) == {"2"}
     assert result["uniform_cross_entropy"] == pytest.approx(math.log(32))
     assert abs(result["nar_cross_entropy"]["2"] - math.log(32)) < 1.0
+
+
+def test_evaluate_reports_skips_and_picks_qualifying_items(prepared_corpus, flite_corpus, tmp_path, capsys):
+    from ella_v_hf.training.trainer import TrainConfig, train
+
+    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+    summary = train(TrainConfig(model_overrides=small, max_steps=1, warmup_steps=1, save_every=1, max_tokens_per_batch=2500),
+                    prepared_corpus, tmp_path / "run", progress=False)
+    # A prompt of 2.5 s leaves too little of most short flite sentences: those are skipped, and the
+    # evaluation goes on through the corpus until it has --limit items that qualify.
+    result = evaluate_model(summary["model"], str(flite_corpus), str(tmp_path / "e.json"), mode="continuation", prompt_seconds=2.5,
+                            sweep=["greedy"], limit=2, sim=None, progress=False)
+    err = capsys.readouterr().err
+    used = result["summary"]["greedy"]["utterances"]
+    assert f"ella-v evaluate: {used} item(s) (continuation prompts)" in err
+    if result["skipped"]:
+        assert f"skipped {len(result['skipped'])}: " in err and result["skipped"][0]["reason"] in err
+    assert used == 2 or len(result["skipped"]) > 0
+    assert "empty_rate" in result["summary"]["greedy"]
+
+
+def test_continuation_cut_never_splits_a_word_espeak_joins(tts_model):
+    from ella_v_hf.evaluation.evaluate_tts import _continuation_split
+    from ella_v_hf.processing import EllaVProcessor
+    from ella_v_hf.processing.tokenization_ella_v import EllaVPhonemeTokenizer
+
+    processor = EllaVProcessor(EllaVPhonemeTokenizer(), sampling_rate=tts_model.config.sampling_rate)
+    rng = np.random.default_rng(0)
+    waveform = (0.1 * rng.standard_normal(3 * tts_model.config.sampling_rate)).astype(np.float32)
+    text = "Sit on the mat and wait"  # espeak: "on the" is one word
+    prompts = set()
+    for seconds in np.linspace(0.1, 2.9, 15):
+        split = _continuation_split(tts_model, processor, waveform, text, float(seconds))
+        assert split is not None
+        prompt_audio, prompt_text, target_audio, target_text = split
+        assert f"{prompt_text} {target_text}" == text and len(prompt_audio) + len(target_audio) == len(waveform)
+        prompts.add(prompt_text)
+    assert "Sit on" not in prompts and len(prompts) >= 2

@@ -136,10 +136,10 @@ def test_vall_e_layout_samples_eos_and_can_run_forever():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**16), st.lists(st.integers(0, 9), min_size=1, max_size=6), st.integers(1, 4), st.integers(0, 2))
-def test_processor_state_matches_a_fresh_parse_at_every_step(seed, phonemes, cap, advance):
+@given(st.integers(0, 2**16), st.lists(st.integers(0, 9), min_size=1, max_size=6), st.integers(1, 4), st.integers(0, 2), st.booleans())
+def test_processor_state_matches_a_fresh_parse_at_every_step(seed, phonemes, cap, advance, inline):
     """Drive the processor with random logits and compare its O(1) state with the layout parser."""
-    config = tiny_config(local_advance=advance)
+    config = tiny_config(local_advance=advance, inline_phonemes=inline)
     space, spec = config.token_space, config.layout_spec
     generator = torch.Generator().manual_seed(seed)
     ids = torch.tensor([build_gar_sequence(phonemes, None, None, space, spec).input_ids])
@@ -158,6 +158,25 @@ def test_processor_state_matches_a_fresh_parse_at_every_step(seed, phonemes, cap
         token = torch.multinomial(probs, 1, generator=generator)
         ids = torch.cat([ids, token[None]], dim=1)
     assert parse_gar_sequence(ids[0].tolist(), space, spec).complete
+
+
+def test_a_reused_processor_starts_afresh_on_a_new_prompt():
+    """A prompt exactly one token longer than where the previous call stopped used to be taken for
+    a continuation: the previous call's phonemes were forced into it."""
+    torch.manual_seed(0)
+    model = EllaVForCausalLM(tiny_config()).eval()
+    space, spec = model.config.token_space, model.config.layout_spec
+    processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, 3)
+    first = model.generate(torch.tensor([text_prompt(model, [1, 2, 3, 4, 5])]), logits_processor=LogitsProcessorList([processor]),
+                           max_new_tokens=30, do_sample=False, eos_token_id=space.EOS, pad_token_id=space.PAD)
+    seen = processor._previous.shape[1]  # where the previous call stopped
+    prompt = text_prompt(model, [7, 8])
+    ids = torch.tensor([[space.PAD] * (seen + 1 - len(prompt)) + prompt])
+    out = model.generate(ids, attention_mask=(ids != space.PAD).long(), logits_processor=LogitsProcessorList([processor]),
+                         max_new_tokens=30, do_sample=True, eos_token_id=space.EOS, pad_token_id=space.PAD)
+    parsed = parse_gar_sequence(out[0].tolist(), space, spec)  # strict: no foreign phoneme forced in
+    assert parse_gar_sequence(first[0].tolist(), space, spec).phonemes == [1, 2, 3, 4, 5]
+    assert parsed.complete and parsed.phonemes == [7, 8]
 
 
 def test_processor_rejects_prompts_without_bos():
@@ -189,6 +208,58 @@ def test_tts_generate_with_and_without_prompt(tts_dir, flite_corpus):
     parsed = parse_gar_sequence(prompted.sequences[0].tolist(), model.config.gar_config.token_space, model.config.gar_config.layout_spec)
     assert parsed.complete and parsed.codes[:prompt_frames] == prompt_codes[0].tolist()
     assert prompted.codes[0].shape[-1] == len(parsed.codes) - prompt_frames  # the prompt is not returned
+
+
+def test_tts_generate_merges_and_checks_generation_options(tts_model, tts_dir, tmp_path):
+    from transformers import GenerationConfig
+
+    from ella_v_hf import EllaVForTextToSpeech
+    from ella_v_hf.modeling import EllaVGenerationConfig
+    from ella_v_hf.processing import EllaVProcessor
+
+    model, inputs = tts_model, EllaVProcessor.from_pretrained(tts_dir)(["Hello there."])
+    space, spec = model.config.gar_config.token_space, model.config.gar_config.layout_spec
+    assert isinstance(model.generation_config, EllaVGenerationConfig)
+    assert model.generation_config.max_new_tokens == model.config.gar_config.max_position_embeddings
+    for bad, message in [
+        (dict(temperature=0.0), "temperature must be > 0"),
+        (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
+        (dict(num_beams=2), "does not support num_beams=2"),
+        (dict(min_new_tokens=5), "does not support min_new_tokens=5"),
+        (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(not_an_option=1), "unexpected arguments"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            model.generate(**inputs, **bad)
+    model.generate(**inputs, do_sample=False, temperature=0.0)  # greedy ignores the temperature
+    # Greedy through kwargs == greedy through a GenerationConfig; kwargs override the config.
+    greedy = model.generate(**inputs, do_sample=False).sequences
+    assert torch.equal(model.generate(**inputs, generation_config=GenerationConfig(do_sample=False)).sequences, greedy)
+    torch.manual_seed(0)
+    sampled = model.generate(**inputs, generation_config=GenerationConfig(do_sample=False), do_sample=True, top_k=3).sequences
+    torch.manual_seed(0)
+    assert torch.equal(model.generate(**inputs, top_k=3).sequences, sampled)
+    # The frame cap from the call; max_new_tokens caps the GAR (the row is then unfinished).
+    capped = model.generate(**inputs, max_frames_per_phone=1, do_sample=False)
+    assert max(parse_gar_sequence(capped.sequences[0].tolist(), space, spec).frame_counts) == 1
+    short = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    prompt = model.build_prompts(inputs["input_ids"], inputs["attention_mask"])[0][0]
+    assert short.sequences.shape[1] == len(prompt) + 5 and bool(short.infinite[0])
+    # num_return_sequences: that many samples per row.
+    torch.manual_seed(1)
+    many = model.generate(**inputs, num_return_sequences=3)
+    assert many.audio.shape[0] == 3 and len(many.codes) == 3
+    # The model's own knobs live in generation_config.json and come back on load.
+    model.generation_config.max_frames_per_phone = 2
+    try:
+        model.save_pretrained(tmp_path / "saved")
+    finally:
+        model.generation_config.max_frames_per_phone = None
+    reloaded = EllaVForTextToSpeech.from_pretrained(tmp_path / "saved").eval()
+    assert isinstance(reloaded.generation_config, EllaVGenerationConfig)
+    assert reloaded.generation_config.max_frames_per_phone == 2 and reloaded.generation_config.top_p == 0.9
+    out = reloaded.generate(**inputs, do_sample=False)
+    assert max(parse_gar_sequence(out.sequences[0].tolist(), space, spec).frame_counts) <= 2
 
 
 def test_pipeline(tts_dir):
@@ -256,7 +327,9 @@ def test_tts_remote_code_in_fresh_process(tts_dir, tmp_path):
     assert remote["sequences"] == local.sequences.tolist() and remote["length"] == int(local.audio_lengths[0])
 
 
-@pytest.mark.parametrize("gar_overrides", [dict(layout="vall-e"), dict(global_advance=False), dict(local_advance=0)])
+@pytest.mark.parametrize(
+    "gar_overrides", [dict(layout="vall-e"), dict(global_advance=False), dict(inline_phonemes=False), dict(local_advance=0)]
+)
 def test_tts_generate_for_every_layout(gar_overrides):
     from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig
     from ella_v_hf.modeling import EllaVMelCodecConfig

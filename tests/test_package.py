@@ -94,6 +94,11 @@ def test_push_staging_offline(tmp_path):
     assert {"README.md", "config.json", "model.safetensors", "modeling_ella_v_tts.py", "vocab.json"} <= files
     card = (tmp_path / "stage" / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-to-speech")
+    assert "license: apache-2.0" in card and "\n# me/x\n" in card and 'model="me/x"' in card and "REPO_ID" not in card
+    (tmp_path / "model").rename(tmp_path / "my-voice")  # without --repo-id the card is titled after the checkpoint
+    stage_for_hub(tmp_path / "my-voice", tmp_path / "stage3")
+    assert "\n# my-voice\n" in (tmp_path / "stage3" / "README.md").read_text()
+    (tmp_path / "my-voice").rename(tmp_path / "model")
     (tmp_path / "model" / "extra.bin").write_bytes(b"\x80")
     with pytest.raises(ValueError, match="pickle-based"):
         stage_for_hub(tmp_path / "model", tmp_path / "stage2")

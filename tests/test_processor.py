@@ -27,6 +27,21 @@ def test_text_only(processor):
     assert "prompt_input_values" not in out
 
 
+def test_prompt_and_target_join_as_one_utterance(processor, prompt):
+    """Prompt continuation is tokenised as training tokenises one utterance: no ``. |`` at the boundary."""
+    waveform, rate, text = prompt
+    tok = processor.tokenizer
+    out = processor(["Hello there.", "it goes on"], prompt_audio=waveform, prompt_text=[text, "No stop at the end"], sampling_rate=rate)
+    for row, (prompt_text, target) in enumerate([(text, "Hello there."), ("No stop at the end", "it goes on")]):
+        n, m = int(out["prompt_attention_mask"][row].sum()), int(out["attention_mask"][row].sum())
+        joined = out["prompt_input_ids"][row, :n].tolist() + out["input_ids"][row, :m].tolist()
+        assert joined == tok.batch_encode_phonemes([f"{prompt_text} {target}"])[0]
+        separators = set(tok.separator_token_ids)
+        assert not any(a in separators and b in separators for a, b in zip(joined, joined[1:]))
+    assert out["input_ids"][0, 0] != tok.word_boundary_token_id  # without a prompt it starts with "|"
+    assert processor(["Hello there."])["input_ids"][0, 0] == tok.word_boundary_token_id
+
+
 def encoded(model, out):
     """(prompt_durations [B, Lp], prompt_codes [B, K, T], prompt_num_frames [B]) the model makes of processor outputs."""
     return model._encode_prompts(out["prompt_input_ids"], out["prompt_attention_mask"], out["prompt_input_values"], out["prompt_padding_mask"], True)

@@ -194,12 +194,14 @@ utterances = st.integers(1, 8).flatmap(
 
 
 @settings(max_examples=200, deadline=None)
-@given(utterances, st.integers(0, 4), st.booleans(), st.sampled_from(["ella-v", "vall-e"]), st.randoms())
-def test_round_trip_build_parse(utterance, advance, global_advance, layout, rnd):
+@given(utterances, st.integers(0, 4), st.booleans(), st.booleans(), st.sampled_from(["ella-v", "vall-e"]), st.randoms())
+def test_round_trip_build_parse(utterance, advance, global_advance, inline, layout, rnd):
     phonemes, durations = utterance
     if layout == "vall-e":
-        advance, global_advance = 0, True
-    spec = LayoutSpec(layout, global_advance=global_advance, local_advance=advance)
+        advance, global_advance, inline = 0, True, True
+    if not inline:
+        global_advance = True
+    spec = LayoutSpec(layout, global_advance=global_advance, local_advance=advance, inline_phonemes=inline)
     codes = [rnd.randrange(16) for _ in range(sum(durations))]
     seq = build_gar_sequence(phonemes, durations, codes, SPACE, spec)
     parsed = parse_gar_sequence(seq.input_ids, SPACE, spec)
@@ -210,6 +212,8 @@ def test_round_trip_build_parse(utterance, advance, global_advance, layout, rnd)
         assert parsed.phonemes == phonemes and parsed.closed_phonemes == len(phonemes)
         assert sum(parsed.frame_counts) == sum(durations)
         assert seq.input_ids.count(SPACE.EOP) == len(phonemes)
+        after_bos = seq.input_ids[seq.prefix_length + 1 :]
+        assert sum(SPACE.is_phoneme(t) for t in after_bos) == (len(phonemes) if inline else 0)
         if advance == 0:
             assert parsed.frame_counts == durations
         # Unclamped transitions invert exactly; clamped ones keep the total length.
@@ -233,3 +237,42 @@ def test_frame_phoneme_ids_expand_durations():
         frame_phoneme_ids([1, 3, 2], [2, 0, 3], space, 6)
     with pytest.raises(LayoutError, match="non-negative"):
         frame_phoneme_ids([1, 3], [2, -1], space)
+
+
+def test_no_in_sequence_phonemes_layout():
+    """The paper's "without in-sequence phonemes" ablation: prefix, BOS, frames closed by EOPs."""
+    spec = LayoutSpec(inline_phonemes=False, local_advance=0)
+    seq = build_gar_sequence([1, 2], [2, 1], [5, 6, 7], SPACE, spec)
+    p, a = SPACE.phoneme_id, SPACE.acoustic_id
+    assert seq.input_ids == [p(1), p(2), SPACE.BOS, a(5), a(6), SPACE.EOP, a(7), SPACE.EOP, SPACE.EOS]
+    assert [t for t in seq.labels if t != -100] == seq.input_ids[3:]  # loss on frames, EOP, EOS only
+    parsed = parse_gar_sequence(seq.input_ids, SPACE, spec)
+    assert parsed.phonemes == [1, 2] and parsed.frame_counts == [2, 1] and parsed.complete
+    prompt = build_gar_sequence([1, 2, 3], [2], [5, 6], SPACE, spec)  # ends inside the first target phoneme
+    assert prompt.input_ids[-1] == SPACE.EOP and parse_gar_sequence(prompt.input_ids, SPACE, spec).phonemes == [1, 2]
+    with pytest.raises(LayoutError, match="no in-sequence phonemes"):
+        parse_gar_sequence([p(1), SPACE.BOS, p(1), a(5), SPACE.EOP, SPACE.EOS], SPACE, spec)
+    with pytest.raises(ValueError, match="needs global_advance=True"):
+        LayoutSpec(inline_phonemes=False, global_advance=False)
+    with pytest.raises(ValueError, match="ablation of the ella-v layout"):
+        LayoutSpec("vall-e", inline_phonemes=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=2, max_size=8), st.integers(1, 4))
+def test_undoing_the_local_advance_moves_every_frame_by_the_advance(counts, advance):
+    """Frame t belongs to the phoneme owning sequence position t - advance, even when a generated
+    last phoneme owns fewer than ``advance`` frames (it used to shift every frame by that count)."""
+    from ella_v_hf.modeling import frame_phoneme_ids
+
+    durations = sequence_to_alignment_durations(counts, advance)
+    assert sum(durations) == sum(counts) and min(durations) >= 0
+    owner = [i for i, c in enumerate(counts) for _ in range(c)]  # sequence position -> phoneme
+    expected = [owner[max(t - advance, 0)] if t >= advance else 0 for t in range(len(owner))]
+    got = frame_phoneme_ids(list(range(len(counts))), durations, SPACE)
+    assert [SPACE.phoneme_id(e) for e in expected] == got
+
+
+def test_undoing_the_local_advance_with_a_short_last_phoneme():
+    assert sequence_to_alignment_durations([5, 4, 4, 1], 2) == [7, 4, 3, 0]
+    assert sequence_to_alignment_durations([5, 4, 4, 3], 2) == [7, 4, 4, 1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import pytest
 from transformers import AutoTokenizer
@@ -80,6 +81,32 @@ def test_normalisation():
     assert normalize_text("Dr. Smith paid $5.50 on the 3rd.") == "doctor Smith paid five dollars fifty cents on the third."
     assert normalize_text("It costs $1,000 & 20% more.") == "It costs one thousand dollars and twenty percent more."
     assert "nineteen ninety-nine" in normalize_text("In 1999.")
+
+
+@pytest.mark.parametrize(
+    "text, language, expected",
+    [
+        ("On 12/05/2024 we met.", "en-us", "On December fifth, twenty twenty-four we met."),
+        ("On 12/05/2024 we met.", "en-gb", "On May twelfth, twenty twenty-four we met."),
+        ("On 25/12/24 we met.", "en-us", "On December twenty-fifth, twenty twenty-four we met."),
+        ("In the 1990s and the '80s.", "en-us", "In the nineteen nineties and the eighties."),
+        ("Call 555-123-4567 now.", "en-us", "Call five five five, one two three, four five six seven now."),
+        ("Call (555) 123-4567.", "en-us", "Call five five five, one two three, four five six seven."),
+        ("I live on Main St.", "en-us", "I live on Main street."),
+        ("St. John lives on Elm St. now.", "en-us", "saint John lives on Elm street now."),
+        ("Send it to Dr.", "en-us", "Send it to doctor."),
+    ],
+)
+def test_normalisation_of_dates_decades_phone_numbers_and_street(text, language, expected):
+    assert normalize_text(text, language) == expected
+
+
+def test_foreign_script_warns():
+    with pytest.warns(UserWarning, match="Cyrillic letters"):
+        normalize_text("Привет, world.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        normalize_text("Café au lait, naïve.")  # Latin letters with diacritics are fine
 
 
 def test_build_vocab(tmp_path):

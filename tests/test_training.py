@@ -130,6 +130,23 @@ def test_trainer_fine_tuning_example_runs(prepared_corpus, tmp_path):
     assert not torch.equal(tuned.gar.lm_head.weight, original.gar.lm_head.weight)  # the Trainer updated the GAR
     assert not torch.equal(tuned.nar.heads[0].weight, original.nar.heads[0].weight)  # ... and the NAR
     assert torch.equal(tuned.codec.codebooks, original.codec.codebooks)  # the codec stayed frozen
+    # A corpus encoded with another codec (other weights, or another kind) is refused.
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "other_codec"
+    shutil.copytree(prepared_corpus, other)
+    state = load_file(str(other / "codec" / "model.safetensors"))
+    state["codebooks"] = state["codebooks"] + 1.0
+    save_file(state, str(other / "codec" / "model.safetensors"))
+    with pytest.raises(ValueError, match="prepared with another codec.*other weights"):
+        finetune(base["model"], str(other), str(tmp_path / "ft2"), max_steps=1)
+    config = json.loads((other / "codec" / "config.json").read_text())
+    config["codebook_size"] = config["codebook_size"] * 2
+    (other / "codec" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="prepared with another codec.*codebook_size"):
+        finetune(base["model"], str(other), str(tmp_path / "ft3"), max_steps=1)
 
 
 def test_gradient_accumulation_keeps_the_schedule_in_updates(prepared_corpus, tmp_path):

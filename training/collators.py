@@ -109,4 +109,5 @@ def gar_length(row: dict, config: EllaVConfig) -> int:
     n, t = len(row["phoneme_ids"]), int(row["num_frames"])
     if config.layout == "vall-e":
         return n + 1 + t + 1
-    return (n if config.global_advance else 0) + 1 + 2 * n + t + 1
+    inline = n if config.inline_phonemes else 0  # in-sequence phoneme tokens
+    return (n if config.global_advance else 0) + 1 + inline + n + t + 1

@@ -1,14 +1,15 @@
 """Fine-tune a released checkpoint on your own speaker with ``transformers.Trainer``.
 
-    # 1. prepare your recordings with the checkpoint's own processor (same tokenizer, codec, aligner)
+    # 1. prepare your recordings with the checkpoint's own codec and aligner
     ella-v prepare --data my_speaker/ --out my_speaker_prep \\
-        --codec-model CHECKPOINT/codec --aligner-model CHECKPOINT/aligner
+        --codec auto --codec-model CHECKPOINT --aligner-model CHECKPOINT
     # 2. fine-tune GAR and NAR
     python -m ella_v_hf.training.finetune_trainer --model CHECKPOINT --data my_speaker_prep --out my_voice
 
 The collator yields GAR inputs (``input_ids``, ``attention_mask``, ``labels``) and the NAR's
 (``nar_inputs``) in one dict; ``EllaVForTextToSpeech.forward`` returns their summed loss, which
-is all the Trainer needs. The codec stays frozen.
+is all the Trainer needs. The codec stays frozen. A corpus prepared with another codec (its codes
+would mean nothing to the checkpoint) or another phoneme vocabulary is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +32,42 @@ class TTSDataCollator:
 
     def __call__(self, rows: list[dict]) -> dict:
         return {**self.gar(rows), "nar_inputs": self.nar(rows)}
+
+
+def check_prepared_codec(model: EllaVForTextToSpeech, data_dir: str | Path) -> None:
+    """Refuse a corpus whose codes come from another codec than ``model.codec``.
+
+    ``ella-v prepare`` stores the codec it encoded with in ``DATA/codec``; its configuration
+    (type, codebooks, rates) and weights must be the checkpoint's.
+
+    Raises:
+        ValueError: No codec recorded, or another one (the message says what differs).
+    """
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    folder = Path(data_dir) / "codec"
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise ValueError(f"{data_dir} records no codec ({folder}); prepare it with `ella-v prepare --codec auto --codec-model CHECKPOINT`.")
+    prepared = AutoConfig.from_pretrained(folder)
+    mine = model.config.codec_config
+    fields = ("model_type", "num_codebooks", "codebook_size", "sampling_rate", "frame_rate")
+    differs = [f"{key}: corpus {getattr(prepared, key, None)} vs checkpoint {getattr(mine, key, None)}" for key in fields
+               if getattr(prepared, key, None) != getattr(mine, key, None)]
+    if not differs:
+        state, own = load_file(str(folder / "model.safetensors")), model.codec.state_dict()
+        if set(state) != set(own):
+            differs.append("other tensors")
+        else:
+            changed = [k for k in own if not torch.allclose(state[k].float().cpu(), own[k].float().cpu(), rtol=1e-3, atol=1e-3)]
+            if changed:
+                differs.append(f"other weights ({len(changed)} tensors, e.g. {changed[0]})")
+    if differs:
+        raise ValueError(
+            f"{data_dir} was prepared with another codec than the checkpoint's ({'; '.join(differs)}): its codes would mean "
+            "nothing to the model. Prepare it with `ella-v prepare --codec auto --codec-model CHECKPOINT --aligner-model CHECKPOINT`."
+        )
 
 
 def finetune(
@@ -62,6 +99,7 @@ def finetune(
     model.config.check_tokenizer(processor.tokenizer)
     if processor.tokenizer.get_vocab() != EllaVProcessor.from_pretrained(Path(data_dir) / "processor").tokenizer.get_vocab():
         raise ValueError("The corpus was prepared with another phoneme vocabulary than the checkpoint's; prepare it with the checkpoint's processor.")
+    check_prepared_codec(model, data_dir)
     collator = TTSDataCollator(GarCollator(model.config.gar_config), NarCollator(model.config.nar_config, seed=seed))
     args = TrainingArguments(
         output_dir=str(Path(out_dir) / "trainer"),

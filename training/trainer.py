@@ -47,6 +47,7 @@ class TrainConfig(JsonRecipe):
     layout: str = "ella-v"
     global_advance: bool = True
     local_advance: int | None = None
+    inline_phonemes: bool = True  # False: the paper's "without in-sequence phonemes" ablation
     stage: str = "both"
     nar_frame_phonemes: bool = False  # EllaVNARConfig.frame_phonemes (ELLA-V layout only; not in the paper)
     max_steps: int = 2000
@@ -126,6 +127,7 @@ def build_model_config(config: TrainConfig, data: str | os.PathLike) -> EllaVTTS
     tokenizer = EllaVPhonemeTokenizer.from_pretrained(data / "processor")
     dims = {**preset(config.preset), **config.model_overrides}
     gar = dict(dims, num_phonemes=tokenizer.vocab_size, layout=config.layout, global_advance=config.global_advance)
+    gar["inline_phonemes"] = config.inline_phonemes
     if config.local_advance is not None:
         gar["local_advance"] = config.local_advance
     nar = dict(dims, num_phonemes=tokenizer.vocab_size, frame_phonemes=config.nar_frame_phonemes)

@@ -66,6 +66,15 @@ def _builtin(context: AlignerContext) -> Aligner:
     from .builtin import builtin_aligner_config, train_aligner
 
     if context.model:
+        from transformers import AutoConfig
+
+        if AutoConfig.from_pretrained(context.model).model_type == "ella_v_tts":  # a text-to-speech checkpoint's own aligner
+            from ...modeling import EllaVForTextToSpeech
+
+            aligner = EllaVForTextToSpeech.from_pretrained(context.model).aligner
+            if aligner is None:
+                raise ValueError(f"The checkpoint {context.model} has no aligner; pass a saved EllaVAlignerModel directory.")
+            return aligner.eval()
         return EllaVAlignerModel.from_pretrained(context.model).eval()
     if context.training_examples is None:
         raise ValueError("The built-in aligner needs a saved model or training examples.")

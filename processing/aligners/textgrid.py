@@ -5,6 +5,11 @@ produces the same kind of sequence as training), and MFA's timing is mapped onto
 
 - the ``words`` tier gives word spans; silent intervals (empty, ``sil``, ``sp``, ``spn``…)
   become frames of the separator token between the words (or of the leading ``|``);
+- MFA's words are mapped onto the tokenizer's words without requiring equal counts: espeak
+  joins some word pairs (``on the``, ``of a``, ``from the`` …) into one word, and splits a few.
+  A monotonic dynamic programme groups 1-3 words on one side with one on the other, matching
+  phone counts (MFA phones in a word's span vs the word's espeak phonemes); a grid whose words
+  cannot be matched that way is a mismatch;
 - inside a word, the espeak phonemes split the word's span at the MFA phone boundaries when the
   counts agree, else proportionally to MFA's phone timing (piecewise-linear in phone index);
 - durations are rounded to codec frames so that they sum to the utterance's frame count and
@@ -44,6 +49,61 @@ def _intervals(path: str | os.PathLike, tier_names: Sequence[str]):
     raise TextGridMismatch(f"TextGrid {os.fspath(path)!r} has no tier named any of {list(tier_names)} (has {grid.tierNames})")
 
 
+#: Word groupings the mapping may use: (MFA words, tokenizer words).
+GROUPINGS = ((1, 1), (2, 1), (1, 2), (3, 1), (1, 3))
+#: Cost of a grouping other than 1:1, in phones (prefers 1:1 when the counts tie).
+GROUPING_COST = 0.5
+#: A mapping whose phone-count differences exceed this fraction of the phonemes is a mismatch.
+MAX_MISMATCH_FRACTION = 0.3
+#: A grid may end this much after the audio (rounding) before it is refused.
+LENGTH_TOLERANCE_SECONDS = 0.05
+
+
+def map_words(mfa_counts: Sequence[int], token_counts: Sequence[int]) -> list[tuple[int, int, int, int]]:
+    """Group MFA words with tokenizer words, monotonically, by phone counts.
+
+    Args:
+        mfa_counts: Phones in each MFA word's span.
+        token_counts: Phonemes in each tokenizer word.
+
+    Returns:
+        ``(mfa_start, mfa_end, token_start, token_end)`` groups covering both sides in order
+        (end-exclusive); 1:1 everywhere when the counts of words agree.
+
+    Raises:
+        TextGridMismatch: No grouping keeps the phone-count differences under
+            ``MAX_MISMATCH_FRACTION`` of the phonemes.
+    """
+    a, b = len(mfa_counts), len(token_counts)
+    if a == b:
+        return [(i, i + 1, i, i + 1) for i in range(a)]
+    inf = float("inf")
+    cost = np.full((a + 1, b + 1), inf)
+    back: dict[tuple[int, int], tuple[int, int]] = {}
+    cost[0, 0] = 0.0
+    for i in range(a + 1):
+        for j in range(b + 1):
+            if cost[i, j] == inf:
+                continue
+            for da, db in GROUPINGS:
+                if i + da > a or j + db > b:
+                    continue
+                step = abs(sum(mfa_counts[i : i + da]) - sum(token_counts[j : j + db])) + (0 if da == db == 1 else GROUPING_COST)
+                if cost[i, j] + step < cost[i + da, j + db]:
+                    cost[i + da, j + db] = cost[i, j] + step
+                    back[(i + da, j + db)] = (i, j)
+    total = max(1, sum(token_counts))
+    if cost[a, b] == inf or cost[a, b] > MAX_MISMATCH_FRACTION * total:
+        found = "no grouping" if cost[a, b] == inf else f"the best grouping differs by {cost[a, b]:.1f} of {total} phones"
+        raise TextGridMismatch(f"the TextGrid's {a} words do not match the transcript's {b} words ({found})")
+    groups, cell = [], (a, b)
+    while cell != (0, 0):
+        previous = back[cell]
+        groups.append((previous[0], cell[0], previous[1], cell[1]))
+        cell = previous
+    return groups[::-1]
+
+
 def textgrid_durations(path: str | os.PathLike, tokens: Sequence[str], num_frames: int, frame_rate: float) -> list[int]:
     """Per-token durations (codec frames) of a tokenizer sequence from an MFA TextGrid.
 
@@ -57,36 +117,51 @@ def textgrid_durations(path: str | os.PathLike, tokens: Sequence[str], num_frame
         One duration per token.
 
     Raises:
-        TextGridMismatch: Word counts differ, tiers are missing, or the audio is too short.
+        TextGridMismatch: The words cannot be matched (see :func:`map_words`), tiers are missing,
+            the grid is longer than the audio, or the audio is too short.
     """
     words = token_words(tokens)
-    word_tier, _ = _intervals(path, ("words", "Words", "word"))
+    word_tier, grid_end = _intervals(path, ("words", "Words", "word"))
     phone_tier, _ = _intervals(path, ("phones", "Phones", "phone"))
-    spoken = [(s, e, label) for s, e, label in word_tier if label.lower() not in SILENCE_LABELS]
-    if len(spoken) != len(words):
+    audio_seconds = num_frames / frame_rate
+    if grid_end > audio_seconds + LENGTH_TOLERANCE_SECONDS:
         raise TextGridMismatch(
-            f"TextGrid has {len(spoken)} words but the transcript phonemises to {len(words)} words "
-            f"({[label for *_, label in spoken][:8]}…)"
+            f"TextGrid {os.fspath(path)!r} covers {grid_end:.2f} s but the audio lasts {audio_seconds:.2f} s: "
+            "it belongs to another (longer) recording"
         )
+    spoken = [(s, e, label) for s, e, label in word_tier if label.lower() not in SILENCE_LABELS]
+    if not spoken:
+        raise TextGridMismatch(f"TextGrid {os.fspath(path)!r} has no spoken words")
+    phones = [(s, e) for s, e, label in phone_tier if label.lower() not in SILENCE_LABELS]
+
+    def inside(start: float, end: float) -> list[tuple[float, float]]:
+        return [(s, e) for s, e in phones if s >= start - 1e-6 and e <= end + 1e-6]
+
+    groups = map_words([len(inside(s, e)) for s, e, _ in spoken], [len(p) for p, _ in words])
     # Token end times in seconds for the sequence | w1 sep1 w2 sep2 ...; a separator owns the
-    # silence up to the next word (the leading | the silence before the first word).
+    # silence up to the next word (the leading | the silence before the first word); separators
+    # inside a group (words espeak split) last no time.
     tokens = [WORD_BOUNDARY]
     ends = [spoken[0][0]]
-    next_starts = [s for s, _, _ in spoken[1:]] + [num_frames / frame_rate]
-    for (start, end, _), (phones, separator), next_start in zip(spoken, words, next_starts):
-        inner = [
-            (s, e)
-            for s, e, label in phone_tier
-            if s >= start - 1e-6 and e <= end + 1e-6 and label.lower() not in SILENCE_LABELS
-        ]
+    for index, (i0, i1, j0, j1) in enumerate(groups):
+        start, end = spoken[i0][0], spoken[i1 - 1][1]
+        next_start = spoken[groups[index + 1][0]][0] if index + 1 < len(groups) else audio_seconds
+        group_words = words[j0:j1]
+        count = sum(len(p) for p, _ in group_words)
+        inner = inside(start, end)
         if inner:
             boundaries = np.array([inner[0][0]] + [e for _, e in inner])  # MFA phone boundaries
-            positions = np.linspace(0, len(inner), len(phones) + 1)[1:]
+            positions = np.linspace(0, len(inner), count + 1)[1:]
             phone_ends = np.interp(positions, np.arange(len(inner) + 1), boundaries)
         else:
-            phone_ends = np.linspace(start, end, len(phones) + 1)[1:]
-        tokens += [*phones, separator]
-        ends += [float(t) for t in phone_ends] + [max(float(end), next_start)]
+            phone_ends = np.linspace(start, end, count + 1)[1:]
+        done = 0
+        for k, (word_phones, separator) in enumerate(group_words):
+            tokens += [*word_phones, separator]
+            word_ends = [float(t) for t in phone_ends[done : done + len(word_phones)]]
+            done += len(word_phones)
+            last = word_ends[-1] if word_ends else (ends[-1])
+            ends += word_ends + ([max(float(end), next_start)] if k == len(group_words) - 1 else [last])
     optional = [t in SEPARATOR_TOKENS for t in tokens]
     return frames_from_boundaries(ends, num_frames, frame_rate, optional)
 
@@ -152,4 +227,4 @@ class TextGridAligner:
         return Alignment(durations=textgrid_durations(self.textgrid_path(source, utterance_id), tokens, num_frames, self.frame_rate), score=0.0)
 
 
-__all__ = ["SILENCE_LABELS", "TextGridAligner", "TextGridMismatch", "frames_from_boundaries", "textgrid_durations"]
+__all__ = ["SILENCE_LABELS", "map_words", "TextGridAligner", "TextGridMismatch", "frames_from_boundaries", "textgrid_durations"]
