@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
             "EllaVNARConfig",
             "EllaVNARModel",
             "EllaVNAROutput",
+            "EllaVAudioStreamer",
             "EllaVGenerationConfig",
             "EllaVPhonemeAdvanceLogitsProcessor",
             "EllaVPreTrainedModel",

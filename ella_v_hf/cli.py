@@ -149,6 +149,46 @@ def check_output_path(path: str) -> None:
         raise ValueError(f"-o {path}: the folder {folder} does not exist")
 
 
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads (``None``: :func:`~ella_v_hf.synthesis.default_threads`); returns the number."""
+    import torch
+
+    from .synthesis import default_threads
+
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    threads = threads or default_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _stream_to_file(args: argparse.Namespace, model, processor, prompt, prompt_rate) -> int:
+    """``ella-v synthesize --stream``: each chunk is appended to the WAV file (and flushed) as it is made."""
+    import soundfile as sf
+
+    from .synthesis import synthesize_stream
+
+    with sf.SoundFile(args.output, "w", samplerate=model.config.sampling_rate, channels=1, subtype="PCM_16") as handle:
+
+        def write(chunk):
+            handle.write(chunk)
+            handle.flush()
+
+        result, first = synthesize_stream(
+            model, processor, args.text, write, prompt_audio=prompt, prompt_text=args.prompt_text, prompt_sampling_rate=prompt_rate,
+            seed=args.seed, do_sample=not args.greedy, temperature=args.temperature, top_p=args.top_p,
+            max_frames_per_phone=args.max_frames_per_phone,
+        )
+    if result.audio.size == 0:
+        raise RuntimeError("the model generated no audio (it ended the utterance at once); try sampling (drop --greedy) or another --seed")
+    seconds = len(result.audio) / result.sampling_rate
+    report = {"output": args.output, "seconds": round(seconds, 3), "cuts": result.cuts, "infinite": result.infinite,
+              "time_to_first_audio_seconds": round(first, 3)}
+    print(json.dumps(report) if args.json else f"streamed {args.output}: {seconds:.2f} s, first audio after {first:.2f} s, "
+          f"{result.cuts} forced EOPs", file=None if args.json else sys.stderr)
+    return 0
+
+
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile as sf
@@ -158,6 +198,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     from .synthesis import load_checkpoint, synthesize
 
     check_output_path(args.output)
+    set_threads(args.threads)
     if args.max_frames_per_phone is not None and args.max_frames_per_phone < 1:
         raise ValueError(f"--max-frames-per-phone must be >= 1, got {args.max_frames_per_phone}")
     prompt, prompt_rate = (None, None)
@@ -178,6 +219,10 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     elif args.text is None:
         raise ValueError("give TEXT or --batch-file")
     model, processor = load_checkpoint(args.model)
+    if args.stream:
+        if args.batch_file:
+            raise ValueError("--stream synthesises one text; drop --batch-file")
+        return _stream_to_file(args, model, processor, prompt, prompt_rate)
     results, failures = [], []
     for number, (text, path) in enumerate(tqdm(jobs, desc="synthesize", disable=len(jobs) == 1, file=sys.stderr), 1):
         try:
@@ -227,7 +272,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA device is available")
-    torch.set_num_threads(args.threads) if args.threads else None
+    set_threads(args.threads)
     results = run_benchmark(device=args.device, preset_name=args.preset, phonemes=args.phonemes, repeats=args.repeats)
     if args.out:
         base = os.path.splitext(args.out)[0]
@@ -386,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--max-frames-per-phone", type=int, default=None, help="frame cap per phoneme (default: the model's, 0.4 s)")
     synth.add_argument("--batch-file", default=None, help="one text per line; writes OUTPUT_0000.wav, …")
     synth.add_argument("--plot", action="store_true", help="also write a PNG of the waveform and spectrogram")
+    synth.add_argument("--stream", action="store_true", help="write the audio to OUTPUT as it is generated (phoneme runs)")
+    synth.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: half the cores, 1-4)")
     synth.add_argument("--json", action="store_true")
     synth.set_defaults(func=_cmd_synthesize)
 

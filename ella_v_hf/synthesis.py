@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +128,71 @@ def load_checkpoint(model: str | os.PathLike | None = None) -> tuple[EllaVForTex
     return tts, processor
 
 
+def default_threads() -> int:
+    """Torch threads for synthesis on a CPU: half the cores, 1 to 4.
+
+    The model is small, so its per-step work does not spread well over many threads, and on a busy
+    machine torch's default (every core) oversubscribes it and runs many times slower.
+    """
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def synthesize_stream(
+    model: EllaVForTextToSpeech,
+    processor: EllaVProcessor,
+    text: str,
+    on_audio,
+    prompt_audio: np.ndarray | None = None,
+    prompt_text: str | None = None,
+    prompt_sampling_rate: int | None = None,
+    seed: int | None = None,
+    chunk_frames: int = 8,
+    **generate_kwargs,
+) -> tuple[SynthesisResult, float | None]:
+    """Like :func:`synthesize`, but audio is handed to ``on_audio(chunk [S] float32)`` as it is made:
+    sentence after sentence, each streamed while its GAR runs, with the sentence pause between them.
+
+    Returns:
+        ``(result, first_audio_seconds)``: the joined result (as :func:`synthesize` returns it) and
+        the seconds from the call to the first chunk.
+    """
+    from .modeling import EllaVAudioStreamer
+
+    sentences = split_sentences(text, processor.tokenizer)
+    if not sentences:
+        raise ValueError("Text is empty or whitespace only; nothing to synthesise.")
+    if seed is not None:
+        torch.manual_seed(seed)
+    started, first = time.perf_counter(), None
+    rate = model.config.sampling_rate
+    pause = np.zeros(int(_pause_seconds(model) * rate), dtype=np.float32)
+    pieces, cuts, infinite = [], 0, 0
+
+    def deliver(chunk: np.ndarray) -> None:
+        nonlocal first
+        if first is None:
+            first = time.perf_counter() - started
+        chunk = np.clip(chunk, -0.99, 0.99).astype(np.float32)  # no normalisation possible before the end
+        pieces.append(chunk)
+        on_audio(chunk)
+
+    for i, sentence in enumerate(sentences):
+        if i:
+            deliver(pause)
+        inputs = processor([sentence], prompt_audio=prompt_audio, prompt_text=prompt_text, sampling_rate=prompt_sampling_rate)
+        generated = model.generate(**inputs, streamer=EllaVAudioStreamer(on_audio=deliver, chunk_frames=chunk_frames), **generate_kwargs)
+        cuts += int(generated.cuts[0])
+        infinite += int(generated.infinite[0])
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+    return SynthesisResult(audio=audio, sampling_rate=rate, sentences=sentences, cuts=cuts, infinite=infinite, segments=[]), first
+
+
+def _pause_seconds(model: EllaVForTextToSpeech) -> float:
+    """The pause between sentences: the generation config's, else the model config's."""
+    value = getattr(model.generation_config, "sentence_pause_seconds", None)
+    return model.config.sentence_pause_seconds if value is None else float(value)
+
+
 def synthesize(
     model: EllaVForTextToSpeech,
     processor: EllaVProcessor,
@@ -165,10 +231,7 @@ def synthesize(
             length = int(generated.audio_lengths[i])
             outputs.append((generated.audio[i, :length], generated.sequences[i], frames[i], int(generated.cuts[i]), bool(generated.infinite[i])))
     rate = model.config.sampling_rate
-    pause_seconds = getattr(model.generation_config, "sentence_pause_seconds", None)
-    if pause_seconds is None:
-        pause_seconds = model.config.sentence_pause_seconds
-    pause = np.zeros(int(pause_seconds * rate), dtype=np.float32)
+    pause = np.zeros(int(_pause_seconds(model) * rate), dtype=np.float32)
     gar = model.config.gar_config
     frame_seconds = 1.0 / gar.frame_rate
     pieces, segments, offset = [], [], 0.0

@@ -65,6 +65,7 @@ from .generation_ella_v import EllaVGenerationConfig, EllaVPhonemeAdvanceLogitsP
 from .mel import LogMel
 from .modeling_ella_v_tts import EllaVForTextToSpeech, EllaVTTSConfig, EllaVTTSOutput
 from .registry import CODECS
+from .streaming_ella_v import EllaVAudioStreamer
 
 __all__ += [
     "CODECS",
@@ -79,6 +80,7 @@ __all__ += [
     "EllaVForTextToSpeech",
     "EllaVMelCodecConfig",
     "EllaVMelCodecModel",
+    "EllaVAudioStreamer",
     "EllaVGenerationConfig",
     "EllaVPhonemeAdvanceLogitsProcessor",
     "EllaVTTSConfig",

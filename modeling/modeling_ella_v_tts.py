@@ -24,6 +24,7 @@ from .sequence_layout import (
     parse_gar_sequence,
     sequence_to_alignment_durations,
 )
+from .streaming_ella_v import EllaVAudioStreamer, GarTokenWatcher
 
 #: GAR tokens one phoneme token takes on average in English speech at 50 Hz (itself, its EOP and
 #: ~4-5 frames; ELLA-V also repeats it in the prefix): the yardstick of the length check.
@@ -349,9 +350,15 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
                 "the fields of EllaVGenerationConfig."
             )
         config.check_supported()
-        if streamer is not None:
-            raise ValueError("streamer= is not supported by this version of EllaVForTextToSpeech.generate().")
         repeats = config.num_return_sequences or 1
+        if streamer is not None:
+            if not isinstance(streamer, EllaVAudioStreamer):
+                raise ValueError(
+                    f"streamer must be an EllaVAudioStreamer (audio chunks), got {type(streamer).__name__}; "
+                    "a text streamer cannot print speech."
+                )
+            if input_ids.shape[0] * repeats != 1:
+                raise ValueError("Streaming works on one text at a time (batch size 1, num_return_sequences=1).")
         if repeats > 1:  # one row per sample; a shared prompt is still encoded and aligned once
             def expand(tensor):
                 return None if tensor is None else tensor.repeat_interleave(repeats, dim=0)
@@ -397,21 +404,36 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         gar_generation = config.gar_generation_config(
             max_new_tokens=max_new_tokens, eos_token_id=space.EOS, pad_token_id=space.PAD, bos_token_id=space.BOS, num_beams=1
         )
+        watcher = None
+        if streamer is not None:
+            streamer.start(self.config.sampling_rate)
+            watcher = GarTokenWatcher(
+                streamer, space, spec,
+                prompt_frames=0 if prompt_code_rows[0] is None else prompt_code_rows[0].shape[-1],
+                decode_codes=lambda first, parsed: self._nar_decode(phonemes[0], first.to(device), prompt_code_rows[0], parsed),
+                decode_audio=self._codec_decode,
+                samples_per_frame=round(self.config.sampling_rate / self.config.codec_config.frame_rate),
+            )
         sequences = self.gar.generate(
             ids.to(device),
             attention_mask=mask.to(device),
             logits_processor=LogitsProcessorList([*(logits_processor or []), processor]),
             generation_config=gar_generation,
+            streamer=watcher,
         )
         audio, lengths, code_rows, infinite = [], [], [], []
         for b in range(len(prompts)):
             parsed = parse_gar_sequence(sequences[b].tolist(), space, spec, strict=False)
             prompt_frames = 0 if prompt_code_rows[b] is None else prompt_code_rows[b].shape[-1]
-            first = torch.tensor(parsed.codes[prompt_frames:], dtype=torch.long, device=device)
             infinite.append(not parsed.complete)
-            codes = self._nar_decode(phonemes[b], first, prompt_code_rows[b], parsed)
+            if watcher is not None:  # the stream, joined, is the output
+                codes = watcher.codes if watcher.codes is not None else torch.zeros(self.config.nar_config.num_codebooks, 0, dtype=torch.long)
+                wave = torch.from_numpy(watcher.audio).to(device)
+            else:
+                first = torch.tensor(parsed.codes[prompt_frames:], dtype=torch.long, device=device)
+                codes = self._nar_decode(phonemes[b], first, prompt_code_rows[b], parsed)
+                wave = self._codec_decode(codes) if codes.shape[-1] else torch.zeros(0, device=device)
             code_rows.append(codes)
-            wave = self._codec_decode(codes) if codes.shape[-1] else torch.zeros(0, device=device)
             audio.append(wave)
             lengths.append(wave.shape[-1])
         longest = max(lengths) if lengths else 0

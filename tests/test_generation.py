@@ -262,6 +262,40 @@ def test_tts_generate_merges_and_checks_generation_options(tts_model, tts_dir, t
     assert max(parse_gar_sequence(out.sequences[0].tolist(), space, spec).frame_counts) <= 2
 
 
+def test_streaming_matches_one_shot_generation(tts_model, tts_dir):
+    import threading
+
+    import numpy as np
+
+    from ella_v_hf import EllaVAudioStreamer
+    from ella_v_hf.processing import EllaVProcessor
+
+    model, processor = tts_model, EllaVProcessor.from_pretrained(tts_dir)
+    inputs = processor(["A longer sentence, so that it streams in several chunks."])
+    one = model.generate(**inputs, do_sample=False)
+    chunks = []
+    streamer = EllaVAudioStreamer(on_audio=chunks.append, chunk_frames=4)
+    streamed = model.generate(**inputs, do_sample=False, streamer=streamer)
+    assert torch.equal(streamed.sequences, one.sequences) and torch.equal(streamed.codes[0], one.codes[0])
+    assert len(chunks) >= 2 and streamer.chunks == len(chunks) and 0 < streamer.first_audio_seconds
+    joined = np.concatenate(chunks)
+    assert joined.size == int(one.audio_lengths[0]) == int(streamed.audio_lengths[0])
+    assert np.array_equal(joined, streamed.audio[0].numpy())  # the returned audio is the stream
+    # Iterating in another thread, as with TextIteratorStreamer.
+    streamer = EllaVAudioStreamer(chunk_frames=4, timeout=300)
+    thread = threading.Thread(target=model.generate, kwargs=dict(**inputs, do_sample=False, streamer=streamer))
+    thread.start()
+    received = list(streamer)
+    thread.join()
+    assert np.array_equal(np.concatenate(received), joined) and streamer.sampling_rate == model.config.sampling_rate
+    with pytest.raises(ValueError, match="batch size 1"):
+        model.generate(**processor(["One.", "Two."]), streamer=EllaVAudioStreamer())
+    from transformers import TextStreamer
+
+    with pytest.raises(ValueError, match="must be an EllaVAudioStreamer"):
+        model.generate(**inputs, streamer=TextStreamer(processor.tokenizer))
+
+
 def test_pipeline(tts_dir):
     from transformers import pipeline
 
@@ -283,6 +317,26 @@ def test_synthesize_cli(tts_dir, tmp_path):
     audio, rate = sf.read(out)
     assert rate == 16000 and audio.size > 0 and np.isfinite(audio).all()
     assert (tmp_path / "out.png").is_file()
+
+
+def test_synthesize_cli_streams(tts_dir, tmp_path):
+    import json
+
+    import soundfile as sf
+
+    out = tmp_path / "stream.wav"
+    result = subprocess.run(
+        [sys.executable, "-m", "ella_v_hf.cli", "synthesize", "One sentence. And another one!", "-o", str(out), "--model", str(tts_dir),
+         "--stream", "--json", "--threads", "1", "--greedy"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    audio, rate = sf.read(out)
+    assert rate == 16000 and abs(audio.size / rate - report["seconds"]) < 1e-2 and 0 < report["time_to_first_audio_seconds"]
+    bad = subprocess.run([sys.executable, "-m", "ella_v_hf.cli", "synthesize", "Hi.", "-o", str(out), "--model", str(tts_dir), "--threads", "0"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--threads must be >= 1" in bad.stderr
 
 
 def test_long_text_is_split():
