@@ -21,6 +21,7 @@ TRAIN = ["accelerate>=1.0", "scikit-learn>=1.3"]  # TensorBoard logging turns on
 EVAL = ["evaluate>=0.4", "jiwer>=3.0", "pocketsphinx>=5.0", "matplotlib>=3.7"]
 PLOT = ["matplotlib>=3.7"]
 TEXTGRID = ["praatio>=6.0"]
+DEMO = ["gradio>=6,<7", "imageio-ffmpeg>=0.5", *PLOT]  # ella-v demo (ffmpeg for streamed audio; matplotlib for the plot)
 
 setup(
     name="ella-v-hf",
@@ -71,7 +72,8 @@ setup(
         "eval": EVAL,
         "plot": PLOT,
         "textgrid": TEXTGRID,
-        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", *TRAIN, *EVAL, *PLOT, *TEXTGRID],
+        "demo": DEMO,
+        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", *TRAIN, *EVAL, *PLOT, *TEXTGRID, *DEMO],
     },
     entry_points={"console_scripts": ["ella-v=ella_v_hf.cli:main"]},
     classifiers=[

@@ -189,6 +189,15 @@ def _stream_to_file(args: argparse.Namespace, model, processor, prompt, prompt_r
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .web_demo import main as serve
+
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+    serve(args.model, port=args.port, host=args.host, threads=args.threads)
+    return 0
+
+
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile as sf
@@ -489,6 +498,13 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--dry-run", metavar="DIR", default=None, help="only stage the upload into DIR")
     push.add_argument("--json", action="store_true")
     push.set_defaults(func=_cmd_push)
+
+    demo = sub.add_parser("demo", help="a web page (Gradio) to try a checkpoint; offline with the bundled demo")
+    demo.add_argument("--model", default=None, help="an EllaVForTextToSpeech directory (default: the bundled demo)")
+    demo.add_argument("--port", type=int, default=7860)
+    demo.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
+    demo.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: half the cores, 1-4)")
+    demo.set_defaults(func=_cmd_demo)
 
     bench = sub.add_parser("bench", help="GAR generation speed vs a stock Llama of the same size, and RTF")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

@@ -166,7 +166,7 @@ def synthesize_stream(
     started, first = time.perf_counter(), None
     rate = model.config.sampling_rate
     pause = np.zeros(int(_pause_seconds(model) * rate), dtype=np.float32)
-    pieces, cuts, infinite = [], 0, 0
+    pieces, cuts, infinite, segments = [], 0, 0, []
 
     def deliver(chunk: np.ndarray) -> None:
         nonlocal first
@@ -180,11 +180,31 @@ def synthesize_stream(
         if i:
             deliver(pause)
         inputs = processor([sentence], prompt_audio=prompt_audio, prompt_text=prompt_text, sampling_rate=prompt_sampling_rate)
+        offset = sum(len(p) for p in pieces) / rate
         generated = model.generate(**inputs, streamer=EllaVAudioStreamer(on_audio=deliver, chunk_frames=chunk_frames), **generate_kwargs)
+        segments += phone_segments(model, processor, generated.sequences[0], int(generated.prompt_frames[0]), offset)
         cuts += int(generated.cuts[0])
         infinite += int(generated.infinite[0])
     audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-    return SynthesisResult(audio=audio, sampling_rate=rate, sentences=sentences, cuts=cuts, infinite=infinite, segments=[]), first
+    return SynthesisResult(audio=audio, sampling_rate=rate, sentences=sentences, cuts=cuts, infinite=infinite, segments=segments), first
+
+
+def phone_segments(model: EllaVForTextToSpeech, processor: EllaVProcessor, sequence: torch.Tensor, prompt_frames: int,
+                   offset: float = 0.0) -> list[tuple[str, float, float]]:
+    """``(phoneme symbol, start s, end s)`` of the generated speech, read from an ELLA-V GAR
+    sequence (each phoneme token owns the frames up to its EOP); empty for VALL-E."""
+    gar = model.config.gar_config
+    if not gar.layout_spec.interleaved:
+        return []
+    frame_seconds = 1.0 / gar.frame_rate
+    parsed = parse_gar_sequence(sequence.tolist(), gar.token_space, gar.layout_spec, strict=False)
+    segments, position = [], -prompt_frames
+    for phoneme, count in zip(parsed.phonemes, parsed.frame_counts):
+        start, position = position, position + count
+        if position > 0:
+            symbol = processor.tokenizer.convert_ids_to_tokens(phoneme)
+            segments.append((symbol, offset + max(start, 0) * frame_seconds, offset + position * frame_seconds))
+    return segments
 
 
 def _pause_seconds(model: EllaVForTextToSpeech) -> float:
@@ -232,8 +252,6 @@ def synthesize(
             outputs.append((generated.audio[i, :length], generated.sequences[i], frames[i], int(generated.cuts[i]), bool(generated.infinite[i])))
     rate = model.config.sampling_rate
     pause = np.zeros(int(_pause_seconds(model) * rate), dtype=np.float32)
-    gar = model.config.gar_config
-    frame_seconds = 1.0 / gar.frame_rate
     pieces, segments, offset = [], [], 0.0
     for i, (wave, sequence, prompt_frames, _, _) in enumerate(outputs):
         if i:
@@ -241,14 +259,7 @@ def synthesize(
             offset += len(pause) / rate
         pieces.append(wave.cpu().numpy().astype(np.float32))
         length = wave.shape[-1]
-        if gar.layout_spec.interleaved:
-            parsed = parse_gar_sequence(sequence.tolist(), gar.token_space, gar.layout_spec, strict=False)
-            position = -prompt_frames
-            for phoneme, count in zip(parsed.phonemes, parsed.frame_counts):
-                start, position = position, position + count
-                if position > 0:
-                    symbol = processor.tokenizer.convert_ids_to_tokens(phoneme)
-                    segments.append((symbol, offset + max(start, 0) * frame_seconds, offset + position * frame_seconds))
+        segments += phone_segments(model, processor, sequence, prompt_frames, offset)
         offset += length / rate
     audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
     peak = float(np.abs(audio).max()) if audio.size else 0.0

@@ -1,0 +1,195 @@
+"""``ella-v demo``: a Gradio page to try a checkpoint (offline with the bundled demo).
+
+Text box, optional voice prompt (upload or record, with its transcript), sampling controls,
+streamed audio out (chunks arrive while the GAR is still generating), the full recording, the
+phone-alignment plot, and examples. API endpoint ``/synthesize`` takes the text and returns the
+audio::
+
+    from gradio_client import Client
+    Client("http://127.0.0.1:7860/").predict("Hello.", api_name="/synthesize")   # -> path of a WAV
+
+As a Hugging Face Space: an ``app.py`` with ``from ella_v_hf.web_demo import build_app;
+build_app("YOUR/MODEL").launch()`` and ``ella-v-hf[demo]`` in ``requirements.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ._optional import require
+
+EXAMPLES = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+]
+#: No web fonts: the page must work offline.
+FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def _to_mono_float(audio: tuple[int, np.ndarray] | None) -> tuple[np.ndarray | None, int | None]:
+    """Gradio's ``(rate, int16 or float array [S] or [S, C])`` -> ``(float32 [S], rate)``."""
+    if audio is None:
+        return None, None
+    rate, data = audio
+    data = np.asarray(data)
+    if np.issubdtype(data.dtype, np.integer):
+        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max)
+    if data.ndim == 2:
+        data = data.mean(axis=1)
+    return data.astype(np.float32), int(rate)
+
+
+def ensure_ffmpeg() -> str:
+    """Gradio's streamed audio output needs an ``ffmpeg`` executable on PATH: use the system's, else
+    the static build of the ``imageio-ffmpeg`` wheel (linked as ``ffmpeg`` in a private folder).
+
+    Raises:
+        RuntimeError: Neither is available.
+    """
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError as error:
+        raise RuntimeError(
+            "The streamed audio of ella-v demo needs ffmpeg: apt-get install ffmpeg, or pip install 'ella-v-hf[demo]' (imageio-ffmpeg)"
+        ) from error
+    folder = Path(tempfile.gettempdir()) / f"ella-v-ffmpeg-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    folder.mkdir(exist_ok=True)
+    link = folder / "ffmpeg"
+    if not link.exists():
+        link.symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+    os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
+    return str(link)
+
+
+def _pcm16(audio: np.ndarray) -> np.ndarray:
+    """float [-1, 1] -> int16 (what Gradio sends to the browser)."""
+    return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def build_app(model: str | os.PathLike | None = None, threads: int | None = None):
+    """The Gradio ``Blocks`` app for a checkpoint (``None``: the bundled ELLA-V demo).
+
+    Args:
+        model: An EllaVForTextToSpeech directory or Hub id.
+        threads: Torch CPU threads (default: :func:`~ella_v_hf.synthesis.default_threads`).
+    """
+    gr = require("gradio", "demo", "ella-v demo")
+    import torch
+
+    ensure_ffmpeg()
+    from .synthesis import default_threads, load_checkpoint, synthesize, synthesize_stream
+
+    torch.set_num_threads(threads or default_threads())
+    tts, processor = load_checkpoint(model)
+    rate = tts.config.sampling_rate
+    lock = threading.Lock()  # one generation at a time: the model is shared
+    out_dir = Path(tempfile.mkdtemp(prefix="ella-v-demo-"))
+
+    def options(greedy: bool, top_p: float, temperature: float, max_frames: float | None) -> dict:
+        chosen = dict(do_sample=not greedy, top_p=float(top_p), temperature=float(temperature))
+        if max_frames:
+            chosen["max_frames_per_phone"] = int(max_frames)
+        return chosen
+
+    def stream(text, prompt_audio, prompt_text, greedy, top_p, temperature, seed, max_frames) -> Iterator:
+        """Yields (streamed chunk, full recording, plot, status) while generating."""
+        if not text or not text.strip():
+            raise gr.Error("Type a sentence first.")
+        wav, prompt_rate = _to_mono_float(prompt_audio)
+        if wav is not None and not (prompt_text or "").strip():
+            raise gr.Error("A voice prompt needs its transcript.")
+        chunks: queue.Queue = queue.Queue()
+        outcome: dict = {}
+
+        def run() -> None:
+            try:
+                with lock:
+                    outcome["result"], outcome["first"] = synthesize_stream(
+                        tts, processor, text, chunks.put, prompt_audio=wav, prompt_text=prompt_text or None,
+                        prompt_sampling_rate=prompt_rate, seed=int(seed), **options(greedy, top_p, temperature, max_frames),
+                    )
+            except Exception as error:  # shown in the page, not lost in the server log
+                outcome["error"] = error
+            finally:
+                chunks.put(None)
+
+        threading.Thread(target=run, daemon=True).start()
+        while (chunk := chunks.get()) is not None:
+            yield (rate, _pcm16(chunk)), None, None, "generating…"
+        if "error" in outcome:
+            raise gr.Error(str(outcome["error"]))
+        result = outcome["result"]
+        from .processing.plot import plot_speech
+
+        name = f"speech-{threading.get_ident()}-{abs(hash(text)) % 10**8}"
+        plot = out_dir / f"{name}.png"
+        plot_speech(result.audio, rate, plot, text, result.segments, frame_rate=float(tts.config.codec_config.frame_rate))
+        status = (f"{len(result.audio) / rate:.2f} s of speech, first audio after {outcome['first']:.2f} s, "
+                  f"{result.cuts} forced EOPs, {len(result.sentences)} sentence(s)")
+        yield None, (rate, _pcm16(result.audio)), str(plot), status
+
+    def synthesize_api(text: str) -> tuple[int, np.ndarray]:
+        """Text -> ``(rate, waveform)`` (top-p 0.9, seed 0): the ``/synthesize`` endpoint (clients get a WAV file)."""
+        if not text or not text.strip():
+            raise gr.Error("Empty text.")
+        with lock:
+            result = synthesize(tts, processor, text, seed=0, progress=False)
+        return rate, _pcm16(result.audio)
+
+    name = Path(str(model)).name if model else "bundled ELLA-V demo"
+    with gr.Blocks(title="ELLA-V text-to-speech", analytics_enabled=False) as app:
+        gr.Markdown(f"# ELLA-V text-to-speech\nModel: `{name}` ({tts.config.gar_config.layout} layout, {rate} Hz). "
+                    "Audio streams while the model is still generating; the full recording and the phone alignment follow.")
+        with gr.Row():
+            with gr.Column():
+                text = gr.Textbox(label="Text", lines=3, placeholder="Type a sentence…", elem_id="text")
+                with gr.Accordion("Voice prompt (optional)", open=False):
+                    prompt_audio = gr.Audio(label="Prompt audio", sources=["upload", "microphone"], type="numpy")
+                    prompt_text = gr.Textbox(label="Its transcript")
+                with gr.Accordion("Sampling", open=False):
+                    greedy = gr.Checkbox(label="Greedy (no sampling)", value=False)
+                    top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="top-p")
+                    temperature = gr.Slider(0.1, 1.5, value=1.0, step=0.05, label="temperature")
+                    seed = gr.Number(value=0, precision=0, label="seed")
+                    max_frames = gr.Number(value=None, precision=0, label="frame cap per phoneme (empty: the model's)")
+                button = gr.Button("Synthesize", variant="primary", elem_id="synthesize")
+                gr.Examples(EXAMPLES, inputs=[text])
+            with gr.Column():
+                streamed = gr.Audio(label="Streamed", streaming=True, autoplay=True, elem_id="streamed")
+                full = gr.Audio(label="Full recording", type="numpy", format="wav", elem_id="full")
+                plot = gr.Image(label="Waveform, spectrogram and generated phones", type="filepath")
+                status = gr.Markdown(elem_id="status")
+        button.click(stream, [text, prompt_audio, prompt_text, greedy, top_p, temperature, seed, max_frames],
+                     [streamed, full, plot, status], api_name="synthesize_stream")
+        api_text, api_audio = gr.Textbox(visible=False), gr.Audio(visible=False, type="numpy", format="wav")
+        gr.Button(visible=False).click(synthesize_api, [api_text], [api_audio], api_name="synthesize")
+    return app
+
+
+def launch(app, port: int = 7860, host: str = "127.0.0.1", block: bool = True):
+    """Serve ``app`` offline (system fonts, no analytics); ``block=False`` returns at once (tests)."""
+    gr = require("gradio", "demo", "ella-v demo")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    return app.queue().launch(server_name=host, server_port=port, show_error=True, theme=gr.themes.Default(**FONTS),
+                              prevent_thread_lock=not block, quiet=not block)
+
+
+def main(model: str | None = None, port: int = 7860, host: str = "127.0.0.1", threads: int | None = None) -> None:
+    """Serve the app for a checkpoint (blocks until interrupted)."""
+    launch(build_app(model, threads), port, host)
+
+
+__all__ = ["EXAMPLES", "build_app", "launch", "main"]

@@ -1,0 +1,89 @@
+"""`ella-v demo`: the Gradio app through gradio_client and in a real headless browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+
+import pytest
+
+gr = pytest.importorskip("gradio", reason="the [demo] extra (in [dev]) installs gradio")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tts_dir):
+    from ella_v_hf.web_demo import build_app, launch
+
+    app = build_app(tts_dir, threads=1)
+    port = free_port()
+    launch(app, port=port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+def test_synthesize_endpoint_through_gradio_client(served):
+    import soundfile as sf
+    from gradio_client import Client
+
+    client = Client(served, verbose=False)
+    path = client.predict("Hello.", api_name="/synthesize")
+    audio, rate = sf.read(path)
+    assert rate == 16000 and audio.size > 0
+    names = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert "/synthesize" in names and "/synthesize_stream" in names
+    # The page's own handler streams and then returns the full recording, the plot and a status line.
+    streamed, full, plot, status = client.predict("The birch canoe slid.", None, "", True, 0.9, 1.0, 0, None,
+                                                  api_name="/synthesize_stream")
+    assert sf.read(full)[0].size > 0 and os.path.getsize(plot) > 0 and "s of speech, first audio after" in status
+
+
+def test_page_in_a_headless_browser(served, tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="CI installs selenium")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver_path = shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        pytest.skip("needs Debian's chromium and chromium-driver (CI installs them)")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        browser.get(served)
+        wait = WebDriverWait(browser, 240)
+        box = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#text textarea")))
+        box.send_keys("Glue the sheet to the dark blue background.")
+        browser.find_element(By.CSS_SELECTOR, "#synthesize").click()
+
+        def streamed_audio_seconds(driver):  # the streamed <audio> element, once generation has finished
+            if "first audio after" not in driver.find_element(By.CSS_SELECTOR, "#status").text:
+                return False
+            seconds = driver.execute_script(
+                "return Math.max(0, ...Array.from(document.querySelectorAll('audio'))"
+                ".map(a => isFinite(a.duration) ? a.duration : 0));"
+            )
+            return seconds if seconds and seconds > 0 else False
+
+        seconds = wait.until(streamed_audio_seconds)
+        assert seconds > 0
+        # The full recording's player shows its length (Gradio draws it with its own waveform player).
+        wait.until(lambda d: any(t.text.strip() not in ("", "0:00") for t in d.find_elements(By.CSS_SELECTOR, "#full time")))
+        time.sleep(1)
+        shot = os.environ.get("ELLA_V_SCREENSHOT") or str(tmp_path / "demo.png")
+        browser.save_screenshot(shot)
+        assert os.path.getsize(shot) > 0
+    finally:
+        browser.quit()
