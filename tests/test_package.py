@@ -60,16 +60,19 @@ def test_cli_reports_bad_arguments_clearly():
     assert result.returncode == 2 and "num_phonemes must be >= 1" in result.stderr
 
 
-def test_bench_runs_and_reports_every_figure():
+def test_bench_runs_and_reports_every_figure(tts_dir):
     from ella_v_hf.evaluation.bench import markdown, run_benchmark
 
-    results = run_benchmark(phonemes=2, repeats=1, overrides=dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128))
+    results = run_benchmark(phonemes=2, repeats=1, overrides=dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128),
+                            demo_sentences=("Hello there.", "A second sentence."), demo_model=tts_dir)
     for batch in ("1", "16"):
         row = results["batches"][batch]
         assert row["ella_v_tokens_per_second"] > 0 and row["llama_tokens_per_second"] > 0 and row["ratio_vs_llama"] > 0
     assert results["end_to_end"]["audio_seconds"] > 0 and results["end_to_end"]["rtf"] > 0
     assert results["training"]["ella_v_tokens_per_second"] > 0 and results["training"]["ratio_vs_llama"] > 0
     assert "ratio vs Llama" in markdown(results)
+    assert results["end_to_end_demo"]["rtf"] > 0 and results["end_to_end_demo"]["sentences"] == 2
+    assert results["streaming"]["time_to_first_audio_seconds"] > 0 and "time to first audio" in markdown(results)
 
 
 def test_push_staging_offline(tmp_path):
