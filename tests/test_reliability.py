@@ -344,7 +344,7 @@ def test_a_bad_batch_line_is_reported_and_the_rest_synthesised(tmp_path):
 
 def test_generate_refuses_a_zero_frame_cap():
     tok = EllaVPhonemeTokenizer()
-    with pytest.raises(ValueError, match="max_frames_per_phone must be >= 1"):
+    with pytest.raises(ValueError, match="max_frames_per_phone must be a positive integer, got 0"):
         tiny_tts(tok.vocab_size).generate(**EllaVProcessor(tok)("Hi."), max_frames_per_phone=0)
 
 
