@@ -119,7 +119,7 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                 with lock:
                     outcome["result"], outcome["first"] = synthesize_stream(
                         tts, processor, text, chunks.put, prompt_audio=wav, prompt_text=prompt_text or None,
-                        prompt_sampling_rate=prompt_rate, seed=int(seed), **options(greedy, top_p, temperature, max_frames),
+                        prompt_sampling_rate=prompt_rate, seed=int(seed or 0), **options(greedy, top_p, temperature, max_frames),
                     )
             except Exception as error:  # shown in the page, not lost in the server log
                 outcome["error"] = error
