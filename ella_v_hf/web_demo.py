@@ -25,13 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from ._optional import require
+from .processing.demo_corpus import FALLBACK_SENTENCES
 
-EXAMPLES = [
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It's easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-]
+#: The first Harvard sentences (public domain), as the page's examples.
+EXAMPLES = FALLBACK_SENTENCES[:4]
 #: No web fonts: the page must work offline.
 FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 

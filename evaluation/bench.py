@@ -32,30 +32,10 @@ from ..modeling import (
     build_gar_sequence,
 )
 from ..presets import preset
+from ..processing.demo_corpus import FALLBACK_SENTENCES
 
 #: Harvard sentences (lists 1-2, public domain): the real text of the end-to-end figures.
-HARVARD_20 = (
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It's easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-    "Rice is often served in round bowls.",
-    "The juice of lemons makes fine punch.",
-    "The box was thrown beside the parked truck.",
-    "The hogs were fed chopped corn and garbage.",
-    "Four hours of steady work faced us.",
-    "A large size in stockings is hard to sell.",
-    "The boy was there when the sun rose.",
-    "A rod is used to catch pink salmon.",
-    "The source of the huge river is the clear spring.",
-    "Kick the ball straight and follow through.",
-    "Help the woman get back to her feet.",
-    "A pot of tea helps to pass the evening.",
-    "Smoky fires lack flame and heat.",
-    "The soft cushion broke the man's fall.",
-    "The salt breeze came across from the sea.",
-    "The girl at the booth sold fifty bonds.",
-)
+HARVARD_20 = tuple(FALLBACK_SENTENCES[:20])
 
 
 def run_demo_benchmark(model_dir=None, sentences=HARVARD_20, device: str = "cpu", seed: int = 0) -> dict:
