@@ -319,7 +319,7 @@ def _cmd_train_codec(args: argparse.Namespace) -> int:
     config = CodecTrainConfig.from_file(args.config) if args.config else CodecTrainConfig()
     if args.max_steps is not None:
         config.max_steps = args.max_steps
-    summary = train_codec(config, args.data, args.out, resume=args.resume)
+    summary = train_codec(config, args.data, args.out, resume=args.resume, alignments=args.alignments)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -367,6 +367,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         prompt_audio=args.prompt_audio,
         prompt_text=args.prompt_text,
+        stages=args.stages,
     )
     if args.json:
         print(json.dumps(result["summary"]))
@@ -473,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--prompt-text", default=None)
     ev.add_argument("--limit", type=int, default=None)
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--stages", action="store_true",
+                    help="also score the first codebook alone: the reference's (codec_first_codebook) and each strategy's generated one")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
 
@@ -482,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--config", default=None, help="JSON recipe, e.g. training/configs/codec-50hz.json")
     tc.add_argument("--max-steps", type=int, default=None)
     tc.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    tc.add_argument("--alignments", default=None,
+                    help="an `ella-v prepare` output of --data: its forced alignments are the targets of the recipe's phoneme_loss_weight")
     tc.add_argument("--json", action="store_true")
     tc.set_defaults(func=_cmd_train_codec)
 

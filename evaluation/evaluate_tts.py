@@ -164,8 +164,15 @@ def evaluate_model(
     prompt_audio: str | None = None,
     prompt_text: str | None = None,
     progress: bool = True,
+    stages: bool = False,
 ) -> dict:
-    """Evaluate a checkpoint (see the module docstring). Writes ``out`` (JSON), ``.md`` and ``.png`` beside it."""
+    """Evaluate a checkpoint (see the module docstring). Writes ``out`` (JSON), ``.md`` and ``.png`` beside it.
+
+    With ``stages`` two diagnostic rows per system locate the loss: ``codec_first_codebook`` (the
+    reference resynthesised from its first codebook only: all a perfect GAR could give without a
+    NAR) and ``STRATEGY [first codebook]`` (the generated first codebook decoded alone, i.e. the GAR
+    without the NAR's codebooks).
+    """
     if mode not in ("continuation", "cross", "none"):
         raise ValueError(f"Unknown prompt mode {mode!r}; expected continuation, cross or none")
     strategies = {s: parse_strategy(s) for s in sweep}
@@ -196,6 +203,8 @@ def evaluate_model(
         score("ground_truth", item, item.reference_audio, {})
         codes = encode_waveform(model.codec, item.reference_audio, rate)
         score("codec_resynthesis", item, decode_codes(model.codec, codes), {})
+        if stages:
+            score("codec_first_codebook", item, decode_codes(model.codec, codes[:1]), {})
     for name, kwargs in strategies.items():
         for item in tqdm(items, desc=name, disable=not progress):
             torch.manual_seed(seed)
@@ -210,6 +219,11 @@ def evaluate_model(
                 "cuts": int(generated.cuts[0]),
                 **({"rtf": elapsed / (len(audio) / rate)} if audio.size else {}),
             })
+            if stages:
+                first = generated.codes[0][:1]  # [1, T] the GAR's codebook alone
+                score(f"{name} [first codebook]", item, decode_codes(model.codec, first) if first.shape[-1] else np.zeros(0, np.float32), {
+                    "infinite": bool(generated.infinite[0]), "cuts": int(generated.cuts[0]),
+                })
     summary = {}
     for name, items_rows in rows.items():
         metrics = wer_cer([r["reference"] for r in items_rows], [r["hypothesis"] for r in items_rows])

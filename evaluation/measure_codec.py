@@ -5,6 +5,16 @@ resynthesis from the first k codebooks, for every k = 1 … K.
 
 ``--codec`` is any saved codec (``AutoModel.from_pretrained``: the learned codec, the k-means mel
 codec, EnCodec). Measure on held-out utterances the codec never saw.
+
+How hard the first codebook is for a GAR, from an ``ella-v prepare`` output made with the codec
+(its codes and forced alignments; no audio is decoded):
+
+    python -m ella_v_hf.evaluation.measure_codec --prepared PREPARED --json
+
+reports the plug-in entropies ``H(c1)`` and ``H(c1 | aligned phoneme)`` in nats (what a GAR that
+knew only the current phoneme would still have to guess per frame), the first codebook's
+phoneme purity (how often a code's most frequent phoneme is the frame's) and the mean run length
+of repeated codes.
 """
 
 from __future__ import annotations
@@ -59,15 +69,63 @@ def measure_codec(codec_dir: str, data: str, n: int | None = None, levels: list[
     }
 
 
+def first_codebook_statistics(prepared: str) -> dict:
+    """Entropy of the first codebook, with and without the aligned phoneme (see the module docstring).
+
+    Args:
+        prepared: An ``ella-v prepare`` output directory (``dataset/`` with codes and durations).
+
+    Returns:
+        ``{"frames", "entropy", "entropy_given_phoneme", "phoneme_purity", "mean_run_length"}``.
+    """
+    import numpy as np
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(f"{prepared}/dataset").select_columns(["codes", "phoneme_ids", "durations"])
+    codes_all, phones_all, runs = [], [], []
+    for row in dataset:
+        first = np.asarray(row["codes"][0], dtype=np.int64)  # [T]
+        phones = np.repeat(np.asarray(row["phoneme_ids"], dtype=np.int64), np.asarray(row["durations"], dtype=np.int64))
+        if len(phones) != len(first):
+            raise ValueError(f"{prepared}: an utterance has {len(first)} frames but its alignment covers {len(phones)}")
+        codes_all.append(first)
+        phones_all.append(phones)
+        changes = np.flatnonzero(np.diff(first)) if len(first) > 1 else np.zeros(0, dtype=np.int64)
+        runs.append(len(first) / (len(changes) + 1))
+    codes, phones = np.concatenate(codes_all), np.concatenate(phones_all)
+    joint = np.zeros((phones.max() + 1, codes.max() + 1))
+    np.add.at(joint, (phones, codes), 1)
+    p_joint = joint / joint.sum()
+    p_code, p_phone = p_joint.sum(0), p_joint.sum(1)
+
+    def entropy(p):
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    return {
+        "frames": int(len(codes)),
+        "entropy": entropy(p_code),
+        "entropy_given_phoneme": entropy(p_joint.ravel()) - entropy(p_phone),
+        "phoneme_purity": float(joint.max(0).sum() / joint.sum()),
+        "mean_run_length": float(np.mean(runs)),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--codec", required=True, help="a saved codec directory")
-    parser.add_argument("--data", required=True, help="audiofolder / LibriTTS / LibriSpeech directory")
+    parser.add_argument("--codec", default=None, help="a saved codec directory")
+    parser.add_argument("--data", default=None, help="audiofolder / LibriTTS / LibriSpeech directory")
+    parser.add_argument("--prepared", default=None, help="instead: first-codebook entropies of an `ella-v prepare` output")
     parser.add_argument("--n", type=int, default=None, help="utterances to measure (default: all)")
     parser.add_argument("--levels", type=int, nargs="*", default=None, help="k values (default: 1..K)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = measure_codec(args.codec, args.data, args.n, args.levels)
+    if args.prepared:
+        result = first_codebook_statistics(args.prepared)
+    elif args.codec and args.data:
+        result = measure_codec(args.codec, args.data, args.n, args.levels)
+    else:
+        parser.error("give --codec and --data (resynthesis WER), or --prepared (first-codebook entropies)")
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     return 0
 

@@ -179,19 +179,26 @@ class ResidualVectorQuantizer(nn.Module):
             self.cluster_size[level][dead] = self.threshold
             self.embed_sum[level][dead] = picks * self.threshold
 
-    def forward(self, latents: torch.Tensor, levels: torch.LongTensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, latents: torch.Tensor, levels: torch.LongTensor, return_first: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass with quantiser dropout.
 
         Args:
             latents: ``[B, T, D]`` encoder outputs.
             levels: ``[B]`` quantiser levels each example keeps (1..K).
+            return_first: Also return the first level's quantised latents ``[B, T, D]`` with
+                straight-through gradients (every example keeps level 1), for a loss on what the
+                first codebook alone carries.
 
         Returns:
-            ``(quantized [B, T, D]`` with straight-through gradients, ``commitment loss)``.
+            ``(quantized [B, T, D]`` with straight-through gradients, ``commitment loss)``, and the
+            first level's ``[B, T, D]`` with ``return_first``.
         """
         residual = latents
         quantized = torch.zeros_like(latents)
         commitment = latents.new_zeros(())
+        first = None
         for level in range(len(self.codebooks)):
             active = levels > level  # [B]
             if not active.any():
@@ -207,7 +214,10 @@ class ResidualVectorQuantizer(nn.Module):
             step[active] = chosen
             quantized = quantized + step
             residual = residual - step
-        return latents + (quantized - latents).detach(), commitment
+            if level == 0:
+                first = latents + (step - latents).detach()
+        quantized = latents + (quantized - latents).detach()
+        return (quantized, commitment, first) if return_first else (quantized, commitment)
 
 
 class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
@@ -278,16 +288,19 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
             levels: ``[B]`` quantiser levels kept per example (quantiser dropout); all by default.
 
         Returns:
-            ``{"loss", "reconstruction_loss", "commitment_loss", "reconstruction" [B, T_mel, n_mels]}``;
-            the reconstruction loss is L1 + L2 on the normalised log-mel.
+            ``{"loss", "reconstruction_loss", "commitment_loss", "reconstruction" [B, T_mel, n_mels],
+            "first_level" [B, T, codebook_dim]}``; the reconstruction loss is L1 + L2 on the
+            normalised log-mel; ``first_level`` is the first codebook's quantised latents
+            (straight-through), on which ``ella-v train-codec`` can put a phoneme loss.
         """
         if levels is None:
             levels = torch.full((input_features.shape[0],), self.config.num_codebooks, device=input_features.device)
-        quantized, commitment = self.quantizer(self.latents(input_features), levels)
+        quantized, commitment, first = self.quantizer(self.latents(input_features), levels, return_first=True)
         reconstruction = self.reconstruct(quantized)
         recon_loss = F.l1_loss(reconstruction, input_features) + F.mse_loss(reconstruction, input_features)
         loss = recon_loss + self.config.commitment_weight * commitment
-        return {"loss": loss, "reconstruction_loss": recon_loss, "commitment_loss": commitment, "reconstruction": reconstruction}
+        return {"loss": loss, "reconstruction_loss": recon_loss, "commitment_loss": commitment, "reconstruction": reconstruction,
+                "first_level": first}
 
     # -- codec interface ----------------------------------------------------------------------
     @torch.no_grad()

@@ -61,6 +61,16 @@ def test_evaluate_produces_every_field(prepared_corpus, flite_corpus, tmp_path):
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0
 
 
+def test_evaluate_stages_score_the_first_codebook_alone(tts_dir, flite_corpus, tmp_path):
+    result = evaluate_model(str(tts_dir), str(flite_corpus), str(tmp_path / "e.json"), mode="none", sim="none",
+                            sweep=["greedy"], limit=2, progress=False, stages=True)
+    assert list(result["summary"]) == ["ground_truth", "codec_resynthesis", "codec_first_codebook", "greedy", "greedy [first codebook]"]
+    rows = result["utterances"]
+    assert [r["seconds"] for r in rows["greedy [first codebook]"]] == [r["seconds"] for r in rows["greedy"]]  # the same frames
+    assert [r["seconds"] for r in rows["codec_first_codebook"]] == [r["seconds"] for r in rows["codec_resynthesis"]]
+    assert result["summary"]["greedy [first codebook]"]["inf_rate"] == result["summary"]["greedy"]["inf_rate"]
+
+
 def test_eval_set_sentences_exclude_the_training_corpus(flite_corpus, tmp_path):
     from ella_v_hf.evaluation.eval_sets import make_eval_set, unseen_sentences
     from ella_v_hf.processing import read_corpus

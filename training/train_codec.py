@@ -7,6 +7,13 @@ plus the commitment loss, with AdamW, warmup and cosine decay under Accelerate. 
 ``eval_every`` steps the held-out utterances (split by prompt, never trained on) are reconstructed
 from the first codebook alone and from all codebooks; checkpoints are atomic and ``--resume``
 continues exactly where a run stopped. ``OUT/model`` always holds the newest codec.
+
+Phoneme distillation (``phoneme_loss_weight > 0`` with ``alignments=`` an ``ella-v prepare``
+output of the same corpus): a linear classifier reads each frame's aligned phoneme from the first
+codebook's quantised latents and its cross-entropy joins the loss, so that the first codebook, the
+one the GAR predicts, carries the phonetic content (SpeechTokenizer distils HuBERT into its first
+level the same way; here the forced alignments are the teacher). The classifier is a training aid
+and is not part of the saved codec; its held-out frame accuracy is logged as ``eval_phone_accuracy``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ class CodecTrainConfig(JsonRecipe):
     warmup_steps: int = 200
     max_grad_norm: float = 1.0
     quantizer_dropout: bool = True
+    phoneme_loss_weight: float = 0.0
     mixed_precision: str = "no"
     eval_fraction: float = 0.05
     eval_utterances: int = 60
@@ -63,6 +71,8 @@ class CodecTrainConfig(JsonRecipe):
             raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must lie in (0, 1), got {self.eval_fraction}")
+        if self.phoneme_loss_weight < 0:
+            raise ValueError(f"phoneme_loss_weight must be >= 0, got {self.phoneme_loss_weight}")
 
 
 def corpus_features(model: EllaVCodecModel, data: str | os.PathLike, progress: bool = True) -> tuple[list, list[np.ndarray]]:
@@ -93,28 +103,110 @@ def corpus_features(model: EllaVCodecModel, data: str | os.PathLike, progress: b
     return kept, features
 
 
+def frame_phoneme_labels(
+    utterances: list, features: list[np.ndarray], alignments: str | os.PathLike
+) -> tuple[list[np.ndarray], int]:
+    """Each utterance's aligned phoneme per log-mel frame, from an ``ella-v prepare`` output.
+
+    The prepared corpus holds every utterance's tokenizer ids and their durations in its codec's
+    frames; they are stretched onto this codec's log-mel frames (nearest frame). Utterances the
+    prepared corpus lacks (skipped there) get ``-100`` (ignored) everywhere.
+
+    Returns:
+        ``(labels, num_classes)``: per utterance ``[T_mel]`` int64, and the tokenizer's size.
+
+    Raises:
+        ValueError: ``alignments`` is not a prepared corpus, shares no utterance with this one, or an
+            utterance's aligned length disagrees with its audio by more than 5 % + 2 frames.
+    """
+    from datasets import load_from_disk
+
+    from ..processing import EllaVProcessor
+
+    folder = Path(alignments)
+    if not (folder / "dataset").is_dir() or not (folder / "processor").is_dir():
+        raise ValueError(f"{folder} is not an `ella-v prepare` output (no dataset/ and processor/): it holds the alignments")
+    num_classes = len(EllaVProcessor.from_pretrained(folder / "processor").tokenizer)
+    dataset = load_from_disk(str(folder / "dataset")).select_columns(["id", "phoneme_ids", "durations"])
+    rows = {row["id"]: (row["phoneme_ids"], row["durations"]) for row in dataset}
+    labels, found = [], 0
+    for utterance, feature in zip(utterances, features):
+        frames = len(feature)
+        if utterance.id not in rows:
+            labels.append(np.full(frames, -100, dtype=np.int64))
+            continue
+        ids, durations = rows[utterance.id]
+        per_frame = np.repeat(np.asarray(ids, dtype=np.int64), np.asarray(durations, dtype=np.int64))  # [T_aligned]
+        if not len(per_frame):
+            raise ValueError(f"{utterance.id}: the alignment in {folder} covers no frame")
+        # The aligned frames span the same audio as the log-mel frames: map by relative position.
+        ratio = frames / len(per_frame)
+        nearest = max(1, round(ratio))
+        if abs(len(per_frame) * nearest - frames) > 0.05 * frames + 2 * nearest:
+            raise ValueError(
+                f"{utterance.id}: the alignment in {folder} covers {len(per_frame)} frames but the audio has {frames} "
+                f"log-mel frames (ratio {ratio:.3f}): the prepared corpus holds other audio"
+            )
+        index = np.minimum((np.arange(frames) * len(per_frame)) // frames, len(per_frame) - 1)
+        labels.append(per_frame[index])
+        found += 1
+    if not found:
+        raise ValueError(f"{folder} shares no utterance id with the codec's corpus: prepare this corpus first")
+    if found < len(utterances):
+        print(f"phoneme distillation: {len(utterances) - found} of {len(utterances)} utterances have no alignment "
+              f"in {folder} and are trained without the phoneme loss", file=sys.stderr)
+    return labels, num_classes
+
+
 def _levels(batch: int, num_codebooks: int, dropout: bool, generator: torch.Generator) -> torch.LongTensor:
     if not dropout:
         return torch.full((batch,), num_codebooks)
     return torch.randint(1, num_codebooks + 1, (batch,), generator=generator)
 
 
-def _crops(features: list[np.ndarray], weights: np.ndarray, batch: int, frames: int, rng: np.random.Generator) -> torch.Tensor:
-    """``batch`` random crops of ``frames`` frames, utterances drawn in proportion to their length."""
+def _crops(
+    features: list[np.ndarray], weights: np.ndarray, batch: int, frames: int, rng: np.random.Generator,
+    labels: list[np.ndarray] | None = None,
+) -> tuple[torch.Tensor, torch.LongTensor | None]:
+    """``batch`` random crops of ``frames`` frames, utterances drawn in proportion to their length:
+    ``([batch, frames, n_mels], [batch, frames]`` phoneme labels of the same frames, or None)."""
     rows = rng.choice(len(features), size=batch, p=weights)
-    out = np.stack([features[r][s : s + frames] for r in rows for s in [rng.integers(0, len(features[r]) - frames + 1)]])
-    return torch.from_numpy(out)
+    starts = [int(rng.integers(0, len(features[r]) - frames + 1)) for r in rows]
+    out = torch.from_numpy(np.stack([features[r][s : s + frames] for r, s in zip(rows, starts)]))
+    if labels is None:
+        return out, None
+    return out, torch.from_numpy(np.stack([labels[r][s : s + frames] for r, s in zip(rows, starts)]))
 
 
-def reconstruction_losses(model: EllaVCodecModel, features: list[torch.Tensor]) -> dict[str, float]:
-    """Mean held-out reconstruction loss (L1 + L2, normalised log-mel) from the first codebook and from all."""
+def _phoneme_loss(head: torch.nn.Module, first_level: torch.Tensor, labels: torch.LongTensor, downsample: int) -> torch.Tensor:
+    """Cross-entropy of the aligned phoneme of every code frame from the first level ``[B, T, D]``;
+    ``labels [B, T * downsample]`` at the log-mel rate (each code frame takes its first mel frame's)."""
+    logits = head(first_level)  # [B, T, classes]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[:, ::downsample].reshape(-1), ignore_index=-100)
+
+
+def reconstruction_losses(
+    model: EllaVCodecModel, features: list[torch.Tensor], head: torch.nn.Module | None = None,
+    labels: list[torch.LongTensor] | None = None,
+) -> dict[str, float]:
+    """Mean held-out reconstruction loss (L1 + L2, normalised log-mel) from the first codebook and
+    from all; with a phoneme ``head`` and ``labels`` also the first level's frame accuracy."""
     model.eval()
     totals = {"level_1": 0.0, "all": 0.0}
+    correct = counted = 0
     with torch.no_grad():
-        for feature in features:
+        for i, feature in enumerate(features):
             x = feature[None]
             for key, levels in (("level_1", 1), ("all", model.config.num_codebooks)):
-                totals[key] += float(model(x, levels=torch.tensor([levels]))["reconstruction_loss"]) / len(features)
+                outputs = model(x, levels=torch.tensor([levels]))
+                totals[key] += float(outputs["reconstruction_loss"]) / len(features)
+            if head is not None and labels is not None:
+                target = labels[i][None, :: model.config.downsample][:, : outputs["first_level"].shape[1]]
+                keep = target >= 0
+                correct += int((head(outputs["first_level"]).argmax(-1) == target)[keep].sum())
+                counted += int(keep.sum())
+    if counted:
+        totals["phone_accuracy"] = correct / counted
     model.train()
     return totals
 
@@ -127,6 +219,7 @@ def train_codec(
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    alignments: str | os.PathLike | None = None,
 ) -> dict:
     """Train the learned codec (see the module docstring).
 
@@ -135,6 +228,8 @@ def train_codec(
         data: Audio corpus (audiofolder, LibriTTS or LibriSpeech directory).
         out: Run directory (checkpoints, ``log.jsonl``, the newest codec in ``OUT/model``).
         resume: Continue from the newest complete checkpoint in ``out``.
+        alignments: An ``ella-v prepare`` output of ``data`` (any codec): its forced alignments are
+            the phoneme-distillation targets. Required exactly when ``config.phoneme_loss_weight > 0``.
         progress: Show progress bars.
         stop_after: Stop (as if interrupted) after this many steps of this invocation (tests).
 
@@ -148,6 +243,11 @@ def train_codec(
     from ..processing.corpus import split_by_prompt
 
     config.validate()
+    distil = config.phoneme_loss_weight > 0
+    if distil and alignments is None:
+        raise ValueError("phoneme_loss_weight > 0 needs alignments= (--alignments): an `ella-v prepare` output of this corpus")
+    if alignments is not None and not distil:
+        raise ValueError("alignments were given but the recipe's phoneme_loss_weight is 0: set it (e.g. 0.1) or drop --alignments")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale(out)
@@ -159,10 +259,13 @@ def train_codec(
     set_seed(config.seed)
     model = EllaVCodecModel(EllaVCodecConfig(**config.codec))
     utterances, features = corpus_features(model, data, progress and accelerator.is_main_process)
+    labels, num_classes = frame_phoneme_labels(utterances, features, alignments) if distil else ([None] * len(features), 0)
     train_set, held = split_by_prompt(utterances, config.eval_fraction, config.seed)
     held_ids = {u.id for u in held}
-    train_features = [f for u, f in zip(utterances, features) if u.id not in held_ids and len(f) >= config.crop_frames]
-    eval_features = [f for u, f in zip(utterances, features) if u.id in held_ids][: config.eval_utterances]
+    train_pairs = [(f, y) for u, f, y in zip(utterances, features, labels) if u.id not in held_ids and len(f) >= config.crop_frames]
+    train_features, train_labels = [f for f, _ in train_pairs], [y for _, y in train_pairs]
+    eval_pairs = [(f, y) for u, f, y in zip(utterances, features, labels) if u.id in held_ids][: config.eval_utterances]
+    eval_features, eval_label_arrays = [f for f, _ in eval_pairs], [y for _, y in eval_pairs]
     if not train_features:
         raise ValueError(f"{data}: no training utterance has {config.crop_frames} frames ({config.crop_frames / model.config.frame_rate:.1f} s)")
     stacked = np.concatenate(train_features)
@@ -173,14 +276,24 @@ def train_codec(
     down = model.config.downsample
     frames = math.ceil(config.crop_frames / down) * down
     normalise = lambda f: ((f - mean) / std).astype(np.float32)  # noqa: E731
-    train_features = [normalise(f) for f in train_features if len(f) >= frames]
-    eval_tensors = [torch.from_numpy(normalise(f[: len(f) // down * down])) for f in eval_features if len(f) >= down]
+    long_enough = [i for i, f in enumerate(train_features) if len(f) >= frames]
+    train_features = [normalise(train_features[i]) for i in long_enough]
+    train_labels = [train_labels[i] for i in long_enough] if distil else None
+    eval_kept = [i for i, f in enumerate(eval_features) if len(f) >= down]
+    eval_tensors = [torch.from_numpy(normalise(eval_features[i][: len(eval_features[i]) // down * down])) for i in eval_kept]
+    eval_labels = [torch.from_numpy(eval_label_arrays[i]) for i in eval_kept] if distil else None
     weights = np.array([len(f) - frames + 1 for f in train_features], dtype=np.float64)
     weights /= weights.sum()
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    # The phoneme classifier (distillation only) trains with the codec but is not saved with it.
+    head = torch.nn.Linear(model.config.codebook_dim, num_classes) if distil else None
+    parameters = list(model.parameters()) + (list(head.parameters()) if distil else [])
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if distil:
+        model, head, optimizer, scheduler = accelerator.prepare(model, head, optimizer, scheduler)
+    else:
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     unwrapped = accelerator.unwrap_model(model)
     state = {"step": 0, "seconds": 0.0}
     if resume and checkpoints:
@@ -195,26 +308,30 @@ def train_codec(
         started = time.time()
         rng = np.random.default_rng(seed_of(state["step"]))
         generator = torch.Generator().manual_seed(seed_of(state["step"]))
-        batch = _crops(train_features, weights, config.batch_size, frames, rng).to(accelerator.device)
+        batch, batch_labels = _crops(train_features, weights, config.batch_size, frames, rng, train_labels)
+        batch = batch.to(accelerator.device)
         levels = _levels(config.batch_size, unwrapped.config.num_codebooks, config.quantizer_dropout, generator).to(accelerator.device)
         outputs = model(batch, levels=levels)
+        if distil:
+            outputs["phoneme_loss"] = _phoneme_loss(head, outputs["first_level"], batch_labels.to(accelerator.device), down)
+            outputs["loss"] = outputs["loss"] + config.phoneme_loss_weight * outputs["phoneme_loss"]
         accelerator.backward(outputs["loss"])
         if config.max_grad_norm:
-            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
         state["step"] += 1
         steps_this_run += 1
         state["seconds"] += time.time() - started
-        parts = {k: float(outputs[k].detach()) for k in ("loss", "reconstruction_loss", "commitment_loss")}
+        parts = {k: float(outputs[k].detach()) for k in ("loss", "reconstruction_loss", "commitment_loss", "phoneme_loss") if k in outputs}
         bar.update(1)
         if state["step"] % config.log_every == 0 and accelerator.is_main_process:
             record = {"step": state["step"], "lr": scheduler.get_last_lr()[0], **parts}
             bar.set_postfix({k: (f"{v:.2e}" if k == "lr" else round(v, 4)) for k, v in record.items() if k != "step"})
             append_log(out, record)
         if state["step"] % config.eval_every == 0 or state["step"] == config.max_steps:
-            last_eval = reconstruction_losses(unwrapped, eval_tensors)
+            last_eval = reconstruction_losses(unwrapped, eval_tensors, head, eval_labels)
             if accelerator.is_main_process:
                 append_log(out, {"step": state["step"], **{f"eval_{k}": v for k, v in last_eval.items()}})
         if state["step"] % config.save_every == 0 or state["step"] == config.max_steps:
@@ -229,7 +346,7 @@ def train_codec(
     summary = {
         **state,
         "last": parts,
-        "eval": last_eval or reconstruction_losses(unwrapped, eval_tensors),
+        "eval": last_eval or reconstruction_losses(unwrapped, eval_tensors, head, eval_labels),
         "model": str(final),
         "train_utterances": len(train_features),
         "eval_utterances": len(eval_tensors),
@@ -240,4 +357,4 @@ def train_codec(
     return summary
 
 
-__all__ = ["CodecTrainConfig", "corpus_features", "reconstruction_losses", "train_codec"]
+__all__ = ["CodecTrainConfig", "corpus_features", "frame_phoneme_labels", "reconstruction_losses", "train_codec"]
