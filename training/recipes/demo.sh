@@ -5,10 +5,11 @@
 #
 # 1. a 1,000-utterance flite corpus (8 voices) + the Kathleen corpus (CC0), 12 % of Kathleen's
 #    prompts held out (no held-out sentence is trained on in any voice);
-# 2. the learned embedded codec (50 Hz, 8 x 1,024; `ella-v train-codec`, 12,000 steps planned, the
-#    bundled one stopped at 8,500: about 1.6 h on one thread), unless RUNS/codec-50hz/model exists or
-#    SKIP_CODEC=1 (then the bundled ella_v_hf/pretrained/codec is used); prepare with it and the
-#    built-in aligner;
+# 2. the learned embedded codec with phoneme distillation (50 Hz, 8 x 1,024; `ella-v train-codec
+#    --alignments`, 7,000 steps, about 40 min on 2 threads): the corpus is first prepared with the
+#    bundled codec for its forced alignments (combined_align), whose phonemes the codec's first
+#    codebook is trained to carry; unless SKIP_CODEC=1 (then the bundled ella_v_hf/pretrained/codec
+#    is used); prepare with it and the built-in aligner;
 # 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
 #    ELLA-V GAR (stage gar), VALL-E GAR (stage gar): 1,000 steps, dropout 0.1 (without dropout both
 #    GARs overfit the 1.4 h corpus after ~750 steps); two 3-layer NARs (stage nar, 3,000 steps):
@@ -28,8 +29,11 @@ mkdir -p "$RUNS" && cd "$RUNS"
     --corpus "$SHARED/kathleen" --corpus demo --hold-out "$SHARED/kathleen=0.12" --held-out-dir kathleen_heldout
 CODEC=$(python3 -c "from ella_v_hf.processing.prepare import DEFAULT_CODEC_DIR; print(DEFAULT_CODEC_DIR)")
 if [ "${SKIP_CODEC:-0}" != 1 ]; then
-    OMP_NUM_THREADS=1 ella-v train-codec --data combined --out codec-50hz --config "$HERE/configs/codec-50hz.json" --resume
-    CODEC=codec-50hz/model
+    [ -f combined_align/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data combined --out combined_align \
+        --codec learned --codec-model "$CODEC" --num-proc 2
+    OMP_NUM_THREADS=2 ella-v train-codec --data combined --out codec-50hz-ph --config "$HERE/configs/codec-50hz-phonemes.json" \
+        --alignments combined_align --resume
+    CODEC=codec-50hz-ph/model
 fi
 [ -f combined_prep/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data combined --out combined_prep \
     --codec learned --codec-model "$CODEC" --num-proc 2
