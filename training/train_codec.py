@@ -197,13 +197,14 @@ def reconstruction_losses(
     with torch.no_grad():
         for i, feature in enumerate(features):
             x = feature[None]
-            for key, levels in (("level_1", 1), ("all", model.config.num_codebooks)):
-                outputs = model(x, levels=torch.tensor([levels]))
-                totals[key] += float(outputs["reconstruction_loss"]) / len(features)
+            outputs = {key: model(x, levels=torch.tensor([levels])) for key, levels in (("level_1", 1), ("all", model.config.num_codebooks))}
+            for key, output in outputs.items():
+                totals[key] += float(output["reconstruction_loss"]) / len(features)
             if head is not None and labels is not None:
-                target = labels[i][None, :: model.config.downsample][:, : outputs["first_level"].shape[1]]
+                first = outputs["level_1"]["first_level"]  # [1, T, D]
+                target = labels[i][None, :: model.config.downsample][:, : first.shape[1]]
                 keep = target >= 0
-                correct += int((head(outputs["first_level"]).argmax(-1) == target)[keep].sum())
+                correct += int((head(first).argmax(-1) == target)[keep].sum())
                 counted += int(keep.sum())
     if counted:
         totals["phone_accuracy"] = correct / counted
@@ -259,16 +260,14 @@ def train_codec(
     set_seed(config.seed)
     model = EllaVCodecModel(EllaVCodecConfig(**config.codec))
     utterances, features = corpus_features(model, data, progress and accelerator.is_main_process)
-    labels, num_classes = frame_phoneme_labels(utterances, features, alignments) if distil else ([None] * len(features), 0)
+    labels, num_classes = frame_phoneme_labels(utterances, features, alignments) if distil else (None, 0)
     train_set, held = split_by_prompt(utterances, config.eval_fraction, config.seed)
     held_ids = {u.id for u in held}
-    train_pairs = [(f, y) for u, f, y in zip(utterances, features, labels) if u.id not in held_ids and len(f) >= config.crop_frames]
-    train_features, train_labels = [f for f, _ in train_pairs], [y for _, y in train_pairs]
-    eval_pairs = [(f, y) for u, f, y in zip(utterances, features, labels) if u.id in held_ids][: config.eval_utterances]
-    eval_features, eval_label_arrays = [f for f, _ in eval_pairs], [y for _, y in eval_pairs]
-    if not train_features:
+    train_rows = [i for i, u in enumerate(utterances) if u.id not in held_ids and len(features[i]) >= config.crop_frames]
+    eval_rows = [i for i, u in enumerate(utterances) if u.id in held_ids][: config.eval_utterances]
+    if not train_rows:
         raise ValueError(f"{data}: no training utterance has {config.crop_frames} frames ({config.crop_frames / model.config.frame_rate:.1f} s)")
-    stacked = np.concatenate(train_features)
+    stacked = np.concatenate([features[i] for i in train_rows])
     with torch.no_grad():
         model.feature_mean.copy_(torch.from_numpy(stacked.mean(0)))
         model.feature_std.copy_(torch.from_numpy(stacked.std(0) + 1e-5))
@@ -276,12 +275,12 @@ def train_codec(
     down = model.config.downsample
     frames = math.ceil(config.crop_frames / down) * down
     normalise = lambda f: ((f - mean) / std).astype(np.float32)  # noqa: E731
-    long_enough = [i for i, f in enumerate(train_features) if len(f) >= frames]
-    train_features = [normalise(train_features[i]) for i in long_enough]
-    train_labels = [train_labels[i] for i in long_enough] if distil else None
-    eval_kept = [i for i, f in enumerate(eval_features) if len(f) >= down]
-    eval_tensors = [torch.from_numpy(normalise(eval_features[i][: len(eval_features[i]) // down * down])) for i in eval_kept]
-    eval_labels = [torch.from_numpy(eval_label_arrays[i]) for i in eval_kept] if distil else None
+    train_rows = [i for i in train_rows if len(features[i]) >= frames]
+    eval_rows = [i for i in eval_rows if len(features[i]) >= down]
+    train_features = [normalise(features[i]) for i in train_rows]
+    train_labels = [labels[i] for i in train_rows] if distil else None
+    eval_tensors = [torch.from_numpy(normalise(features[i][: len(features[i]) // down * down])) for i in eval_rows]
+    eval_labels = [torch.from_numpy(labels[i]) for i in eval_rows] if distil else None
     weights = np.array([len(f) - frames + 1 for f in train_features], dtype=np.float64)
     weights /= weights.sum()
 
