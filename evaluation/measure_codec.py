@@ -25,6 +25,7 @@ import sys
 
 from tqdm.auto import tqdm
 
+from ..modeling.sequence_layout import frame_phonemes
 from ..processing.audio import load_audio
 from ..processing.corpus import read_corpus
 from .asr import PocketsphinxASR
@@ -85,7 +86,7 @@ def first_codebook_statistics(prepared: str) -> dict:
     codes_all, phones_all, runs = [], [], []
     for row in dataset:
         first = np.asarray(row["codes"][0], dtype=np.int64)  # [T]
-        phones = np.repeat(np.asarray(row["phoneme_ids"], dtype=np.int64), np.asarray(row["durations"], dtype=np.int64))
+        phones = np.asarray(frame_phonemes(row["phoneme_ids"], row["durations"]), dtype=np.int64)  # [T]
         if len(phones) != len(first):
             raise ValueError(f"{prepared}: an utterance has {len(first)} frames but its alignment covers {len(phones)}")
         codes_all.append(first)

@@ -29,6 +29,7 @@ from .sequence_layout import (
     TokenSpace,
     build_gar_sequence,
     frame_phoneme_ids,
+    frame_phonemes,
     parse_gar_sequence,
     sequence_to_alignment_durations,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "TokenSpace",
     "build_gar_sequence",
     "frame_phoneme_ids",
+    "frame_phonemes",
     "parse_gar_sequence",
     "sequence_to_alignment_durations",
 ]

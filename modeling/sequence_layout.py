@@ -457,25 +457,45 @@ def sequence_to_alignment_durations(frame_counts: Sequence[int], local_advance: 
     return durations
 
 
-def frame_phoneme_ids(phonemes: Sequence[int], durations: Sequence[int], space: TokenSpace, num_frames: int | None = None) -> list[int]:
-    """Flat id of the phoneme each frame is aligned to (the NAR's ``frame_phoneme_ids``).
+def frame_phonemes(phonemes: Sequence[int], durations: Sequence[int], num_frames: int | None = None) -> list[int]:
+    """The phoneme index each frame is aligned to: durations expanded to frames.
+
+    The one durations-to-frames rule of the package (the NAR's aligned phonemes, the codec's
+    phoneme-distillation targets, the first-codebook statistics).
 
     Args:
         phonemes: Phoneme indices ``[n]``.
         durations: Aligned frames per phoneme ``[n]`` (from the aligner, or
             :func:`sequence_to_alignment_durations` of a generated sequence).
-        space: The token space (gives the flat phoneme ids).
         num_frames: Expected total; checked when given.
 
     Returns:
-        ``[sum(durations)]`` flat phoneme ids.
+        ``[sum(durations)]`` phoneme indices.
 
     Raises:
         LayoutError: On a length mismatch or a negative duration.
     """
     if len(phonemes) != len(durations) or any(d < 0 for d in durations):
         raise LayoutError(f"{len(phonemes)} phonemes need as many non-negative durations, got {list(durations)[:8]}...")
-    ids = [space.phoneme_id(int(p)) for p, d in zip(phonemes, durations) for _ in range(int(d))]
-    if num_frames is not None and len(ids) != num_frames:
-        raise LayoutError(f"The durations cover {len(ids)} frames, expected {num_frames}.")
-    return ids
+    per_frame = [int(p) for p, d in zip(phonemes, durations) for _ in range(int(d))]
+    if num_frames is not None and len(per_frame) != num_frames:
+        raise LayoutError(f"The durations cover {len(per_frame)} frames, expected {num_frames}.")
+    return per_frame
+
+
+def frame_phoneme_ids(phonemes: Sequence[int], durations: Sequence[int], space: TokenSpace, num_frames: int | None = None) -> list[int]:
+    """Flat id of the phoneme each frame is aligned to (the NAR's ``frame_phoneme_ids``).
+
+    Args:
+        phonemes: Phoneme indices ``[n]``.
+        durations: Aligned frames per phoneme ``[n]``.
+        space: The token space (gives the flat phoneme ids).
+        num_frames: Expected total; checked when given.
+
+    Returns:
+        ``[sum(durations)]`` flat phoneme ids (:func:`frame_phonemes` mapped to the GAR's ids).
+
+    Raises:
+        LayoutError: On a length mismatch or a negative duration.
+    """
+    return [space.phoneme_id(p) for p in frame_phonemes(phonemes, durations, num_frames)]

@@ -15,6 +15,7 @@ from ella_v_hf import (
     parse_gar_sequence,
     sequence_to_alignment_durations,
 )
+from ella_v_hf.modeling import frame_phoneme_ids, frame_phonemes
 
 SPACE = TokenSpace(num_phonemes=10, codebook_size=16)  # phoneme p -> 4 + p, code c -> 14 + c
 
@@ -276,3 +277,15 @@ def test_undoing_the_local_advance_moves_every_frame_by_the_advance(counts, adva
 def test_undoing_the_local_advance_with_a_short_last_phoneme():
     assert sequence_to_alignment_durations([5, 4, 4, 1], 2) == [7, 4, 3, 0]
     assert sequence_to_alignment_durations([5, 4, 4, 3], 2) == [7, 4, 4, 1]
+
+
+def test_frame_phonemes_expand_durations_and_check_them():
+    space = SPACE
+    assert frame_phonemes([3, 1, 4], [2, 0, 3]) == [3, 3, 4, 4, 4]
+    assert frame_phoneme_ids([3, 1, 4], [2, 0, 3], space, 5) == [space.phoneme_id(p) for p in (3, 3, 4, 4, 4)]
+    with pytest.raises(LayoutError, match="expected 6"):
+        frame_phonemes([3, 1], [2, 3], num_frames=6)
+    with pytest.raises(LayoutError, match="non-negative"):
+        frame_phonemes([3, 1], [2, -1])
+    with pytest.raises(LayoutError, match="non-negative"):
+        frame_phonemes([3, 1], [2])

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from .._lock import holds_run_lock
 from .._optional import require
 from ..modeling.codec_learned import EllaVCodecConfig, EllaVCodecModel
+from ..modeling.sequence_layout import frame_phonemes
 from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, resume_from, save_checkpoint
 
 
@@ -136,7 +137,7 @@ def frame_phoneme_labels(
             labels.append(np.full(frames, -100, dtype=np.int64))
             continue
         ids, durations = rows[utterance.id]
-        per_frame = np.repeat(np.asarray(ids, dtype=np.int64), np.asarray(durations, dtype=np.int64))  # [T_aligned]
+        per_frame = np.asarray(frame_phonemes(ids, durations), dtype=np.int64)  # [T_aligned]
         if not len(per_frame):
             raise ValueError(f"{utterance.id}: the alignment in {folder} covers no frame")
         # The aligned frames span the same audio as the log-mel frames: map by relative position.
