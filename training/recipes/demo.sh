@@ -9,7 +9,7 @@
 #    --alignments`, 7,000 steps, about 40 min on 2 threads): the corpus is first prepared with the
 #    bundled codec for its forced alignments (combined_align), whose phonemes the codec's first
 #    codebook is trained to carry; unless SKIP_CODEC=1 (then the bundled ella_v_hf/pretrained/codec
-#    is used); prepare with it and the built-in aligner;
+#    is used); prepare with it and the built-in aligner (the one trained for combined_align);
 # 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
 #    ELLA-V GAR (stage gar), VALL-E GAR (stage gar): 1,000 steps, dropout 0.1 (without dropout both
 #    GARs overfit the 1.4 h corpus after ~750 steps); two 3-layer NARs (stage nar, 3,000 steps):
@@ -28,15 +28,17 @@ mkdir -p "$RUNS" && cd "$RUNS"
 [ -f combined/metadata.csv ] || python3 -m ella_v_hf.training.combine_corpora --out combined \
     --corpus "$SHARED/kathleen" --corpus demo --hold-out "$SHARED/kathleen=0.12" --held-out-dir kathleen_heldout
 CODEC=$(python3 -c "from ella_v_hf.processing.prepare import DEFAULT_CODEC_DIR; print(DEFAULT_CODEC_DIR)")
+ALIGNER=()
 if [ "${SKIP_CODEC:-0}" != 1 ]; then
     [ -f combined_align/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data combined --out combined_align \
         --codec learned --codec-model "$CODEC" --num-proc 2
     OMP_NUM_THREADS=2 ella-v train-codec --data combined --out codec-50hz-ph --config "$HERE/configs/codec-50hz-phonemes.json" \
         --alignments combined_align --resume
     CODEC=codec-50hz-ph/model
+    ALIGNER=(--aligner-model combined_align/aligner)  # the aligner trained there: same alignments, not trained twice
 fi
 [ -f combined_prep/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data combined --out combined_prep \
-    --codec learned --codec-model "$CODEC" --num-proc 2
+    --codec learned --codec-model "$CODEC" "${ALIGNER[@]}" --num-proc 2
 
 for pair in "ella-v nar-aligned" "vall-e nar"; do
     for run in $pair; do
