@@ -47,20 +47,14 @@ class EvalItem:
 
 
 def parse_strategy(spec: str) -> dict:
-    """``"greedy"``, ``"top_p=0.9,temperature=0.8"`` or either with ``,end_threshold=0.5`` -> generate kwargs."""
-    parts = spec.split(",")
-    if parts[0] == "greedy":
-        kwargs: dict = {"do_sample": False}
-        parts = parts[1:]
-    else:
-        kwargs = {"do_sample": True, "top_p": 1.0, "top_k": 0, "temperature": 1.0}
-    for part in parts:
+    """``"greedy"`` or ``"top_p=0.9,temperature=0.8"`` -> generate kwargs."""
+    if spec == "greedy":
+        return {"do_sample": False}
+    kwargs: dict = {"do_sample": True, "top_p": 1.0, "top_k": 0, "temperature": 1.0}
+    for part in spec.split(","):
         key, _, value = part.partition("=")
-        if key not in ("top_p", "top_k", "temperature", "end_threshold") or (key != "end_threshold" and not kwargs["do_sample"]):
-            raise ValueError(
-                f"Unknown decoding option {key!r} in {spec!r}; use greedy or top_p=, top_k=, temperature=, "
-                "and optionally end_threshold="
-            )
+        if key not in ("top_p", "top_k", "temperature"):
+            raise ValueError(f"Unknown decoding option {key!r} in {spec!r}; use greedy, top_p=, top_k=, temperature=")
         kwargs[key] = int(value) if key == "top_k" else float(value)
     return kwargs
 

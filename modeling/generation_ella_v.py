@@ -12,12 +12,6 @@ Rules per row (ELLA-V layout), applied before any temperature/top-k/top-p warper
 VALL-E layout: after BOS only acoustic tokens and EOS may be sampled (EOS is sampled, not
 forced), so the baseline can fail the way it does in the paper.
 
-Optional end decision (``end_threshold``, off by default as in the paper): wherever the closing
-token (EOP; VALL-E: EOS) may be sampled, its probability among the allowed tokens is compared with
-the threshold first: above it the token is forced, otherwise it is removed and the step picks a
-code. Plain argmax decoding otherwise lets a 1,024-way code choice compete with the binary "is the
-phoneme over" decision, so EOP rarely wins and phonemes run to the frame cap.
-
 The state of each row is initialised from the prompt with the layout rule's parser
 (:func:`~.sequence_layout.parse_gar_sequence`) and then updated from the last token only. A call
 whose ``input_ids`` do not extend the previous call's by exactly one token starts a new
@@ -45,9 +39,6 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         phonemes: Per row, the phoneme indices to speak (prompt's and target's). Needed when the
             layout has no global advance (no phoneme prefix to read them from); otherwise they
             come from each row's prefix.
-        end_threshold: If set, in ``(0, 1)``: decide the closing token (EOP; VALL-E: EOS) first,
-            forcing it when its probability among the allowed tokens exceeds the threshold and
-            removing it otherwise (see the module docstring). ``None``: sampled or picked like any token.
 
     Attributes:
         cuts: ``[B]`` EOPs forced by the frame cap, per row (after generation).
@@ -64,24 +55,16 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
     """
 
     def __init__(
-        self,
-        space: TokenSpace,
-        spec: LayoutSpec,
-        max_frames_per_phone: int,
-        phonemes: list[list[int]] | None = None,
-        end_threshold: float | None = None,
+        self, space: TokenSpace, spec: LayoutSpec, max_frames_per_phone: int, phonemes: list[list[int]] | None = None
     ) -> None:
         if max_frames_per_phone < 1:
             raise ValueError(f"max_frames_per_phone must be >= 1, got {max_frames_per_phone}")
-        if end_threshold is not None and not 0.0 < end_threshold < 1.0:
-            raise ValueError(f"end_threshold must be in (0, 1), got {end_threshold}")
         if spec.interleaved and not spec.global_advance and phonemes is None:
             raise ValueError("Without global advance the sequence carries no phoneme prefix: pass phonemes=[[...], ...].")
         self.space = space
         self.spec = spec
         self.cap = int(max_frames_per_phone)
         self.phonemes = phonemes
-        self.end_threshold = end_threshold
         self._previous: torch.LongTensor | None = None  # [B, L] input_ids of the last call
 
     # -- state ----------------------------------------------------------------------------------
@@ -150,16 +133,15 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
             self.in_phone = (self.in_phone | is_phoneme) & (token != space.EOP)
         self.done |= token == space.EOS
 
-    def _masks(self, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Token ids ``[V]``, the freely sampleable ones ``[V]`` (acoustic + EOP for ELLA-V,
-        acoustic + EOS for VALL-E) and the closing token among them, built once per vocabulary
-        size and device."""
+    def _masks(self, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids ``[V]`` and the freely sampleable ones ``[V]`` (acoustic + EOP for ELLA-V,
+        acoustic + EOS for VALL-E), built once per vocabulary size and device."""
         key = (vocab, device)
         if getattr(self, "_mask_key", None) != key:
             ids = torch.arange(vocab, device=device)
             acoustic = (ids >= self.space.acoustic_offset) & (ids < self.space.vocab_size)
             closing = self.space.EOP if self.spec.interleaved else self.space.EOS
-            self._mask_cache = (ids, acoustic | (ids == closing), closing)
+            self._mask_cache = (ids, acoustic | (ids == closing))
             self._mask_key = key
         return self._mask_cache
 
@@ -172,7 +154,7 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
             self.reset(input_ids)
         self._previous = input_ids
         space = self.space
-        ids, free_mask, closing = self._masks(scores.shape[-1], scores.device)  # [V], [V], EOP or EOS
+        ids, free_mask = self._masks(scores.shape[-1], scores.device)  # [V], [V]
         neg = torch.finfo(scores.dtype).min
         allowed = torch.zeros_like(scores, dtype=torch.bool)  # [B, V]
         forced = torch.full((scores.shape[0],), -1, dtype=torch.long, device=scores.device)
@@ -189,11 +171,6 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         else:
             free = ~self.done
         allowed |= free[:, None] & free_mask[None]
-        if self.end_threshold is not None:
-            p_close = scores.masked_fill(~allowed, neg).softmax(-1)[:, closing]  # [B] among the allowed tokens
-            ends = free & (p_close > self.end_threshold)
-            forced = torch.where(ends, torch.full_like(forced, closing), forced)
-            allowed &= ~(ends[:, None] | (ids[None] == closing))  # ending rows: only the forced token
         forced = torch.where(self.done, torch.full_like(forced, space.PAD), forced)
         has_forced = forced >= 0
         allowed |= has_forced[:, None] & (ids[None] == forced[:, None])
@@ -209,7 +186,7 @@ GAR_GENERATION_FIELDS = (
 HANDLED_GENERATION_FIELDS = (
     "max_new_tokens", "num_return_sequences", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
     "return_dict_in_generate", "transformers_version", "max_frames_per_phone", "vall_e_max_frames_per_phone",
-    "sentence_pause_seconds", "end_threshold",
+    "sentence_pause_seconds",
 )
 
 
@@ -231,10 +208,6 @@ class EllaVGenerationConfig(GenerationConfig):
             phoneme on average (rows that get there count as infinite); ``None``: the model config's.
         sentence_pause_seconds: Silence between the sentences of a long text in
             :func:`ella_v_hf.synthesis.synthesize`; ``None``: the model config's.
-        end_threshold: Decide the end of each phoneme (VALL-E: of the utterance) before the code:
-            the closing token is forced when its probability exceeds this value and excluded
-            otherwise (see :class:`EllaVPhonemeAdvanceLogitsProcessor`). ``None`` (default, the
-            paper's decoding): it competes with the codes like any token.
         kwargs: :class:`~transformers.GenerationConfig` fields. Unset, ``do_sample=True``,
             ``top_p=0.9``, ``top_k=0`` and ``temperature=1.0`` (the paper samples the GAR).
     """
@@ -244,11 +217,9 @@ class EllaVGenerationConfig(GenerationConfig):
         max_frames_per_phone: int | None = None,
         vall_e_max_frames_per_phone: int | None = None,
         sentence_pause_seconds: float | None = None,
-        end_threshold: float | None = None,
         **kwargs: Any,
     ) -> None:
         self.max_frames_per_phone = max_frames_per_phone
-        self.end_threshold = end_threshold
         self.vall_e_max_frames_per_phone = vall_e_max_frames_per_phone
         self.sentence_pause_seconds = sentence_pause_seconds
         for key, value in (("do_sample", True), ("top_p", 0.9), ("top_k", 0), ("temperature", 1.0)):
@@ -285,7 +256,7 @@ class EllaVGenerationConfig(GenerationConfig):
             raise ValueError(
                 f"EllaVForTextToSpeech.generate() does not support {', '.join(unsupported)}: the GAR samples (or greedily "
                 "picks) one token at a time under the forced phoneme structure. Supported: "
-                f"{', '.join(GAR_GENERATION_FIELDS)}, max_new_tokens, num_return_sequences, max_frames_per_phone, end_threshold."
+                f"{', '.join(GAR_GENERATION_FIELDS)}, max_new_tokens, num_return_sequences, max_frames_per_phone."
             )
         if self.do_sample:
             if self.temperature is not None and not self.temperature > 0:
@@ -300,8 +271,6 @@ class EllaVGenerationConfig(GenerationConfig):
             value = getattr(self, key, None)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
-        if self.end_threshold is not None and not 0.0 < self.end_threshold < 1.0:
-            raise ValueError(f"end_threshold must be in (0, 1), got {self.end_threshold!r}")
         if self.sentence_pause_seconds is not None and self.sentence_pause_seconds < 0:
             raise ValueError(f"sentence_pause_seconds must be >= 0, got {self.sentence_pause_seconds}")
 

@@ -333,7 +333,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             streamer: An :class:`~ella_v_hf.modeling.EllaVAudioStreamer` that receives audio chunks
                 while the GAR runs.
             kwargs: Generation fields (``do_sample``, ``temperature``, ``top_k``, ``top_p``,
-                ``max_new_tokens``, ``num_return_sequences``, ``max_frames_per_phone``, ``end_threshold``, …), which
+                ``max_new_tokens``, ``num_return_sequences``, ``max_frames_per_phone``, …), which
                 override ``generation_config``; see :class:`EllaVGenerationConfig` for what is
                 supported (the rest raises ``ValueError``).
 
@@ -400,9 +400,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         for b, prompt in enumerate(prompts):
             ids[b, length - len(prompt) :] = torch.tensor(prompt)
             mask[b, length - len(prompt) :] = 1
-        processor = EllaVPhonemeAdvanceLogitsProcessor(
-            space, spec, cap, phonemes=phonemes if spec.interleaved else None, end_threshold=config.end_threshold
-        )
+        processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap, phonemes=phonemes if spec.interleaved else None)
         gar_generation = config.gar_generation_config(
             max_new_tokens=max_new_tokens, eos_token_id=space.EOS, pad_token_id=space.PAD, bos_token_id=space.BOS, num_beams=1
         )

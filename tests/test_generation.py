@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import subprocess
 import sys
@@ -100,43 +99,6 @@ def test_cut_forces_eop_at_the_cap():
     out, processor, prompt_len, _ = generate(model, [text_prompt(model, [1, 2, 3])], cap=4, before=[never_eop], do_sample=False)
     parsed = parse_gar_sequence(out[0].tolist(), space, model.config.layout_spec)
     assert parsed.frame_counts == [4, 4, 4] and processor.cuts.tolist() == [3]
-
-
-@pytest.mark.parametrize("sampling", [dict(do_sample=False), dict(do_sample=True, top_p=0.9)])
-def test_end_threshold_decides_eop_before_the_code(sampling):
-    """EOP holds 30 % of the mass once a phoneme has 2 frames, 5 % before, and one code 35 %: plain
-    greedy never picks EOP (the cap cuts every phoneme); with end_threshold 0.2 every phoneme
-    closes after exactly 2 frames (forced once EOP's share exceeds the threshold, excluded before)."""
-    torch.manual_seed(0)
-    model = EllaVForCausalLM(tiny_config()).eval()
-    space, spec = model.config.token_space, model.config.layout_spec
-    acoustic = torch.arange(space.acoustic_offset, space.vocab_size)
-
-    def hazard(input_ids, scores):
-        parsed = [parse_gar_sequence(row.tolist(), space, spec) for row in input_ids]
-        frames = torch.tensor([p.frame_counts[-1] if p.frame_counts else 0 for p in parsed])  # [B]
-        share = torch.where(frames >= 2, 0.3, 0.05)  # EOP's probability among acoustic + EOP
-        out = torch.full_like(scores, -1e4)
-        out[:, acoustic] = torch.log((0.65 - share) / (len(acoustic) - 1))[:, None]
-        out[:, acoustic[7]] = math.log(0.35)
-        out[:, space.EOP] = torch.log(share)
-        return out
-
-    prompt = text_prompt(model, [1, 2, 3])
-    out, processor, _, _ = generate(model, [prompt], 6, before=[hazard], **sampling)
-    if not sampling["do_sample"]:
-        assert parse_gar_sequence(out[0].tolist(), space, spec).frame_counts == [6, 6, 6] and processor.cuts.tolist() == [3]
-    space_ids = torch.tensor([prompt])
-    threshold = EllaVPhonemeAdvanceLogitsProcessor(space, spec, 6, end_threshold=0.2)
-    out = model.generate(
-        space_ids, logits_processor=LogitsProcessorList([hazard, threshold]), max_new_tokens=3 * 8 + 2,
-        eos_token_id=space.EOS, pad_token_id=space.PAD, **sampling,
-    )
-    parsed = parse_gar_sequence(out[0].tolist(), space, spec)
-    assert parsed.complete and parsed.frame_counts == [2, 2, 2] and threshold.cuts.tolist() == [0]
-    for bad in (0.0, 1.0, -0.5):
-        with pytest.raises(ValueError, match="end_threshold must be in"):
-            EllaVPhonemeAdvanceLogitsProcessor(space, spec, 6, end_threshold=bad)
 
 
 def test_cache_no_cache_and_batch_generation_agree():
@@ -265,16 +227,11 @@ def test_tts_generate_merges_and_checks_generation_options(tts_model, tts_dir, t
         (dict(num_beams=2), "does not support num_beams=2"),
         (dict(min_new_tokens=5), "does not support min_new_tokens=5"),
         (dict(max_new_tokens=0), "max_new_tokens"),
-        (dict(end_threshold=1.0), r"end_threshold must be in \(0, 1\)"),
         (dict(not_an_option=1), "unexpected arguments"),
     ]:
         with pytest.raises(ValueError, match=message):
             model.generate(**inputs, **bad)
     model.generate(**inputs, do_sample=False, temperature=0.0)  # greedy ignores the temperature
-    # end_threshold reaches the processor: no EOP of this untrained model beats 0.999, so the cap closes every phoneme.
-    decided = model.generate(**inputs, do_sample=False, end_threshold=0.999)
-    parsed = parse_gar_sequence(decided.sequences[0].tolist(), space, spec)
-    assert parsed.complete and int(decided.cuts[0]) == len(parsed.phonemes)
     # Greedy through kwargs == greedy through a GenerationConfig; kwargs override the config.
     greedy = model.generate(**inputs, do_sample=False).sequences
     assert torch.equal(model.generate(**inputs, generation_config=GenerationConfig(do_sample=False)).sequences, greedy)
