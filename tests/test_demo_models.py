@@ -31,11 +31,11 @@ def test_demo_is_complete_and_stored_in_fp16(name):
     assert (folder / "README.md").read_text().startswith("---")  # the model card travels with it
 
 
-def test_demos_fit_in_40_mb_and_have_the_nars_their_cards_describe():
+def test_demos_fit_in_60_mb_and_have_the_nars_their_cards_describe():
     """ELLA-V's NAR reads each frame's aligned phoneme (frame_phonemes), which VALL-E cannot give it;
     otherwise the two NARs are the same recipe: same parameter names and shapes except that embedding."""
     total = sum(p.stat().st_size for name in NAMES for p in (DEMOS / name).rglob("*") if p.is_file())
-    assert total <= 40_000_000, total
+    assert total <= 60_000_000, total  # the voice issue's size budget for both demos
     shapes = {}
     for name in NAMES:
         with safe_open(str(DEMOS / name / "model.safetensors"), framework="pt") as handle:
@@ -45,6 +45,19 @@ def test_demos_fit_in_40_mb_and_have_the_nars_their_cards_describe():
     extra = set(shapes["ella-v-demo"]) - set(shapes["vall-e-demo"])
     assert extra == {"nar.frame_phoneme_embeddings.weight"} and set(shapes["vall-e-demo"]) <= set(shapes["ella-v-demo"])
     assert all(shapes["ella-v-demo"][k] == v for k, v in shapes["vall-e-demo"].items())
+
+
+def test_demos_embed_the_bundled_codec():
+    """`ella-v prepare`'s default codec is the demos' own, so data prepared with it fine-tunes them."""
+    from ella_v_hf.processing.prepare import DEFAULT_CODEC_DIR
+
+    with safe_open(str(Path(DEFAULT_CODEC_DIR) / "model.safetensors"), framework="pt") as handle:
+        codec = {key: handle.get_tensor(key) for key in handle.keys()}
+    for name in NAMES:
+        with safe_open(str(DEMOS / name / "model.safetensors"), framework="pt") as handle:
+            embedded = {key[len("codec."):]: handle.get_tensor(key) for key in handle.keys() if key.startswith("codec.")}
+        assert embedded.keys() == codec.keys(), name
+        assert all(torch.equal(embedded[key], codec[key]) for key in codec), name
 
 
 def test_synthesize_uses_the_ella_v_demo_by_default(tmp_path):

@@ -4,16 +4,16 @@
 #   bash evaluation/recipes/evaluate_demo.sh RUNS_DIR [MODELS_DIR]
 #
 # Kathleen held-out prompts and 50 unseen Harvard sentences (flite rms references) with
-# cross-sentence prompts from the same speaker, and the hard-sentence list with a fixed rms prompt;
+# cross-sentence prompts from the same speaker, and the hard-sentence list with a fixed Kathleen prompt;
 # pocketsphinx WER/CER, resemblyzer SIM, INF, CUT, duration ratio, RTF. The two models run in
 # parallel, one CPU thread each. Then evaluation/measure_nar.py on the Harvard set for both demos.
 set -euo pipefail
 RUNS=$(realpath "${1:?usage: evaluate_demo.sh RUNS_DIR [MODELS_DIR]}")
 MODELS=$(realpath "${2:-$(python3 -c 'import ella_v_hf, os; print(os.path.join(os.path.dirname(ella_v_hf.__file__), "demo_models"))')}")
 HARD=$(python3 -c 'import ella_v_hf.evaluation as e, os; print(os.path.join(os.path.dirname(e.__file__), "eval_sentences", "hard_sentences.txt"))')
-PROMPT=$(head -2 "$RUNS/harvard50/metadata.csv" | tail -1)
-PROMPT_AUDIO="$RUNS/harvard50/${PROMPT%%,*}"
-PROMPT_TEXT=$(python3 -c 'import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); print(r[0]["text"])' "$RUNS/harvard50/metadata.csv")
+# The hard sentences' fixed prompt: the first held-out Kathleen utterance.
+PROMPT_AUDIO=$(python3 -c 'import csv,sys; r=list(csv.DictReader(open(sys.argv[1]+"/metadata.csv"))); print(sys.argv[1]+"/"+r[0]["file_name"])' "$RUNS/kathleen_heldout")
+PROMPT_TEXT=$(python3 -c 'import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); print(r[0]["text"])' "$RUNS/kathleen_heldout/metadata.csv")
 mkdir -p "$RUNS/eval"
 for model in ella-v vall-e; do
     (

@@ -6,7 +6,7 @@
 # 1. a 1,000-utterance flite corpus (8 voices) + the Kathleen corpus (CC0), 12 % of Kathleen's
 #    prompts held out (no held-out sentence is trained on in any voice);
 # 2. the learned embedded codec with phoneme distillation (50 Hz, 8 x 1,024; `ella-v train-codec
-#    --alignments`, 7,000 steps, about 40 min on 2 threads): the corpus is first prepared with the
+#    --alignments`, 7,000 steps, 25 min on 2 threads): the corpus is first prepared with the
 #    bundled codec for its forced alignments (combined_align), whose phonemes the codec's first
 #    codebook is trained to carry; unless SKIP_CODEC=1 (then the bundled ella_v_hf/pretrained/codec
 #    is used); prepare with it and the built-in aligner (the one trained for combined_align);
@@ -16,8 +16,8 @@
 #    VALL-E's, and ELLA-V's, which also reads each frame's aligned phoneme (nar_frame_phonemes;
 #    ELLA-V's GAR sequence gives that alignment at inference, VALL-E's does not);
 # 4. assemble both demos in fp16; 5. build the unseen-Harvard evaluation set.
-# Steps 1-2 take ~5 min (plus the codec), step 3 ~2.3 h on 2 cores (batches of <= 3,000 tokens):
-# two runs at a time, one thread each. Every step resumes (--resume) when run again.
+# Steps 1-2 take ~3 min (plus the codec), step 3 ~1 h on 2 cores (batches of <= 3,000 tokens; each
+# pair ~28 min): two runs at a time, one thread each. Every step resumes (--resume) when run again.
 set -euo pipefail
 RUNS=${1:?usage: demo.sh RUNS_DIR [SHARED_DATA_DIR]}
 SHARED=$(realpath "${2:-../shared/data}")
