@@ -280,9 +280,8 @@ def test_undoing_the_local_advance_with_a_short_last_phoneme():
 
 
 def test_frame_phonemes_expand_durations_and_check_them():
-    space = SPACE
     assert frame_phonemes([3, 1, 4], [2, 0, 3]) == [3, 3, 4, 4, 4]
-    assert frame_phoneme_ids([3, 1, 4], [2, 0, 3], space, 5) == [space.phoneme_id(p) for p in (3, 3, 4, 4, 4)]
+    assert frame_phoneme_ids([3, 1, 4], [2, 0, 3], SPACE, 5) == [SPACE.phoneme_id(p) for p in (3, 3, 4, 4, 4)]
     with pytest.raises(LayoutError, match="expected 6"):
         frame_phonemes([3, 1], [2, 3], num_frames=6)
     with pytest.raises(LayoutError, match="non-negative"):
