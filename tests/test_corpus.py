@@ -56,3 +56,27 @@ def test_combine_corpora_holds_out_sentences_everywhere(flite_corpus, tmp_path):
     assert not {u.text for u in train} & {u.text for u in held}
     assert len({u.id for u in train}) == len(train)
     assert all(u.speaker_id.split(":")[0] in (flite_corpus.name, "other") for u in train)
+
+
+def test_combine_corpora_adds_speed_perturbed_copies(flite_corpus, tmp_path):
+    from ella_v_hf.training.combine_corpora import combine
+
+    counts = combine([str(flite_corpus)], str(tmp_path / "train"), {str(flite_corpus): 0.25}, str(tmp_path / "held"),
+                     speeds={str(flite_corpus): [0.9, 1.1]})
+    train, _ = read_corpus(tmp_path / "train")
+    held, _ = read_corpus(tmp_path / "held")
+    originals = [u for u in train if "-sp" not in u.speaker_id]
+    assert counts["train"] == 3 * len(originals) == len(train)
+    by_name = {u.id.rsplit("/", 1)[-1]: u for u in train}  # ids are audio/PREFIX[-spF]/NAME
+    for u in originals:
+        for factor in (0.9, 1.1):
+            copy = by_name[u.id.rsplit("/", 1)[-1] + f"_sp{factor:g}"]
+            assert copy.text == u.text and copy.prompt_id == u.prompt_id and copy.speaker_id.endswith(f"-sp{factor:g}")
+            original, rate = sf.read(u.audio_path)
+            faster, copy_rate = sf.read(copy.audio_path)
+            assert copy_rate == rate and abs(len(faster) - len(original) / factor) <= 2
+    assert not [u for u in held if "sp" in u.id.rsplit("_", 1)[-1]]  # held-out utterances are never perturbed
+    with pytest.raises(ValueError, match="not one of the corpora"):
+        combine([str(flite_corpus)], str(tmp_path / "t2"), {}, None, speeds={"elsewhere": [0.9]})
+    with pytest.raises(ValueError, match="must be in"):
+        combine([str(flite_corpus)], str(tmp_path / "t3"), {}, None, speeds={str(flite_corpus): [1.0]})

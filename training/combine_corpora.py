@@ -7,6 +7,11 @@
 Audio files are symlinked, not copied. The held-out utterances (split by prompt id) go to their
 own audiofolder for ``ella-v evaluate``, and no held-out sentence is trained on in any corpus. Ids are prefixed with the
 corpus name, so the combined ids stay unique.
+
+``--speed CORPUS=0.9,1.1`` adds speed-perturbed copies of that corpus's training utterances (Kaldi's
+recipe: resampled by the factor and played at the original rate, so tempo and pitch both change;
+each factor is its own speaker, ``SPEAKER-sp0.9``). The copies are written as FLAC under
+``OUT/audio/PREFIX-spFACTOR/``; the held-out utterances are never perturbed.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ import csv
 import os
 import sys
 from pathlib import Path
+
+import soundfile as sf
+import soxr
+from tqdm.auto import tqdm
 
 from ..processing.corpus import Utterance, read_corpus, sentence_key, split_by_prompt
 
@@ -35,8 +44,46 @@ def _write(folder: Path, rows: list[tuple[str, Utterance]]) -> None:
             writer.writerow([name.as_posix(), u.text, f"{prefix}:{u.speaker_id}"])
 
 
-def combine(corpora: list[str], out: str, hold_out: dict[str, float], held_out_dir: str | None, seed: int = 0) -> dict:
-    """Write the combined training audiofolder (and the held-out one); returns counts."""
+def speed_perturb(utterances: list[Utterance], prefix: str, factor: float, folder: Path) -> list[tuple[str, Utterance]]:
+    """Write ``utterances`` played ``factor`` times faster (resampled, so pitch moves too).
+
+    Returns:
+        ``(prefix, utterance)`` rows for :func:`_write`: prefix ``PREFIX-spFACTOR``, the same
+        prompt id (so a split by prompt keeps every copy of a sentence on one side), speaker
+        ``SPEAKER-spFACTOR`` and the written FLAC as audio.
+    """
+    if not 0.5 <= factor <= 2.0 or factor == 1.0:
+        raise ValueError(f"speed factor {factor} must be in [0.5, 2] and not 1")
+    tag = f"sp{factor:g}"
+    rows = []
+    written = folder / "perturbed" / f"{prefix}-{tag}"
+    written.mkdir(parents=True, exist_ok=True)
+    for u in tqdm(utterances, desc=f"{prefix} speed {factor:g}", unit="utt"):
+        audio, rate = sf.read(u.audio_path, dtype="float32", always_2d=False)  # (samples,) or (samples, channels)
+        faster = soxr.resample(audio, rate, rate / factor)  # (samples / factor, ...)
+        path = written / (u.id.replace("/", "__") + f"_{tag}.flac")
+        sf.write(path, faster, rate)
+        rows.append((f"{prefix}-{tag}", Utterance(id=f"{u.id}_{tag}", audio_path=str(path), text=u.text,
+                                                  speaker_id=f"{u.speaker_id}-{tag}", prompt_id=u.prompt_id)))
+    return rows
+
+
+def combine(corpora: list[str], out: str, hold_out: dict[str, float], held_out_dir: str | None, seed: int = 0,
+            speeds: dict[str, list[float]] | None = None) -> dict:
+    """Write the combined training audiofolder (and the held-out one); returns counts.
+
+    Args:
+        corpora: Corpus directories (see :func:`read_corpus`).
+        out: The training audiofolder to write.
+        hold_out: Corpus -> fraction of its prompts held out.
+        held_out_dir: The held-out audiofolder (needed when ``hold_out`` holds anything out).
+        seed: Seed of the held-out split.
+        speeds: Corpus -> speed factors of perturbed copies of its training utterances.
+    """
+    speeds = speeds or {}
+    unknown = set(speeds) - set(corpora)
+    if unknown:
+        raise ValueError(f"speed perturbation of {sorted(unknown)}, which is not one of the corpora")
     train_rows: list[tuple[str, Utterance]] = []
     held_rows: list[tuple[str, Utterance]] = []
     for corpus in corpora:
@@ -53,6 +100,11 @@ def combine(corpora: list[str], out: str, hold_out: dict[str, float], held_out_d
     train_rows = [row for row in train_rows if sentence_key(row[1].text) not in held_texts]
     if leaking:
         print(f"dropped {len(leaking)} training utterances that read a held-out sentence", file=sys.stderr)
+    for corpus, factors in speeds.items():
+        prefix = Path(corpus).resolve().name
+        originals = [u for p, u in train_rows if p == prefix]
+        for factor in factors:
+            train_rows += speed_perturb(originals, prefix, factor, Path(out))
     _write(Path(out), train_rows)
     if held_rows:
         if not held_out_dir:
@@ -68,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold-out", action="append", default=[], help="CORPUS=FRACTION (prompt-level)")
     parser.add_argument("--held-out-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speed", action="append", default=[], help="CORPUS=F1,F2 (speed-perturbed copies, e.g. 0.9,1.1)")
     args = parser.parse_args(argv)
     hold = {}
     for item in args.hold_out:
@@ -75,7 +128,16 @@ def main(argv: list[str] | None = None) -> int:
         if corpus not in args.corpus:
             parser.error(f"--hold-out {item}: {corpus} is not one of the --corpus arguments")
         hold[corpus] = float(fraction)
-    print(combine(args.corpus, args.out, hold, args.held_out_dir, args.seed))
+    speeds = {}
+    for item in args.speed:
+        corpus, _, factors = item.rpartition("=")
+        if corpus not in args.corpus:
+            parser.error(f"--speed {item}: {corpus} is not one of the --corpus arguments")
+        try:
+            speeds[corpus] = [float(f) for f in factors.split(",")]
+        except ValueError:
+            parser.error(f"--speed {item}: factors must be numbers, e.g. {corpus}=0.9,1.1")
+    print(combine(args.corpus, args.out, hold, args.held_out_dir, args.seed, speeds))
     return 0
 
 
