@@ -25,7 +25,7 @@ import sys
 
 from tqdm.auto import tqdm
 
-from ..modeling.sequence_layout import frame_phonemes
+from ..modeling.sequence_layout import LayoutError, frame_phonemes
 from ..processing.audio import load_audio
 from ..processing.corpus import read_corpus
 from .asr import PocketsphinxASR
@@ -86,9 +86,10 @@ def first_codebook_statistics(prepared: str) -> dict:
     codes_all, phones_all, runs = [], [], []
     for row in dataset:
         first = np.asarray(row["codes"][0], dtype=np.int64)  # [T]
-        phones = np.asarray(frame_phonemes(row["phoneme_ids"], row["durations"]), dtype=np.int64)  # [T]
-        if len(phones) != len(first):
-            raise ValueError(f"{prepared}: an utterance has {len(first)} frames but its alignment covers {len(phones)}")
+        try:
+            phones = np.asarray(frame_phonemes(row["phoneme_ids"], row["durations"], len(first)), dtype=np.int64)  # [T]
+        except LayoutError as error:
+            raise ValueError(f"{prepared}: an utterance's alignment does not match its codes: {error}") from error
         codes_all.append(first)
         phones_all.append(phones)
         changes = np.flatnonzero(np.diff(first)) if len(first) > 1 else np.zeros(0, dtype=np.int64)

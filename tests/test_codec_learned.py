@@ -194,5 +194,5 @@ def test_first_codebook_statistics(tmp_path):
     assert abs(stats["entropy_given_phoneme"] - math.log(2)) < 1e-9 and stats["phoneme_purity"] == 0.5
     rows = {"codes": [[[1, 2, 1]]], "phoneme_ids": [[3, 4]], "durations": [[2, 2]]}
     Dataset.from_dict(rows).save_to_disk(str(tmp_path / "bad" / "dataset"))
-    with pytest.raises(ValueError, match="3 frames but its alignment covers 4"):
+    with pytest.raises(ValueError, match="alignment does not match its codes: The durations cover 4 frames, expected 3"):
         first_codebook_statistics(str(tmp_path / "bad"))

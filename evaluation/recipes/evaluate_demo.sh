@@ -12,8 +12,7 @@ RUNS=$(realpath "${1:?usage: evaluate_demo.sh RUNS_DIR [MODELS_DIR]}")
 MODELS=$(realpath "${2:-$(python3 -c 'import ella_v_hf, os; print(os.path.join(os.path.dirname(ella_v_hf.__file__), "demo_models"))')}")
 HARD=$(python3 -c 'import ella_v_hf.evaluation as e, os; print(os.path.join(os.path.dirname(e.__file__), "eval_sentences", "hard_sentences.txt"))')
 # The hard sentences' fixed prompt: the first held-out Kathleen utterance.
-PROMPT_AUDIO=$(python3 -c 'import csv,sys; r=list(csv.DictReader(open(sys.argv[1]+"/metadata.csv"))); print(sys.argv[1]+"/"+r[0]["file_name"])' "$RUNS/kathleen_heldout")
-PROMPT_TEXT=$(python3 -c 'import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); print(r[0]["text"])' "$RUNS/kathleen_heldout/metadata.csv")
+{ read -r PROMPT_AUDIO; read -r PROMPT_TEXT; } < <(python3 -c 'import csv,sys; r=next(csv.DictReader(open(sys.argv[1]+"/metadata.csv"))); print(sys.argv[1]+"/"+r["file_name"]); print(r["text"])' "$RUNS/kathleen_heldout")
 mkdir -p "$RUNS/eval"
 for model in ella-v vall-e; do
     (
