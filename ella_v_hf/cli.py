@@ -286,7 +286,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     sentences = () if args.no_demo else HARVARD_20
     results = run_benchmark(device=args.device, preset_name=args.preset, phonemes=args.phonemes, repeats=args.repeats,
-                            demo_sentences=sentences, demo_model=args.model)
+                            demo_sentences=sentences, demo_model=args.model, compile=args.compile)
     if args.out:
         base = os.path.splitext(args.out)[0]
         with open(base + ".json", "w", encoding="utf-8") as handle:
@@ -523,6 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=None)
     bench.add_argument("--model", default=None, help="checkpoint for the real-sentence figures (default: the bundled demo)")
     bench.add_argument("--no-demo", action="store_true", help="skip the real-sentence figures (end_to_end_demo, streaming)")
+    bench.add_argument("--compile", action="store_true",
+                       help="also time the GAR with a static cache and torch.compile (needs a C++ compiler on CPU)")
     bench.add_argument("--out", default=None, help="also write OUT.json and OUT.md")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=_cmd_bench)

@@ -4,13 +4,16 @@ For batch sizes 1 and 16 it times, in the same run and with the same prompt leng
 the GAR with the ELLA-V LogitsProcessor (the real decoding path), the same GAR without it, and
 a stock Llama with the same dimensions generating exactly as many tokens. It also times a
 training step (forward, backward, AdamW) of both on the same batches, and end-to-end synthesis
-(GAR + NAR + codec) for the real-time factor.
+(GAR + NAR + codec) for the real-time factor. With ``compile=True`` (``ella-v bench --compile``)
+it also times the GAR through generate's own static cache and ``torch.compile`` (a
+:class:`~transformers.CompileConfig`; transformers compiles on CUDA only unless asked), after
+one warm-up call whose compile time is reported, and whether it drew the same tokens as eager decoding.
 
 Then the bundled demo checkpoint on real sentences (20 Harvard sentences by default): the median
 end-to-end real-time factor of one-shot synthesis, and the median time to first audio of
 streaming synthesis (:class:`~ella_v_hf.modeling.EllaVAudioStreamer`), both after the model is loaded.
 
-    ella-v bench [--device cpu|cuda] [--preset tiny] [--threads N] [--json]
+    ella-v bench [--device cpu|cuda] [--preset tiny] [--threads N] [--compile] [--json]
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
+from transformers import CompileConfig, LlamaConfig, LlamaForCausalLM, LogitsProcessorList
 
 from ..modeling import (
     EllaVCodecConfig,
@@ -119,6 +122,7 @@ def run_benchmark(
     overrides: dict | None = None,
     demo_sentences=HARVARD_20,
     demo_model=None,
+    compile: bool = False,
 ) -> dict:
     """Run the benchmark and return its figures (see the module docstring).
 
@@ -132,6 +136,7 @@ def run_benchmark(
         overrides: Dimension overrides on top of the preset (tests use tiny ones).
         demo_sentences: Sentences for the demo figures (empty: skip them).
         demo_model: Checkpoint for the demo figures (default: the bundled demo).
+        compile: Also time the GAR with a static cache and ``torch.compile`` (generate's options).
     """
     torch.manual_seed(seed)
     dims = {**preset(preset_name), **(overrides or {})}
@@ -160,9 +165,9 @@ def run_benchmark(
     for batch in (1, 16):
         ids = torch.tensor([prompt] * batch, device=device)
 
-        def ours(processor: bool):
+        def ours(processor: bool, **options):
             processors = LogitsProcessorList([EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap)] if processor else [])
-            generator_args = dict(do_sample=True, top_p=0.9, eos_token_id=space.EOS, pad_token_id=space.PAD)
+            generator_args = dict(do_sample=True, top_p=0.9, eos_token_id=space.EOS, pad_token_id=space.PAD, **options)
             torch.manual_seed(seed)
             return gar.generate(ids, logits_processor=processors, max_new_tokens=phonemes * (cap + 2) + 2, **generator_args)
 
@@ -197,6 +202,8 @@ def run_benchmark(
             "ratio_vs_llama": round(llama_seconds / seconds, 3),
             "processor_overhead": round(seconds / bare_seconds - 1.0, 4),
         }
+        if compile:
+            results["batches"][str(batch)].update(_compiled_figures(lambda: ours(True, **compiled_options()), out, repeats, llama_seconds, steps))
     b1, b16 = results["batches"]["1"], results["batches"]["16"]
     results["batch16_throughput_over_batch1"] = round(b16["ella_v_tokens_per_second"] / b1["ella_v_tokens_per_second"], 2)
 
@@ -223,6 +230,35 @@ def run_benchmark(
         results.update(run_demo_benchmark(demo_model, demo_sentences, device=device, seed=seed))
     results["threads"] = torch.get_num_threads()
     return results
+
+
+def compiled_options() -> dict:
+    """generate() options for a static cache and a compiled forward, on any device.
+
+    transformers compiles the decoding step only on accelerators unless the
+    :class:`~transformers.CompileConfig` says otherwise; ``mode="default"`` because CUDA graphs
+    (``"reduce-overhead"``) do not exist on CPU.
+    """
+    compile_config = CompileConfig(fullgraph=False, dynamic=False, mode="default")
+    compile_config._compile_all_devices = True  # transformers' own switch (not a constructor argument)
+    return {"cache_implementation": "static", "compile_config": compile_config}
+
+
+def _compiled_figures(generate, eager_out: torch.Tensor, repeats: int, llama_seconds: float, steps: int) -> dict:
+    """Warm-up (compile) time, best time, ratio vs Llama and token equality of compiled decoding."""
+    with torch.no_grad():
+        start = time.perf_counter()
+        generate()
+        warm_up = time.perf_counter() - start
+        seconds, out = _best_of(repeats, generate)
+    same = out.shape == eager_out.shape and bool((out == eager_out).all())
+    return {
+        "ella_v_compiled_seconds": round(seconds, 4),
+        "ella_v_compiled_tokens_per_second": round(steps / seconds, 1),
+        "ratio_compiled_vs_llama": round(llama_seconds / seconds, 3),
+        "compile_warmup_seconds": round(warm_up, 2),
+        "compiled_same_tokens": same,
+    }
 
 
 def run_training_benchmark(llama: LlamaForCausalLM, gar: EllaVForCausalLM, batch: int = 8, length: int = 300, steps: int = 3, seed: int = 0) -> dict:
@@ -265,6 +301,12 @@ def markdown(results: dict) -> str:
             f"| {batch} | {row['ella_v_tokens_per_second']} | {row['ella_v_frames_per_second']} | {row['llama_tokens_per_second']} "
             f"| {row['ratio_vs_llama']} | {row['processor_overhead'] * 100:.1f} % |"
         )
+    compiled = {batch: row for batch, row in results["batches"].items() if "ella_v_compiled_seconds" in row}
+    if compiled:
+        lines += ["", "| batch | ELLA-V static cache + torch.compile tok/s | ratio vs Llama (eager) | compile warm-up | same tokens as eager |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {batch} | {row['ella_v_compiled_tokens_per_second']} | {row['ratio_compiled_vs_llama']} | "
+                  f"{row['compile_warmup_seconds']} s | {row['compiled_same_tokens']} |" for batch, row in compiled.items()]
     e2e = results["end_to_end"]
     training = results["training"]
     lines += [

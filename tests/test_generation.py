@@ -117,6 +117,18 @@ def test_cache_no_cache_and_batch_generation_agree():
         assert got[: len(single)] == single and all(t == 0 for t in got[len(single) :])
 
 
+def test_static_cache_and_compiled_decoding_agree_with_eager():
+    """generate()'s own speed options (the bench's compiled path) keep the forced structure's tokens."""
+    from ella_v_hf.evaluation.bench import compiled_options
+
+    model = EllaVForCausalLM(tiny_config()).eval()
+    prompts = [text_prompt(model, [1, 2, 3]), text_prompt(model, [4, 5, 6])]
+    eager, _, _, _ = generate(model, prompts, 5, do_sample=False)
+    static, _, _, _ = generate(model, prompts, 5, do_sample=False, cache_implementation="static", disable_compile=True)
+    compiled, _, _, _ = generate(model, prompts, 5, do_sample=False, **compiled_options())
+    assert torch.equal(eager, static) and torch.equal(eager, compiled)
+
+
 def test_vall_e_layout_samples_eos_and_can_run_forever():
     model = EllaVForCausalLM(tiny_config(layout="vall-e")).eval()
     space, spec = model.config.token_space, model.config.layout_spec

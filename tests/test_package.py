@@ -143,3 +143,15 @@ def test_missing_optional_dependency_names_the_install_line():
 
     with pytest.raises(MissingDependencyError, match=r"pip install 'ella-v-hf\[train\]'"):
         require("surely_not_installed_package", "train", "ella-v train")
+
+
+def test_bench_times_compiled_static_cache_decoding():
+    from ella_v_hf.evaluation.bench import markdown, run_benchmark
+
+    results = run_benchmark(phonemes=2, repeats=1, overrides=dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128),
+                            demo_sentences=(), compile=True)
+    for batch in ("1", "16"):
+        row = results["batches"][batch]
+        assert row["ella_v_compiled_tokens_per_second"] > 0 and row["ratio_compiled_vs_llama"] > 0
+        assert row["compile_warmup_seconds"] > 0 and isinstance(row["compiled_same_tokens"], bool)
+    assert "torch.compile" in markdown(results)
