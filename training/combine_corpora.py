@@ -44,6 +44,11 @@ def _write(folder: Path, rows: list[tuple[str, Utterance]]) -> None:
             writer.writerow([name.as_posix(), u.text, f"{prefix}:{u.speaker_id}"])
 
 
+def _check_speed(factor: float) -> None:
+    if not 0.5 <= factor <= 2.0 or factor == 1.0:
+        raise ValueError(f"speed factor {factor} must be in [0.5, 2] and not 1")
+
+
 def speed_perturb(utterances: list[Utterance], prefix: str, factor: float, folder: Path) -> list[tuple[str, Utterance]]:
     """Write ``utterances`` played ``factor`` times faster (resampled, so pitch moves too).
 
@@ -52,8 +57,7 @@ def speed_perturb(utterances: list[Utterance], prefix: str, factor: float, folde
         prompt id (so a split by prompt keeps every copy of a sentence on one side), speaker
         ``SPEAKER-spFACTOR`` and the written FLAC as audio.
     """
-    if not 0.5 <= factor <= 2.0 or factor == 1.0:
-        raise ValueError(f"speed factor {factor} must be in [0.5, 2] and not 1")
+    _check_speed(factor)
     tag = f"sp{factor:g}"
     rows = []
     written = folder / "perturbed" / f"{prefix}-{tag}"
@@ -84,6 +88,9 @@ def combine(corpora: list[str], out: str, hold_out: dict[str, float], held_out_d
     unknown = set(speeds) - set(corpora)
     if unknown:
         raise ValueError(f"speed perturbation of {sorted(unknown)}, which is not one of the corpora")
+    for factors in speeds.values():  # before anything is written
+        for factor in factors:
+            _check_speed(factor)
     train_rows: list[tuple[str, Utterance]] = []
     held_rows: list[tuple[str, Utterance]] = []
     for corpus in corpora:
