@@ -203,7 +203,8 @@ def run_benchmark(
             "processor_overhead": round(seconds / bare_seconds - 1.0, 4),
         }
         if compile:
-            results["batches"][str(batch)].update(_compiled_figures(lambda: ours(True, **compiled_options()), out, repeats, llama_seconds, steps))
+            options = compiled_options()  # one CompileConfig for the warm-up and the timed calls
+            results["batches"][str(batch)].update(_compiled_figures(lambda: ours(True, **options), out, repeats, llama_seconds, steps))
     b1, b16 = results["batches"]["1"], results["batches"]["16"]
     results["batch16_throughput_over_batch1"] = round(b16["ella_v_tokens_per_second"] / b1["ella_v_tokens_per_second"], 2)
 

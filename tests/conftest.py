@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 
 import pytest
 import torch
@@ -44,6 +45,13 @@ def random_utterance(rng: random.Random, config: EllaVConfig, n_phonemes: int | 
 def random_sequence(rng: random.Random, config: EllaVConfig, n_phonemes: int | None = None) -> list[int]:
     phonemes, durations, codes = random_utterance(rng, config, n_phonemes)
     return build_gar_sequence(phonemes, durations, codes, config.token_space, config.layout_spec).input_ids
+
+
+@pytest.fixture
+def cxx_compiler():
+    """Skip unless a C++ compiler exists: torch.compile (inductor) builds CPU kernels with it."""
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("torch.compile on CPU needs a C++ compiler (g++)")
 
 
 @pytest.fixture(autouse=True)

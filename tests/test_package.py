@@ -145,15 +145,8 @@ def test_missing_optional_dependency_names_the_install_line():
         require("surely_not_installed_package", "train", "ella-v train")
 
 
-def test_bench_times_compiled_static_cache_decoding():
-    import shutil
-
-    import pytest
-
+def test_bench_times_compiled_static_cache_decoding(cxx_compiler):
     from ella_v_hf.evaluation.bench import markdown, run_benchmark
-
-    if not (shutil.which("g++") or shutil.which("c++")):
-        pytest.skip("torch.compile on CPU needs a C++ compiler (g++)")
 
     results = run_benchmark(phonemes=2, repeats=1, overrides=dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128),
                             demo_sentences=(), compile=True)

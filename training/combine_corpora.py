@@ -11,7 +11,8 @@ corpus name, so the combined ids stay unique.
 ``--speed CORPUS=0.9,1.1`` adds speed-perturbed copies of that corpus's training utterances (Kaldi's
 recipe: resampled by the factor and played at the original rate, so tempo and pitch both change;
 each factor is its own speaker, ``SPEAKER-sp0.9``). The copies are written as FLAC under
-``OUT/audio/PREFIX-spFACTOR/``; the held-out utterances are never perturbed.
+``OUT/perturbed/PREFIX-spFACTOR/`` and linked from ``OUT/audio/PREFIX-spFACTOR/`` like every other
+file; the held-out utterances are never perturbed.
 """
 
 from __future__ import annotations
