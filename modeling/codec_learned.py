@@ -43,6 +43,9 @@ class EllaVCodecConfig(PreTrainedConfig):
         codebook_dim: Dimension of the quantised latent.
         num_codebooks: Residual quantiser depth K.
         codebook_size: Codes per codebook.
+        first_codebook_size: Codes the first codebook uses (at most ``codebook_size``; ``None``: all).
+            A smaller first level, with the phoneme loss of ``ella-v train-codec``, is easier for a
+            GAR to predict; its unused entries stay zero and are never chosen.
         commitment_weight: Weight of the commitment loss (training).
         ema_decay: Decay of the codebooks' exponential moving averages (training).
         dead_code_threshold: A code whose moving-average usage falls below this many frames per
@@ -65,6 +68,7 @@ class EllaVCodecConfig(PreTrainedConfig):
     codebook_dim: int = 64
     num_codebooks: int = 8
     codebook_size: int = 256
+    first_codebook_size: int | None = None
     commitment_weight: float = 0.25
     ema_decay: float = 0.99
     dead_code_threshold: float = 0.5
@@ -76,6 +80,8 @@ class EllaVCodecConfig(PreTrainedConfig):
         self.dilations = list(self.dilations)
         if self.downsample < 1 or self.kernel_size % 2 == 0 or not self.dilations:
             raise ValueError("downsample must be >= 1, kernel_size odd and dilations non-empty")
+        if self.first_codebook_size is not None and not 2 <= self.first_codebook_size <= self.codebook_size:
+            raise ValueError(f"first_codebook_size must lie in [2, codebook_size={self.codebook_size}], got {self.first_codebook_size}")
         super().__post_init__(**kwargs)
 
     @property
@@ -106,11 +112,16 @@ class ResidualVectorQuantizer(nn.Module):
 
     Buffers (saved with the model): ``codebooks [K, C, D]``; the training statistics
     ``cluster_size [K, C]``, ``embed_sum [K, C, D]`` and ``initialized [K]`` (k-means on the first batch).
+    The first codebook may use only its first ``first_codebook_size`` entries.
     """
 
-    def __init__(self, num_codebooks: int, codebook_size: int, dim: int, decay: float, dead_code_threshold: float) -> None:
+    def __init__(
+        self, num_codebooks: int, codebook_size: int, dim: int, decay: float, dead_code_threshold: float,
+        first_codebook_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.decay, self.threshold = decay, dead_code_threshold
+        self.sizes = [first_codebook_size or codebook_size] + [codebook_size] * (num_codebooks - 1)  # codes used per level
         self.register_buffer("codebooks", torch.zeros(num_codebooks, codebook_size, dim))
         self.register_buffer("cluster_size", torch.zeros(num_codebooks, codebook_size))
         self.register_buffer("embed_sum", torch.zeros(num_codebooks, codebook_size, dim))
@@ -126,8 +137,8 @@ class ResidualVectorQuantizer(nn.Module):
         """Latents ``[B, T, D]`` -> codes ``[B, K', T]`` (the first ``levels`` codebooks; all by default)."""
         residual = latents.float()
         codes = []
-        for codebook in self.codebooks[: levels or len(self.codebooks)]:
-            index = self._nearest(residual.reshape(-1, residual.shape[-1]), codebook).view(residual.shape[:-1])
+        for codebook, size in zip(self.codebooks[: levels or len(self.codebooks)], self.sizes):
+            index = self._nearest(residual.reshape(-1, residual.shape[-1]), codebook[:size]).view(residual.shape[:-1])
             residual = residual - codebook[index]
             codes.append(index)
         return torch.stack(codes, dim=1)
@@ -141,8 +152,7 @@ class ResidualVectorQuantizer(nn.Module):
         return sum(self.codebooks[k][codes[:, k]] for k in range(codes.shape[1]))
 
     @torch.no_grad()
-    def _kmeans(self, data: torch.Tensor, iterations: int = 10) -> torch.Tensor:
-        size = self.codebooks.shape[1]
+    def _kmeans(self, data: torch.Tensor, size: int, iterations: int = 10) -> torch.Tensor:
         centroids = data[torch.randperm(len(data), device=data.device)[:size]].clone()
         if len(centroids) < size:  # fewer vectors than codes: repeat with a little noise
             centroids = centroids[torch.arange(size, device=data.device) % len(centroids)]
@@ -158,26 +168,27 @@ class ResidualVectorQuantizer(nn.Module):
     @torch.no_grad()
     def _ema_update(self, level: int, residual: torch.Tensor, index: torch.LongTensor) -> None:
         """One EMA step of codebook ``level`` from its active residuals ``[N, D]`` and codes ``[N]``."""
+        size = self.sizes[level]
+        codebook, cluster_size, embed_sum = self.codebooks[level, :size], self.cluster_size[level, :size], self.embed_sum[level, :size]
         if not self.initialized[level]:
-            self.codebooks[level] = self._kmeans(residual)
-            self.cluster_size[level] = len(residual) / self.codebooks.shape[1]
-            self.embed_sum[level] = self.codebooks[level] * self.cluster_size[level, :, None]
+            codebook.copy_(self._kmeans(residual, size))
+            cluster_size.fill_(len(residual) / size)
+            embed_sum.copy_(codebook * cluster_size[:, None])
             self.initialized[level] = 1.0
             return
-        size = self.codebooks.shape[1]
         counts = torch.bincount(index, minlength=size).float()
-        sums = torch.zeros_like(self.embed_sum[level]).index_add_(0, index, residual)
-        self.cluster_size[level].mul_(self.decay).add_(counts, alpha=1 - self.decay)
-        self.embed_sum[level].mul_(self.decay).add_(sums, alpha=1 - self.decay)
-        total = self.cluster_size[level].sum()
-        smoothed = (self.cluster_size[level] + 1e-5) / (total + size * 1e-5) * total  # Laplace smoothing
-        self.codebooks[level] = self.embed_sum[level] / smoothed[:, None]
-        dead = self.cluster_size[level] < self.threshold
+        sums = torch.zeros_like(embed_sum).index_add_(0, index, residual)
+        cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        total = cluster_size.sum()
+        smoothed = (cluster_size + 1e-5) / (total + size * 1e-5) * total  # Laplace smoothing
+        codebook.copy_(embed_sum / smoothed[:, None])
+        dead = cluster_size < self.threshold
         if dead.any():  # restart unused codes from random latents of this batch
             picks = residual[torch.randint(len(residual), (int(dead.sum()),), device=residual.device)]
-            self.codebooks[level][dead] = picks
-            self.cluster_size[level][dead] = self.threshold
-            self.embed_sum[level][dead] = picks * self.threshold
+            codebook[dead] = picks
+            cluster_size[dead] = self.threshold
+            embed_sum[dead] = picks * self.threshold
 
     def forward(
         self, latents: torch.Tensor, levels: torch.LongTensor, return_first: bool = False
@@ -204,10 +215,11 @@ class ResidualVectorQuantizer(nn.Module):
             if not active.any():
                 break
             flat = residual[active].reshape(-1, residual.shape[-1])  # [N, D]
+            codebook = self.codebooks[level, : self.sizes[level]]  # [C_level, D]
             if self.training:
-                index = self._nearest(flat.detach(), self.codebooks[level]) if self.initialized[level] else None
+                index = self._nearest(flat.detach(), codebook) if self.initialized[level] else None
                 self._ema_update(level, flat.detach().float(), index)
-            index = self._nearest(flat.detach(), self.codebooks[level])
+            index = self._nearest(flat.detach(), codebook)
             chosen = self.codebooks[level][index].view(-1, *residual.shape[1:])  # [B_active, T, D]
             commitment = commitment + F.mse_loss(residual[active], chosen)
             step = torch.zeros_like(latents)
@@ -245,7 +257,8 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
             nn.Conv1d(hidden, config.codebook_dim, 1),
         )
         self.quantizer = ResidualVectorQuantizer(
-            config.num_codebooks, config.codebook_size, config.codebook_dim, config.ema_decay, config.dead_code_threshold
+            config.num_codebooks, config.codebook_size, config.codebook_dim, config.ema_decay, config.dead_code_threshold,
+            config.first_codebook_size,
         )
         self.decoder = nn.Sequential(
             nn.Conv1d(config.codebook_dim, hidden, kernel, padding=kernel // 2),

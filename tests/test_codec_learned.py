@@ -60,6 +60,21 @@ def test_quantizer_dropout_uses_only_the_kept_levels():
     assert latents.grad is not None and latents.grad.abs().sum() > 0
 
 
+def test_a_smaller_first_codebook_uses_only_its_entries():
+    torch.manual_seed(0)
+    quantizer = ResidualVectorQuantizer(2, 16, 4, decay=0.5, dead_code_threshold=0.5, first_codebook_size=4).train()
+    for _ in range(3):  # k-means, then EMA updates with dead-code restarts
+        quantizer(torch.randn(4, 40, 4), torch.full((4,), 2))
+    assert quantizer.codebooks[0, 4:].abs().sum() == 0 and quantizer.cluster_size[0, 4:].abs().sum() == 0
+    assert quantizer.codebooks[0, :4].abs().sum() > 0 and quantizer.codebooks[1].abs().sum(-1).gt(0).all()
+    codes = quantizer.eval().quantize(torch.randn(3, 50, 4))
+    assert codes[:, 0].max() < 4 and codes[:, 1].max() >= 4  # the second level keeps all 16
+    model = EllaVCodecModel(EllaVCodecConfig(**TINY_CODEC, first_codebook_size=5)).eval()
+    assert model.encode(torch.randn(1, 1, 8000) * 0.1)[:, 0].max() < 5
+    with pytest.raises(ValueError, match="first_codebook_size must lie in"):
+        EllaVCodecConfig(**TINY_CODEC, first_codebook_size=17)
+
+
 def test_dead_codes_are_restarted():
     torch.manual_seed(0)
     quantizer = ResidualVectorQuantizer(1, 8, 2, decay=0.5, dead_code_threshold=0.5).train()

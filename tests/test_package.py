@@ -68,9 +68,10 @@ def test_bench_runs_and_reports_every_figure(tts_dir):
     for batch in ("1", "16"):
         row = results["batches"][batch]
         assert row["ella_v_tokens_per_second"] > 0 and row["llama_tokens_per_second"] > 0 and row["ratio_vs_llama"] > 0
+        assert row["generate_floor_tokens_per_second"] > 0 and row["max_ratio_vs_llama_through_generate"] > 0
     assert results["end_to_end"]["audio_seconds"] > 0 and results["end_to_end"]["rtf"] > 0
     assert results["training"]["ella_v_tokens_per_second"] > 0 and results["training"]["ratio_vs_llama"] > 0
-    assert "ratio vs Llama" in markdown(results)
+    assert "ratio vs Llama" in markdown(results) and "generate() floor" in markdown(results)
     assert results["end_to_end_demo"]["rtf"] > 0 and results["end_to_end_demo"]["sentences"] == 2
     assert results["streaming"]["time_to_first_audio_seconds"] > 0 and "time to first audio" in markdown(results)
 
