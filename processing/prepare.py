@@ -227,8 +227,6 @@ def prepare_corpus(
 
     def encode_and_align(row: dict) -> dict:
         torch.set_num_threads(1)
-        if os.getpid() != parent:  # a worker of num_proc > 1
-            _die_with_parent()
         result = {"codes": [], "durations": [], "num_frames": 0, "align_score": 0.0, "error": row["error"]}
         if row["error"]:
             return result
@@ -262,18 +260,19 @@ def prepare_corpus(
         max_seconds,
     )
     chunks = []
-    for first in range(0, len(dataset), AUDIO_CHUNK_ROWS):
-        rows_here = range(first, min(first + AUDIO_CHUNK_ROWS, len(dataset)))
-        chunk_key = f"{audio_key}-{first:09d}"
-        chunks.append(
-            dataset.select(rows_here).map(
-                encode_and_align,
-                num_proc=num_proc if num_proc and num_proc > 1 and len(rows_here) > 1 else None,
-                cache_file_name=str(cache / f"audio-{chunk_key}.arrow"),
-                new_fingerprint=chunk_key,
-                desc=f"encode + align (rows {first}-{rows_here[-1]} of {len(dataset)})",
+    with _children_die_with(parent):
+        for first in range(0, len(dataset), AUDIO_CHUNK_ROWS):
+            rows_here = range(first, min(first + AUDIO_CHUNK_ROWS, len(dataset)))
+            chunk_key = f"{audio_key}-{first:09d}"
+            chunks.append(
+                dataset.select(rows_here).map(
+                    encode_and_align,
+                    num_proc=num_proc if num_proc and num_proc > 1 and len(rows_here) > 1 else None,
+                    cache_file_name=str(cache / f"audio-{chunk_key}.arrow"),
+                    new_fingerprint=chunk_key,
+                    desc=f"encode + align (rows {first}-{rows_here[-1]} of {len(dataset)})",
+                )
             )
-        )
     dataset = concatenate_datasets(chunks)
     timings["audio"] = time.time() - step
 
@@ -369,6 +368,31 @@ def _fitting_sample(paths: list[str], valid: list[int], n: int, min_seconds: flo
             if len(chosen) == n:
                 break
     return sorted(chosen)
+
+
+_DIE_WITH: int | None = None  # while prepare maps with workers: its pid; processes it forks then die with it
+
+
+def _after_fork_in_child() -> None:
+    """``os.register_at_fork`` hook: a process forked by prepare while it maps with workers (the
+    pool's workers, and the manager process ``datasets`` starts beside them) dies with it."""
+    if _DIE_WITH is not None and os.getppid() == _DIE_WITH:
+        _die_with_parent()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@contextmanager
+def _children_die_with(pid: int):
+    """Within the block, every process that ``pid`` forks dies when ``pid`` does (Linux)."""
+    global _DIE_WITH
+    _DIE_WITH = pid
+    try:
+        yield
+    finally:
+        _DIE_WITH = None
 
 
 def _die_with_parent() -> None:
