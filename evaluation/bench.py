@@ -196,7 +196,7 @@ def run_benchmark(
                 repeats,
                 lambda: floor.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_p=0.9, pad_token_id=0),
             )
-        steps = batch * new_tokens  # decoding steps x rows, identical for the three runs
+        steps = batch * new_tokens  # decoding steps x rows, identical for the four runs
         results["batches"][str(batch)] = {
             "new_tokens_per_row": new_tokens,
             "useful_tokens": sum(lengths),
