@@ -181,21 +181,17 @@ def run_benchmark(
         new_tokens = generated.shape[1]
         lengths = [(row.tolist().index(space.EOS) + 1) if space.EOS in row.tolist() else new_tokens for row in generated]
         frames = int(space.acoustic_mask(generated).sum())
+
+        def stock_seconds(model) -> float:
+            """Best time of plain generate() drawing exactly ``new_tokens`` per row (top-p 0.9), after a warm-up."""
+            model.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+            return _best_of(
+                repeats,
+                lambda: model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_p=0.9, pad_token_id=0),
+            )[0]
+
         with torch.no_grad():
-            bare_seconds, _ = _best_of(
-                repeats,
-                lambda: gar.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_p=0.9, pad_token_id=0),
-            )
-            llama.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)  # warm-up
-            llama_seconds, _ = _best_of(
-                repeats,
-                lambda: llama.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_p=0.9, pad_token_id=0),
-            )
-            floor.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)  # warm-up
-            floor_seconds, _ = _best_of(
-                repeats,
-                lambda: floor.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_p=0.9, pad_token_id=0),
-            )
+            bare_seconds, llama_seconds, floor_seconds = stock_seconds(gar), stock_seconds(llama), stock_seconds(floor)
         steps = batch * new_tokens  # decoding steps x rows, identical for the four runs
         results["batches"][str(batch)] = {
             "new_tokens_per_row": new_tokens,

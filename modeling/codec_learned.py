@@ -220,7 +220,7 @@ class ResidualVectorQuantizer(nn.Module):
                 index = self._nearest(flat.detach(), codebook) if self.initialized[level] else None
                 self._ema_update(level, flat.detach().float(), index)
             index = self._nearest(flat.detach(), codebook)
-            chosen = self.codebooks[level][index].view(-1, *residual.shape[1:])  # [B_active, T, D]
+            chosen = codebook[index].view(-1, *residual.shape[1:])  # [B_active, T, D]
             commitment = commitment + F.mse_loss(residual[active], chosen)
             step = torch.zeros_like(latents)
             step[active] = chosen

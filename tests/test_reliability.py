@@ -390,18 +390,9 @@ def test_sigkilled_prepare_leaves_no_worker_processes(flite_corpus, small_codec,
         time.sleep(0.2)
     workers = [int(p.name) for p in (tmp_path / "pids").iterdir()]
     assert len(workers) >= 2 and process.pid not in workers
+    import psutil  # an accelerate dependency
 
-    def children(pid: int) -> set[int]:
-        found = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.add(int(stat.parent.name))
-            except (OSError, IndexError, ValueError):
-                pass
-        return found
-
-    forked = children(process.pid)  # the workers and the manager process datasets starts beside them
+    forked = {child.pid for child in psutil.Process(process.pid).children()}  # the workers and datasets' manager process
     assert set(workers) <= forked and len(forked) > len(workers)
     workers = sorted(forked)
     process.send_signal(signal.SIGKILL)
