@@ -147,8 +147,10 @@ class ResidualVectorQuantizer(nn.Module):
         """Codes ``[B, K', T]`` (the first K' codebooks) -> summed latents ``[B, T, D]``."""
         if codes.shape[1] > len(self.codebooks):
             raise ValueError(f"{codes.shape[1]} codebooks given; the codec has {len(self.codebooks)}")
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebooks.shape[1]):
-            raise ValueError(f"codes must lie in [0, {self.codebooks.shape[1]})")
+        for level in range(codes.shape[1]):
+            level_codes = codes[:, level]  # [B, T]
+            if level_codes.numel() and (level_codes.min() < 0 or level_codes.max() >= self.sizes[level]):
+                raise ValueError(f"codes of codebook {level} must lie in [0, {self.sizes[level]})")
         return sum(self.codebooks[k][codes[:, k]] for k in range(codes.shape[1]))
 
     @torch.no_grad()

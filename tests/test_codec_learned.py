@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModel
 
 from ella_v_hf.modeling import EllaVCodecConfig, EllaVCodecModel, EllaVTTSConfig
 from ella_v_hf.modeling.codec_learned import ResidualVectorQuantizer
-from ella_v_hf.training.train_codec import CodecTrainConfig, train_codec
+from ella_v_hf.training.train_codec import CodecTrainConfig, _levels, train_codec
 
 TINY_CODEC = dict(hidden_size=16, codebook_dim=8, num_codebooks=3, codebook_size=16, dilations=[1, 2], griffin_lim_iters=2)
 
@@ -37,7 +37,7 @@ def test_encode_decode_shapes_and_first_k_codebooks(downsample):
         assert audio.shape == (2, 1, frames * 320 * downsample) and torch.isfinite(audio).all()
     with pytest.raises(ValueError, match="4 codebooks given"):
         model.decode(torch.zeros(1, 4, 5, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"codes must lie in \[0, 16\)"):
+    with pytest.raises(ValueError, match=r"codes of codebook 0 must lie in \[0, 16\)"):
         model.decode(torch.full((1, 1, 5), 16))
 
 
@@ -71,8 +71,24 @@ def test_a_smaller_first_codebook_uses_only_its_entries():
     assert codes[:, 0].max() < 4 and codes[:, 1].max() >= 4  # the second level keeps all 16
     model = EllaVCodecModel(EllaVCodecConfig(**TINY_CODEC, first_codebook_size=5)).eval()
     assert model.encode(torch.randn(1, 1, 8000) * 0.1)[:, 0].max() < 5
+    with pytest.raises(ValueError, match=r"codes of codebook 0 must lie in \[0, 5\)"):  # an unused entry is no code
+        model.decode(torch.full((1, 1, 5), 5))
+    assert model.decode(torch.tensor([[[4, 4], [15, 0]]])).shape == (1, 1, 2 * model.config.samples_per_frame)  # level 2 keeps all 16
     with pytest.raises(ValueError, match="first_codebook_size must lie in"):
         EllaVCodecConfig(**TINY_CODEC, first_codebook_size=17)
+
+
+def test_first_level_fraction_keeps_that_share_at_the_first_level():
+    generator = torch.Generator().manual_seed(0)
+    uniform = _levels(20000, 8, True, generator)
+    biased = _levels(20000, 8, True, generator, first_fraction=0.5)
+    assert abs(uniform.eq(1).float().mean() - 1 / 8) < 0.01
+    assert abs(biased.eq(1).float().mean() - (0.5 + 0.5 / 8)) < 0.01  # the rest stay uniform in 1..8
+    assert biased.min() == 1 and biased.max() == 8 and _levels(4, 8, False, generator).tolist() == [8] * 4
+    with pytest.raises(ValueError, match="first_level_fraction must lie in"):
+        tiny_recipe(first_level_fraction=1.0).validate()
+    with pytest.raises(ValueError, match="needs quantizer_dropout"):
+        tiny_recipe(first_level_fraction=0.5, quantizer_dropout=False).validate()
 
 
 def test_dead_codes_are_restarted():

@@ -30,6 +30,20 @@ def test_pocketsphinx_recognises_flite_speech(flite_corpus):
     assert wer_cer([u.text for u in utterances], hypotheses)["wer"] < 0.5
 
 
+def test_pocketsphinx_transcripts_do_not_depend_on_what_was_judged_before(flite_corpus):
+    from ella_v_hf.evaluation.asr import PocketsphinxASR
+    from ella_v_hf.processing import load_audio, read_corpus
+
+    rng = np.random.default_rng(0)
+    # A noise floor, as real recordings have: the front end's adaptation to it used to carry over
+    # from one utterance to the next (6 of these 8 transcripts changed).
+    waveforms = [(audio + rng.normal(0, 0.01, audio.shape).astype(np.float32), rate)
+                 for audio, rate in (load_audio(u.audio_path) for u in read_corpus(flite_corpus)[0][:8])]
+    shared = PocketsphinxASR()
+    in_a_row = [shared.transcribe(*w) for w in waveforms]
+    assert in_a_row == [PocketsphinxASR().transcribe(*w) for w in waveforms]
+
+
 def test_strategies():
     assert parse_strategy("greedy") == {"do_sample": False}
     assert parse_strategy("top_p=0.8,temperature=0.7") == {"do_sample": True, "top_p": 0.8, "top_k": 0, "temperature": 0.7}

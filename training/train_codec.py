@@ -42,6 +42,9 @@ class CodecTrainConfig(JsonRecipe):
     """Codec training recipe (a JSON file; see ``training/configs/codec-*.json``).
 
     ``codec`` holds :class:`EllaVCodecConfig` fields (e.g. ``{"codebook_size": 1024, "downsample": 2}``).
+    ``first_level_fraction``: share of training examples that keep only the first quantiser level
+    (the others keep ``n`` uniform in ``1..K``); above 0 it weights the decoder toward speaking
+    from the first codebook alone, which is what a GAR generates.
     """
 
     codec: dict = field(default_factory=dict)
@@ -53,6 +56,7 @@ class CodecTrainConfig(JsonRecipe):
     warmup_steps: int = 200
     max_grad_norm: float = 1.0
     quantizer_dropout: bool = True
+    first_level_fraction: float = 0.0
     phoneme_loss_weight: float = 0.0
     mixed_precision: str = "no"
     eval_fraction: float = 0.05
@@ -72,6 +76,10 @@ class CodecTrainConfig(JsonRecipe):
             raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must lie in (0, 1), got {self.eval_fraction}")
+        if not 0 <= self.first_level_fraction < 1:
+            raise ValueError(f"first_level_fraction must lie in [0, 1), got {self.first_level_fraction}")
+        if self.first_level_fraction and not self.quantizer_dropout:
+            raise ValueError("first_level_fraction needs quantizer_dropout")
         if self.phoneme_loss_weight < 0:
             raise ValueError(f"phoneme_loss_weight must be >= 0, got {self.phoneme_loss_weight}")
 
@@ -159,10 +167,15 @@ def frame_phoneme_labels(
     return labels, num_classes
 
 
-def _levels(batch: int, num_codebooks: int, dropout: bool, generator: torch.Generator) -> torch.LongTensor:
+def _levels(batch: int, num_codebooks: int, dropout: bool, generator: torch.Generator, first_fraction: float = 0.0) -> torch.LongTensor:
+    """Quantiser levels each example keeps ``[batch]``: all without dropout; else ``n`` uniform in
+    ``1..K``, except that a ``first_fraction`` share of the examples keeps the first level only."""
     if not dropout:
         return torch.full((batch,), num_codebooks)
-    return torch.randint(1, num_codebooks + 1, (batch,), generator=generator)
+    levels = torch.randint(1, num_codebooks + 1, (batch,), generator=generator)
+    if first_fraction:
+        levels[torch.rand(batch, generator=generator) < first_fraction] = 1
+    return levels
 
 
 def _crops(
@@ -310,7 +323,7 @@ def train_codec(
         generator = torch.Generator().manual_seed(seed_of(state["step"]))
         batch, batch_labels = _crops(train_features, weights, config.batch_size, frames, rng, train_labels)
         batch = batch.to(accelerator.device)
-        levels = _levels(config.batch_size, unwrapped.config.num_codebooks, config.quantizer_dropout, generator).to(accelerator.device)
+        levels = _levels(config.batch_size, unwrapped.config.num_codebooks, config.quantizer_dropout, generator, config.first_level_fraction).to(accelerator.device)
         outputs = model(batch, levels=levels)
         if distil:
             outputs["phoneme_loss"] = _phoneme_loss(head, outputs["first_level"], batch_labels.to(accelerator.device), down)
