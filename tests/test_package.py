@@ -73,6 +73,8 @@ def test_bench_runs_and_reports_every_figure(tts_dir):
     assert results["training"]["ella_v_tokens_per_second"] > 0 and results["training"]["ratio_vs_llama"] > 0
     assert "ratio vs Llama" in markdown(results) and "generate() floor" in markdown(results)
     assert results["end_to_end_demo"]["rtf"] > 0 and results["end_to_end_demo"]["sentences"] == 2
+    shares = results["end_to_end_demo"]["stage_shares"]
+    assert all(0 < shares[k] < 1 for k in ("gar", "nar", "codec_decode")) and abs(sum(shares.values()) - 1) < 0.01
     assert results["streaming"]["time_to_first_audio_seconds"] > 0 and "time to first audio" in markdown(results)
 
 
