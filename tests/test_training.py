@@ -254,3 +254,16 @@ def test_assemble_never_replaces_a_directory_it_did_not_write(prepared_corpus, t
     assert (mine / "notes.txt").read_text() == "my work"
     out = assemble_checkpoint(tmp_path / "a" / "model", tmp_path / "demo")
     assert assemble_checkpoint(tmp_path / "a" / "model", out) == out  # its own output is replaced
+
+
+def test_a_recipe_field_added_later_resumes_an_older_run_at_its_default(tmp_path):
+    from ella_v_hf.training.checkpointing import record_recipe
+
+    (tmp_path / "recipe.json").write_text(json.dumps({"learning_rate": 0.001}))  # written before `new_field` existed
+    defaults = {"learning_rate": 0.01, "new_field": 0.0}
+    record_recipe(tmp_path, "recipe.json", {"learning_rate": 0.001, "new_field": 0.0}, resuming=True, defaults=defaults)
+    (tmp_path / "recipe.json").write_text(json.dumps({"learning_rate": 0.001}))
+    with pytest.raises(ValueError, match="another recipe .*new_field differ"):
+        record_recipe(tmp_path, "recipe.json", {"learning_rate": 0.001, "new_field": 0.5}, resuming=True, defaults=defaults)
+    with pytest.raises(ValueError, match="another recipe .*new_field differ"):  # without defaults a missing field differs
+        record_recipe(tmp_path, "recipe.json", {"learning_rate": 0.001, "new_field": 0.0}, resuming=True)

@@ -65,8 +65,11 @@ class JsonRecipe:
 RESUMABLE_CHANGES = frozenset({"max_steps", "eval_every", "save_every", "keep_last", "log_every", "max_nonfinite_steps", "eval_utterances"})
 
 
-def record_recipe(run: Path, name: str, recipe: dict, resuming: bool) -> None:
+def record_recipe(run: Path, name: str, recipe: dict, resuming: bool, defaults: dict | None = None) -> None:
     """Write the run's recipe to ``run/name``; when resuming, first refuse a different one.
+
+    A field the saved recipe lacks (one added to the recipe class after the run started) counts as
+    its value in ``defaults``, so a newer version still resumes an older run that did not set it.
 
     Raises:
         ValueError: ``resuming`` and ``run/name`` holds a recipe that differs in a field outside
@@ -74,7 +77,7 @@ def record_recipe(run: Path, name: str, recipe: dict, resuming: bool) -> None:
     """
     path = run / name
     if resuming and path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = {**(defaults or {}), **json.loads(path.read_text(encoding="utf-8"))}
         changed = sorted(k for k in saved.keys() | recipe.keys() if k not in RESUMABLE_CHANGES and saved.get(k) != recipe.get(k))
         if changed:
             raise ValueError(

@@ -269,7 +269,7 @@ def train_codec(
     checkpoints = list_checkpoints(out)
     if checkpoints and not resume:
         raise ValueError(f"{out} already has checkpoints; pass --resume to continue or choose a new --out")
-    record_recipe(out, "codec_train_config.json", asdict(config), resuming=bool(checkpoints))
+    record_recipe(out, "codec_train_config.json", asdict(config), resuming=bool(checkpoints), defaults=asdict(CodecTrainConfig()))
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.mixed_precision)
     set_seed(config.seed)
     model = EllaVCodecModel(EllaVCodecConfig(**config.codec))
