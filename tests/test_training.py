@@ -257,13 +257,20 @@ def test_assemble_never_replaces_a_directory_it_did_not_write(prepared_corpus, t
 
 
 def test_a_recipe_field_added_later_resumes_an_older_run_at_its_default(tmp_path):
-    from ella_v_hf.training.checkpointing import record_recipe
+    from dataclasses import dataclass
 
-    (tmp_path / "recipe.json").write_text(json.dumps({"learning_rate": 0.001}))  # written before `new_field` existed
-    defaults = {"learning_rate": 0.01, "new_field": 0.0}
-    record_recipe(tmp_path, "recipe.json", {"learning_rate": 0.001, "new_field": 0.0}, resuming=True, defaults=defaults)
+    from ella_v_hf.training.checkpointing import JsonRecipe, record_recipe
+
+    @dataclass
+    class Recipe(JsonRecipe):
+        learning_rate: float = 0.01
+        new_field: float = 0.0  # added after the run below was recorded
+
+    (tmp_path / "recipe.json").write_text(json.dumps({"learning_rate": 0.001}))
+    record_recipe(tmp_path, "recipe.json", Recipe(learning_rate=0.001), resuming=True)
+    assert json.loads((tmp_path / "recipe.json").read_text()) == {"learning_rate": 0.001, "new_field": 0.0}
     (tmp_path / "recipe.json").write_text(json.dumps({"learning_rate": 0.001}))
     with pytest.raises(ValueError, match="another recipe .*new_field differ"):
-        record_recipe(tmp_path, "recipe.json", {"learning_rate": 0.001, "new_field": 0.5}, resuming=True, defaults=defaults)
-    with pytest.raises(ValueError, match="another recipe .*new_field differ"):  # without defaults a missing field differs
-        record_recipe(tmp_path, "recipe.json", {"learning_rate": 0.001, "new_field": 0.0}, resuming=True)
+        record_recipe(tmp_path, "recipe.json", Recipe(learning_rate=0.001, new_field=0.5), resuming=True)
+    with pytest.raises(ValueError, match="another recipe .*learning_rate differ"):
+        record_recipe(tmp_path, "recipe.json", Recipe(), resuming=True)

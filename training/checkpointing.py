@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 STATE_FILE = "trainer_state.json"
@@ -65,19 +66,20 @@ class JsonRecipe:
 RESUMABLE_CHANGES = frozenset({"max_steps", "eval_every", "save_every", "keep_last", "log_every", "max_nonfinite_steps", "eval_utterances"})
 
 
-def record_recipe(run: Path, name: str, recipe: dict, resuming: bool, defaults: dict | None = None) -> None:
-    """Write the run's recipe to ``run/name``; when resuming, first refuse a different one.
+def record_recipe(run: Path, name: str, config: JsonRecipe, resuming: bool) -> None:
+    """Write the run's recipe (a recipe dataclass) to ``run/name``; when resuming, first refuse a different one.
 
     A field the saved recipe lacks (one added to the recipe class after the run started) counts as
-    its value in ``defaults``, so a newer version still resumes an older run that did not set it.
+    the class's default, so a newer version still resumes an older run that did not set it.
 
     Raises:
         ValueError: ``resuming`` and ``run/name`` holds a recipe that differs in a field outside
             :data:`RESUMABLE_CHANGES` (a later ``--resume`` must not continue a different model).
     """
     path = run / name
+    recipe = asdict(config)
     if resuming and path.is_file():
-        saved = {**(defaults or {}), **json.loads(path.read_text(encoding="utf-8"))}
+        saved = {**asdict(type(config)()), **json.loads(path.read_text(encoding="utf-8"))}
         changed = sorted(k for k in saved.keys() | recipe.keys() if k not in RESUMABLE_CHANGES and saved.get(k) != recipe.get(k))
         if changed:
             raise ValueError(

@@ -23,7 +23,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -269,7 +269,7 @@ def train_codec(
     checkpoints = list_checkpoints(out)
     if checkpoints and not resume:
         raise ValueError(f"{out} already has checkpoints; pass --resume to continue or choose a new --out")
-    record_recipe(out, "codec_train_config.json", asdict(config), resuming=bool(checkpoints), defaults=asdict(CodecTrainConfig()))
+    record_recipe(out, "codec_train_config.json", config, resuming=bool(checkpoints))
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.mixed_precision)
     set_seed(config.seed)
     model = EllaVCodecModel(EllaVCodecConfig(**config.codec))

@@ -17,7 +17,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -214,7 +214,7 @@ def train(
         model.nar.requires_grad_(False)
     elif config.stage == "nar":
         model.gar.requires_grad_(False)
-    record_recipe(out, "train_config.json", asdict(config), resuming=bool(checkpoints), defaults=asdict(TrainConfig()))
+    record_recipe(out, "train_config.json", config, resuming=bool(checkpoints))
 
     train_rows, eval_rows = _split(dataset, config.eval_fraction, config.seed)
     lengths = [gar_length(dataset[i], model_config.gar_config) for i in range(len(dataset))]
