@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="results JSON (a .md table and a .png chart are written beside it)")
     ev.add_argument("--asr", default="pocketsphinx", help="pocketsphinx or a transformers ASR model id/path")
     ev.add_argument("--sim", default="auto", help="auto (resemblyzer if installed), resemblyzer, none, or a transformers x-vector model id/path")
-    ev.add_argument("--sweep", default="top_p=0.9", help="';'-separated strategies, e.g. 'greedy;top_p=0.8;top_p=1.0'")
+    ev.add_argument("--sweep", default="top_p=0.9", help="';'-separated strategies, e.g. 'greedy;top_p=0.8;top_p=0.9,nar_decoding=argmax'")
     ev.add_argument("--prompt-mode", choices=["continuation", "cross", "none"], default="continuation")
     ev.add_argument("--prompt-seconds", type=float, default=3.0)
     ev.add_argument("--prompt-audio", default=None, help="fixed prompt for a text-file --eval")

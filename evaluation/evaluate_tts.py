@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._optional import require
+from ..modeling.generation_ella_v import NAR_DECODINGS
 from ..processing import EllaVProcessor, load_audio, prepare_waveform, read_corpus
 from ..processing.tokenization_ella_v import token_words
 from ..synthesis import load_checkpoint
@@ -47,14 +48,20 @@ class EvalItem:
 
 
 def parse_strategy(spec: str) -> dict:
-    """``"greedy"`` or ``"top_p=0.9,temperature=0.8"`` -> generate kwargs."""
-    if spec == "greedy":
-        return {"do_sample": False}
-    kwargs: dict = {"do_sample": True, "top_p": 1.0, "top_k": 0, "temperature": 1.0}
-    for part in spec.split(","):
+    """``"greedy"``, ``"top_p=0.9,temperature=0.8"`` or ``"greedy,nar_decoding=argmax"`` -> generate kwargs."""
+    parts = spec.split(",")
+    greedy = parts[0] == "greedy"
+    kwargs: dict = {"do_sample": False} if greedy else {"do_sample": True, "top_p": 1.0, "top_k": 0, "temperature": 1.0}
+    for part in parts[1:] if greedy else parts:
         key, _, value = part.partition("=")
-        if key not in ("top_p", "top_k", "temperature"):
-            raise ValueError(f"Unknown decoding option {key!r} in {spec!r}; use greedy, top_p=, top_k=, temperature=")
+        if key == "nar_decoding" and value in NAR_DECODINGS:
+            kwargs[key] = value
+            continue
+        if greedy or key not in ("top_p", "top_k", "temperature"):
+            raise ValueError(
+                f"Unknown decoding option {part!r} in {spec!r}; use greedy or top_p=, top_k=, temperature=, "
+                f"and optionally nar_decoding={'|'.join(NAR_DECODINGS)}"
+            )
         kwargs[key] = int(value) if key == "top_k" else float(value)
     return kwargs
 

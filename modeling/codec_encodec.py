@@ -16,6 +16,7 @@ import math
 import torch
 from transformers import EncodecConfig, EncodecModel
 
+from .code_vectors import summed_code_vectors
 from .loading import StrictLoadingMixin
 
 
@@ -64,9 +65,17 @@ class EllaVEncodecModel(StrictLoadingMixin, EncodecModel):
         return out.audio_codes[0]  # one chunk: the 24 kHz model does not chunk
 
     @torch.no_grad()
-    def decode(self, audio_codes: torch.LongTensor, **kwargs) -> torch.Tensor:
-        """Codes ``[B, K', T]`` -> waveform ``[B, 1, S]``."""
-        return super().decode(audio_codes[None].long(), [None], return_dict=True).audio_values
+    def decode(self, audio_codes: torch.LongTensor, code_probabilities: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """Codes ``[B, K', T]`` -> waveform ``[B, 1, S]``.
+
+        ``code_probabilities`` ``[B, K' - 1, T, codebook_size]``: distributions over the codes of
+        levels 2..K' (the NAR's), decoded from their expected vectors (see :mod:`.code_vectors`).
+        """
+        if code_probabilities is None:
+            return super().decode(audio_codes[None].long(), [None], return_dict=True).audio_values
+        codebooks = [layer.codebook.embed for layer in self.quantizer.layers]  # [C, D] each
+        latents = summed_code_vectors(codebooks, audio_codes.long(), code_probabilities)  # [B, T, D]
+        return self.decoder(latents.transpose(1, 2))  # [B, 1, S]
 
 
 __all__ = ["EllaVEncodecConfig", "EllaVEncodecModel"]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from .code_vectors import summed_code_vectors
 from .loading import StrictLoadingMixin
 from .mel import LogMel, check_mel_fields
 
@@ -143,15 +144,14 @@ class ResidualVectorQuantizer(nn.Module):
             codes.append(index)
         return torch.stack(codes, dim=1)
 
-    def dequantize(self, codes: torch.LongTensor) -> torch.Tensor:
-        """Codes ``[B, K', T]`` (the first K' codebooks) -> summed latents ``[B, T, D]``."""
-        if codes.shape[1] > len(self.codebooks):
-            raise ValueError(f"{codes.shape[1]} codebooks given; the codec has {len(self.codebooks)}")
-        for level in range(codes.shape[1]):
-            level_codes = codes[:, level]  # [B, T]
-            if level_codes.numel() and (level_codes.min() < 0 or level_codes.max() >= self.sizes[level]):
-                raise ValueError(f"codes of codebook {level} must lie in [0, {self.sizes[level]})")
-        return sum(self.codebooks[k][codes[:, k]] for k in range(codes.shape[1]))
+    def dequantize(self, codes: torch.LongTensor, probabilities: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes ``[B, K', T]`` (the first K' codebooks) -> summed latents ``[B, T, D]``.
+
+        ``probabilities`` ``[B, K' - 1, T, codebook_size]``: distributions over the codes of levels
+        2..K' (the NAR's), which then add their expected vector (see :mod:`.code_vectors`).
+        """
+        codebooks = [self.codebooks[level, :size] for level, size in enumerate(self.sizes)]
+        return summed_code_vectors(codebooks, codes, probabilities)
 
     @torch.no_grad()
     def _kmeans(self, data: torch.Tensor, size: int, iterations: int = 10) -> torch.Tensor:
@@ -324,14 +324,22 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
         return self.quantizer.quantize(self.latents(self.features(input_values)))
 
     @torch.no_grad()
-    def decode_features(self, audio_codes: torch.LongTensor) -> torch.Tensor:
-        """Codes ``[B, K', T]`` (the first K' codebooks) -> log-mel ``[B, T * downsample, n_mels]``."""
-        return self.reconstruct(self.quantizer.dequantize(audio_codes.long())) * self.feature_std + self.feature_mean
+    def decode_features(self, audio_codes: torch.LongTensor, code_probabilities: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes ``[B, K', T]`` (the first K' codebooks) -> log-mel ``[B, T * downsample, n_mels]``.
+
+        ``code_probabilities`` ``[B, K' - 1, T, codebook_size]``: decode levels 2..K' from their
+        expected vectors under these distributions (see :mod:`.code_vectors`).
+        """
+        latents = self.quantizer.dequantize(audio_codes.long(), code_probabilities)
+        return self.reconstruct(latents) * self.feature_std + self.feature_mean
 
     @torch.no_grad()
-    def decode(self, audio_codes: torch.LongTensor, **kwargs) -> torch.Tensor:
-        """Codes ``[B, K', T]`` -> waveform ``[B, 1, T * samples_per_frame]`` (log-mel, then Griffin-Lim)."""
-        log_mel = self.decode_features(audio_codes)
+    def decode(self, audio_codes: torch.LongTensor, code_probabilities: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """Codes ``[B, K', T]`` -> waveform ``[B, 1, T * samples_per_frame]`` (log-mel, then Griffin-Lim).
+
+        ``code_probabilities``: as in :meth:`decode_features`.
+        """
+        log_mel = self.decode_features(audio_codes, code_probabilities)
         return self.frontend.to_waveform(log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum)[:, None]
 
 

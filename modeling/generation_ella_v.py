@@ -186,8 +186,11 @@ GAR_GENERATION_FIELDS = (
 HANDLED_GENERATION_FIELDS = (
     "max_new_tokens", "num_return_sequences", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
     "return_dict_in_generate", "transformers_version", "max_frames_per_phone", "vall_e_max_frames_per_phone",
-    "sentence_pause_seconds",
+    "sentence_pause_seconds", "nar_decoding",
 )
+#: How the NAR's codebooks 2..K become audio: ``"expected"`` decodes each from its expected code
+#: vector under the NAR's distribution, ``"argmax"`` from its most likely code's vector.
+NAR_DECODINGS = ("expected", "argmax")
 
 
 class EllaVGenerationConfig(GenerationConfig):
@@ -195,11 +198,13 @@ class EllaVGenerationConfig(GenerationConfig):
 
     The stock sampling fields (``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``min_p``,
     ``typical_p``, ``repetition_penalty``, ``use_cache``, ``cache_implementation``, ``compile_config``…)
-    go to the GAR's stock ``generate()``; the NAR is greedy. ``max_new_tokens`` caps the GAR tokens
-    generated per row (the phoneme count bounds them anyway); ``num_return_sequences`` returns that
-    many samples per input row. Anything else that changes decoding (beam search, contrastive
-    search, assisted decoding, ``min_new_tokens``, ``max_length``, …) is refused by ``generate()``
-    with a ``ValueError``, since the forced phoneme structure cannot honour it.
+    go to the GAR's stock ``generate()``; the NAR picks each codebook's most likely codes (the
+    returned ``codes``), and ``nar_decoding`` says which vectors the codec decodes.
+    ``max_new_tokens`` caps the GAR tokens generated per row (the phoneme count bounds them
+    anyway); ``num_return_sequences`` returns that many samples per input row. Anything else that
+    changes decoding (beam search, contrastive search, assisted decoding, ``min_new_tokens``,
+    ``max_length``, …) is refused by ``generate()`` with a ``ValueError``, since the forced phoneme
+    structure cannot honour it.
 
     Args:
         max_frames_per_phone: ELLA-V's frame cap per phoneme (EOP is forced beyond it); ``None``:
@@ -208,6 +213,11 @@ class EllaVGenerationConfig(GenerationConfig):
             phoneme on average (rows that get there count as infinite); ``None``: the model config's.
         sentence_pause_seconds: Silence between the sentences of a long text in
             :func:`ella_v_hf.synthesis.synthesize`; ``None``: the model config's.
+        nar_decoding: ``"expected"`` (``None``, the default, means this): the codec decodes
+            codebooks 2..K from their expected code vectors under the NAR's distributions (the
+            minimum-mean-square-error latent: an unsure deep level shrinks towards its codebook's
+            mean instead of adding a wrong code's vector); ``"argmax"``: from the NAR's most likely
+            codes, as VALL-E does. The returned ``codes`` are the argmax codes either way.
         kwargs: :class:`~transformers.GenerationConfig` fields. Unset, ``do_sample=True``,
             ``top_p=0.9``, ``top_k=0`` and ``temperature=1.0`` (the paper samples the GAR).
     """
@@ -217,8 +227,10 @@ class EllaVGenerationConfig(GenerationConfig):
         max_frames_per_phone: int | None = None,
         vall_e_max_frames_per_phone: int | None = None,
         sentence_pause_seconds: float | None = None,
+        nar_decoding: str | None = None,
         **kwargs: Any,
     ) -> None:
+        self.nar_decoding = nar_decoding
         self.max_frames_per_phone = max_frames_per_phone
         self.vall_e_max_frames_per_phone = vall_e_max_frames_per_phone
         self.sentence_pause_seconds = sentence_pause_seconds
@@ -256,7 +268,7 @@ class EllaVGenerationConfig(GenerationConfig):
             raise ValueError(
                 f"EllaVForTextToSpeech.generate() does not support {', '.join(unsupported)}: the GAR samples (or greedily "
                 "picks) one token at a time under the forced phoneme structure. Supported: "
-                f"{', '.join(GAR_GENERATION_FIELDS)}, max_new_tokens, num_return_sequences, max_frames_per_phone."
+                f"{', '.join(GAR_GENERATION_FIELDS)}, max_new_tokens, num_return_sequences, max_frames_per_phone, nar_decoding."
             )
         if self.do_sample:
             if self.temperature is not None and not self.temperature > 0:
@@ -271,6 +283,8 @@ class EllaVGenerationConfig(GenerationConfig):
             value = getattr(self, key, None)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        if self.nar_decoding is not None and self.nar_decoding not in NAR_DECODINGS:
+            raise ValueError(f"nar_decoding must be one of {', '.join(map(repr, NAR_DECODINGS))}, got {self.nar_decoding!r}")
         if self.sentence_pause_seconds is not None and self.sentence_pause_seconds < 0:
             raise ValueError(f"sentence_pause_seconds must be >= 0, got {self.sentence_pause_seconds}")
 

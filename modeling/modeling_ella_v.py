@@ -668,14 +668,18 @@ class EllaVNARModel(EllaVPreTrainedModel):
         codes_attention_mask: torch.Tensor | None = None,
         prompt_codes: torch.LongTensor | None = None,  # [B, K, Tp] all codebooks of an acoustic prompt
         frame_phoneme_ids: torch.LongTensor | None = None,  # [B, Tp + T] aligned phoneme per frame (prompt first)
-    ) -> torch.LongTensor:
+        return_probabilities: bool = False,
+    ) -> torch.LongTensor | tuple[torch.LongTensor, torch.Tensor]:
         """Greedy NAR decoding of codebooks 1..K-1 given codebook 0.
 
         ``frame_phoneme_ids`` covers the prompt frames and then the new ones; it is needed exactly
-        when ``config.frame_phonemes``.
+        when ``config.frame_phonemes``. Each codebook is predicted from the argmax codes of the
+        ones before it.
 
         Returns:
-            ``[B, K, T]`` codes (the prompt frames, if any, are not included).
+            ``[B, K, T]`` codes (the prompt frames, if any, are not included); with
+            ``return_probabilities``, also ``[B, K - 1, T, codebook_size]`` float32: the softmax the
+            code of each codebook 1..K-1 was picked from (a codec can decode their expected vectors).
         """
         batch, frames = first_codes.shape
         num_codebooks = self.config.num_codebooks
@@ -689,6 +693,7 @@ class EllaVNARModel(EllaVPreTrainedModel):
             mask = torch.ones(batch, frames, dtype=torch.long, device=first_codes.device)
         mask = torch.cat([torch.ones(batch, prompt_length, dtype=mask.dtype, device=mask.device), mask], dim=1)
         prompt = torch.full((batch,), prompt_length, dtype=torch.long, device=first_codes.device)
+        probabilities = []
         for j in range(1, num_codebooks):
             logits = self(
                 phoneme_ids=phoneme_ids,
@@ -700,6 +705,11 @@ class EllaVNARModel(EllaVPreTrainedModel):
                 frame_phoneme_ids=frame_phoneme_ids,
             ).logits
             codes[:, j, prompt_length:] = logits[:, prompt_length:].argmax(-1)
+            if return_probabilities:
+                probabilities.append(logits[:, prompt_length:].float().softmax(-1))  # [B, T, C]
+        if return_probabilities:
+            empty = codes.new_zeros((batch, 0, frames, self.config.codebook_size), dtype=torch.float32)
+            return codes[:, :, prompt_length:], torch.stack(probabilities, dim=1) if probabilities else empty
         return codes[:, :, prompt_length:]
 
 

@@ -404,13 +404,16 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         gar_generation = config.gar_generation_config(
             max_new_tokens=max_new_tokens, eos_token_id=space.EOS, pad_token_id=space.PAD, bos_token_id=space.BOS, num_beams=1
         )
+        expected = (config.nar_decoding or "expected") == "expected"
         watcher = None
         if streamer is not None:
             streamer.start(self.config.sampling_rate)
             watcher = GarTokenWatcher(
                 streamer, space, spec,
                 prompt_frames=0 if prompt_code_rows[0] is None else prompt_code_rows[0].shape[-1],
-                decode_codes=lambda first, parsed: self._nar_decode(phonemes[0], first.to(device), prompt_code_rows[0], parsed),
+                decode_codes=lambda first, parsed: self._nar_decode(
+                    phonemes[0], first.to(device), prompt_code_rows[0], parsed, return_probabilities=expected
+                ),
                 decode_audio=self._codec_decode,
                 samples_per_frame=round(self.config.sampling_rate / self.config.codec_config.frame_rate),
             )
@@ -431,8 +434,8 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
                 wave = torch.from_numpy(watcher.audio).to(device)
             else:
                 first = torch.tensor(parsed.codes[prompt_frames:], dtype=torch.long, device=device)
-                codes = self._nar_decode(phonemes[b], first, prompt_code_rows[b], parsed)
-                wave = self._codec_decode(codes) if codes.shape[-1] else torch.zeros(0, device=device)
+                codes, probabilities = self._nar_decode(phonemes[b], first, prompt_code_rows[b], parsed, return_probabilities=expected)
+                wave = self._codec_decode(codes, probabilities) if codes.shape[-1] else torch.zeros(0, device=device)
             code_rows.append(codes)
             audio.append(wave)
             lengths.append(wave.shape[-1])
@@ -454,16 +457,20 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         first: torch.LongTensor,  # [T]
         prompt_codes: torch.LongTensor | None,  # [K, Tp]
         parsed: ParsedGarSequence | None = None,
-    ) -> torch.LongTensor:
-        """Codebooks 2..K for one row: ``[T]`` -> ``[K, T]``.
+        return_probabilities: bool = False,
+    ) -> tuple[torch.LongTensor, torch.Tensor | None]:
+        """Codebooks 2..K for one row: ``[T]`` -> ``(codes [K, T], probabilities [K - 1, T, C] | None)``.
 
         ``parsed`` is the row's generated GAR sequence (prompt included); a ``frame_phonemes`` NAR
-        reads each frame's phoneme from it.
+        reads each frame's phoneme from it. ``probabilities`` (with ``return_probabilities``) are the
+        NAR's distributions over the codes of codebooks 2..K, for ``nar_decoding="expected"``.
         """
         gar_config = self.config.gar_config
         space = gar_config.token_space
+        num_codebooks = self.config.nar_config.num_codebooks
         if first.numel() == 0:
-            return torch.zeros(self.config.nar_config.num_codebooks, 0, dtype=torch.long, device=first.device)
+            empty = torch.zeros(num_codebooks - 1, 0, self.config.nar_config.codebook_size, device=first.device)
+            return torch.zeros(num_codebooks, 0, dtype=torch.long, device=first.device), empty if return_probabilities else None
         phoneme_ids = space.phoneme_tensor(phonemes, device=first.device)[None]
         prompt = None if prompt_codes is None else prompt_codes.to(first.device)[None]
         aligned = None
@@ -473,11 +480,17 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             durations = sequence_to_alignment_durations(parsed.frame_counts, gar_config.layout_spec.local_advance)
             ids = frame_phoneme_ids(parsed.phonemes, durations, space)  # [Tp + T]
             aligned = torch.tensor(ids, dtype=torch.long, device=first.device)[None]
-        return self.nar.decode_codebooks(phoneme_ids, first[None], prompt_codes=prompt, frame_phoneme_ids=aligned)[0]
+        decoded = self.nar.decode_codebooks(
+            phoneme_ids, first[None], prompt_codes=prompt, frame_phoneme_ids=aligned, return_probabilities=return_probabilities
+        )
+        if return_probabilities:
+            return decoded[0][0], decoded[1][0]
+        return decoded[0], None
 
-    def _codec_decode(self, codes: torch.LongTensor) -> torch.FloatTensor:
-        """``[K, T]`` -> waveform ``[S]``."""
-        return self.codec.decode(codes[None])[0, 0]
+    def _codec_decode(self, codes: torch.LongTensor, probabilities: torch.Tensor | None = None) -> torch.FloatTensor:
+        """``[K, T]`` (and optionally the NAR's ``[K - 1, T, C]`` distributions of codebooks 2..K,
+        decoded from their expected vectors) -> waveform ``[S]``."""
+        return self.codec.decode(codes[None], code_probabilities=None if probabilities is None else probabilities[None])[0, 0]
 
     @torch.no_grad()
     def encode_prompt(

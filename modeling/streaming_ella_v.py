@@ -113,15 +113,17 @@ class GarTokenWatcher(BaseStreamer):
     """The streamer the TTS model gives the GAR's stock ``generate()`` (batch size 1).
 
     It collects the GAR's tokens and, at phoneme ends, decodes the frames that are ready with
-    ``decode_codes`` (first-codebook frames ``[T]`` -> codes ``[K, T]`` by the NAR) and ``codec``
-    (codes -> waveform), passing the waveform to ``audio_streamer``.
+    ``decode_codes`` (first-codebook frames ``[T]`` -> codes ``[K, T]`` by the NAR) and
+    ``decode_audio`` (codes -> waveform), passing the waveform to ``audio_streamer``.
 
     Args:
         audio_streamer: The user's :class:`EllaVAudioStreamer`.
         space / spec: The GAR's token space and layout.
         prompt_frames: Frames of the acoustic prompt (not streamed).
-        decode_codes: ``(first [T], parsed) -> codes [K, T]`` (the NAR pass of the model).
-        decode_audio: ``codes [K, T'] -> waveform [S']`` (the codec).
+        decode_codes: ``(first [T], parsed) -> (codes [K, T], probabilities [K - 1, T, C] | None)``
+            (the NAR pass of the model; the NAR's distributions for ``nar_decoding="expected"``).
+        decode_audio: ``(codes [K, T'], probabilities [K - 1, T', C] | None) -> waveform [S']``
+            (the codec).
         samples_per_frame: Waveform samples per codec frame.
     """
 
@@ -132,7 +134,7 @@ class GarTokenWatcher(BaseStreamer):
         spec: LayoutSpec,
         prompt_frames: int,
         decode_codes: Callable,
-        decode_audio: Callable[[torch.LongTensor], torch.Tensor],
+        decode_audio: Callable[[torch.LongTensor, torch.Tensor | None], torch.Tensor],
         samples_per_frame: int,
     ) -> None:
         self.out, self.space, self.spec = audio_streamer, space, spec
@@ -172,7 +174,7 @@ class GarTokenWatcher(BaseStreamer):
         first = torch.tensor(parsed.codes[self.prompt_frames :], dtype=torch.long)
         if first.numel() == 0:
             return
-        codes = self.decode_codes(first, parsed)  # [K, T]: the NAR over all frames so far
+        codes, probabilities = self.decode_codes(first, parsed)  # [K, T], [K - 1, T, C] | None: NAR over all frames
         total = codes.shape[-1]
         if final:
             self.codes = codes
@@ -187,7 +189,8 @@ class GarTokenWatcher(BaseStreamer):
         start = self.emitted - overlap
         window = max(0, start - self.out.left_context)
         right = total if final else min(total, end + self.out.right_context)
-        wave = self.decode_audio(codes[:, window:right]).detach().float().cpu().numpy().reshape(-1)
+        window_probabilities = None if probabilities is None else probabilities[:, window:right]
+        wave = self.decode_audio(codes[:, window:right], window_probabilities).detach().float().cpu().numpy().reshape(-1)
         piece = wave[(start - window) * self.hop : (end - window) * self.hop]
         if overlap and self.tail.size:
             fade = np.linspace(0.0, 1.0, self.tail.size, dtype=np.float32)

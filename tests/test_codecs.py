@@ -57,6 +57,54 @@ def test_mel_codec_save_load(small_codec, tmp_path):
     np.testing.assert_allclose(decode_codes(loaded, codes), decode_codes(small_codec, codes))
 
 
+def test_summed_code_vectors_hard_and_expected():
+    from ella_v_hf.modeling.code_vectors import summed_code_vectors
+
+    torch.manual_seed(0)
+    codebooks = [torch.randn(4, 3), torch.randn(6, 3), torch.randn(6, 3)]  # a smaller first level
+    codes = torch.stack([torch.randint(0, 4, (2, 5)), torch.randint(0, 6, (2, 5)), torch.randint(0, 6, (2, 5))], dim=1)
+    hard = summed_code_vectors(codebooks, codes)  # [2, 5, 3]
+    torch.testing.assert_close(hard[1, 2], codebooks[0][codes[1, 0, 2]] + codebooks[1][codes[1, 1, 2]] + codebooks[2][codes[1, 2, 2]])
+    certain = torch.nn.functional.one_hot(codes[:, 1:], 6).float()  # [2, 2, 5, 6]
+    torch.testing.assert_close(summed_code_vectors(codebooks, codes, certain), hard)
+    uniform = torch.full((2, 2, 5, 6), 1 / 6)  # unsure levels add their codebook's mean
+    expected = codebooks[0][codes[:, 0]] + codebooks[1].mean(0) + codebooks[2].mean(0)
+    torch.testing.assert_close(summed_code_vectors(codebooks, codes, uniform), expected)
+    with pytest.raises(ValueError, match=r"probabilities must be \[B, K' - 1, T, C\]"):
+        summed_code_vectors(codebooks, codes, uniform[:, :1])
+    with pytest.raises(ValueError, match="probabilities cover 5 codes but codebook 1 has 6"):
+        summed_code_vectors(codebooks, codes, uniform[..., :5])
+    with pytest.raises(ValueError, match=r"codes of codebook 0 must lie in \[0, 4\)"):
+        summed_code_vectors(codebooks, codes.clamp(min=5))
+
+
+@pytest.mark.parametrize("kind", ["learned", "mel", "encodec"])
+def test_every_codec_decodes_expected_code_vectors(kind, small_codec):
+    """Certain distributions decode exactly like their codes; unsure ones change the audio."""
+    from ella_v_hf.modeling import EllaVCodecConfig, EllaVCodecModel
+
+    torch.manual_seed(0)
+    if kind == "learned":
+        codec = EllaVCodecModel(EllaVCodecConfig(hidden_size=16, codebook_dim=8, num_codebooks=3, codebook_size=16,
+                                                 first_codebook_size=8, dilations=[1, 2], griffin_lim_iters=2)).eval()
+        codec.quantizer.codebooks.normal_()
+    elif kind == "mel":
+        codec = small_codec
+    else:
+        codec = EllaVEncodecModel(EllaVEncodecConfig(**tiny_encodec().config.to_dict() | {"bandwidth": 8.0})).eval()
+        for layer in codec.quantizer.layers:
+            layer.codebook.embed.normal_()
+    levels, size = codec.config.num_codebooks, codec.config.codebook_size
+    first_size = getattr(codec.config, "first_codebook_size", None) or size
+    codes = torch.cat([torch.randint(0, first_size, (1, 1, 6)), torch.randint(0, size, (1, levels - 1, 6))], dim=1)
+    certain = torch.nn.functional.one_hot(codes[:, 1:], size).float()  # [1, K - 1, 6, C]
+    torch.testing.assert_close(codec.decode(codes, code_probabilities=certain), codec.decode(codes))
+    unsure = torch.softmax(torch.randn(1, levels - 1, 6, size), -1)
+    assert not torch.allclose(codec.decode(codes, code_probabilities=unsure), codec.decode(codes))
+    with pytest.raises(ValueError, match="probabilities must be"):
+        codec.decode(codes, code_probabilities=certain[:, :, :3])
+
+
 def test_fit_rejects_too_little_audio():
     with pytest.raises(ValueError, match="Only .* frames"):
         fit_mel_codec([(np.zeros(3200, dtype=np.float32), 16000)], EllaVMelCodecConfig(codebook_size=256), progress=False)

@@ -47,8 +47,11 @@ def test_pocketsphinx_transcripts_do_not_depend_on_what_was_judged_before(flite_
 def test_strategies():
     assert parse_strategy("greedy") == {"do_sample": False}
     assert parse_strategy("top_p=0.8,temperature=0.7") == {"do_sample": True, "top_p": 0.8, "top_k": 0, "temperature": 0.7}
-    with pytest.raises(ValueError, match="Unknown decoding option"):
-        parse_strategy("beam=4")
+    assert parse_strategy("greedy,nar_decoding=argmax") == {"do_sample": False, "nar_decoding": "argmax"}
+    assert parse_strategy("top_p=0.9,nar_decoding=expected")["nar_decoding"] == "expected"
+    for bad in ("beam=4", "greedy,top_p=0.9", "top_p=0.9,nar_decoding=mean"):
+        with pytest.raises(ValueError, match="Unknown decoding option"):
+            parse_strategy(bad)
 
 
 HAVE_RESEMBLYZER = importlib.util.find_spec("resemblyzer") is not None

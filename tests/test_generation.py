@@ -274,6 +274,30 @@ def test_tts_generate_merges_and_checks_generation_options(tts_model, tts_dir, t
     assert max(parse_gar_sequence(out.sequences[0].tolist(), space, spec).frame_counts) <= 2
 
 
+def test_nar_decoding_expected_and_argmax(tts_model, tts_dir):
+    """The same GAR and NAR codes either way; ``argmax`` decodes the codes, ``expected`` (the default)
+    the NAR's expected code vectors of codebooks 2..K."""
+    from ella_v_hf.processing import EllaVProcessor
+
+    model, processor = tts_model, EllaVProcessor.from_pretrained(tts_dir)
+    inputs = processor(["Hello there."])
+    runs = {}
+    for mode in ("argmax", "expected", None):
+        torch.manual_seed(0)
+        runs[mode] = model.generate(**inputs, do_sample=True, **({} if mode is None else {"nar_decoding": mode}))
+    argmax, expected = runs["argmax"], runs["expected"]
+    assert torch.equal(argmax.sequences, expected.sequences) and torch.equal(argmax.codes[0], expected.codes[0])
+    assert torch.equal(runs[None].audio, expected.audio)  # the default
+    length = int(argmax.audio_lengths[0])
+    assert length == int(expected.audio_lengths[0]) > 0
+    codes = argmax.codes[0]
+    assert torch.equal(argmax.audio[0, :length], model.codec.decode(codes[None])[0, 0])
+    # The random NAR is unsure, so its expected vectors decode to other audio.
+    assert not torch.allclose(expected.audio[0, :length], argmax.audio[0, :length])
+    with pytest.raises(ValueError, match="nar_decoding must be one of 'expected', 'argmax', got 'mean'"):
+        model.generate(**inputs, nar_decoding="mean")
+
+
 def test_streaming_matches_one_shot_generation(tts_model, tts_dir):
     import threading
 

@@ -121,6 +121,11 @@ def test_decode_codebooks_greedy_matches_stepwise_forward():
     prompt = torch.randint(0, 16, (1, 4, 3))
     with_prompt = model.decode_codebooks(phoneme_ids, codes[:, 0], prompt_codes=prompt)
     assert with_prompt.shape == (1, 4, 7)
+    # The distributions the codes were picked from (prompt frames left out, as for the codes).
+    again, probabilities = model.decode_codebooks(phoneme_ids, codes[:, 0], prompt_codes=prompt, return_probabilities=True)
+    assert torch.equal(again, with_prompt) and probabilities.shape == (1, 3, 7, 16) and probabilities.dtype == torch.float32
+    torch.testing.assert_close(probabilities.sum(-1), torch.ones(1, 3, 7))
+    assert torch.equal(probabilities.argmax(-1), with_prompt[:, 1:])
 
 
 def test_save_load_round_trip(tmp_path):
