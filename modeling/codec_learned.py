@@ -243,6 +243,10 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
 
     config_class = EllaVCodecConfig
     main_input_name = "input_values"
+    # The EMA statistics only train the codebooks (from a run's checkpoint, which keeps them):
+    # ``save_pretrained`` leaves them out (half the quantiser's size) and a load does not need them.
+    _keys_to_ignore_on_save = ["quantizer.cluster_size", "quantizer.embed_sum"]
+    _keys_to_ignore_on_load_missing = [r"quantizer\.cluster_size$", r"quantizer\.embed_sum$"]
 
     def __init__(self, config: EllaVCodecConfig) -> None:
         super().__init__(config)
@@ -272,6 +276,9 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, ResidualVectorQuantizer):  # EMA statistics: zero, as a fresh quantiser's
+            module.cluster_size.zero_()
+            module.embed_sum.zero_()
         if isinstance(module, nn.Conv1d | nn.ConvTranspose1d):
             nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             if module.bias is not None:

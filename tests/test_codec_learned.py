@@ -91,6 +91,34 @@ def test_first_level_fraction_keeps_that_share_at_the_first_level():
         tiny_recipe(first_level_fraction=0.5, quantizer_dropout=False).validate()
 
 
+def test_saved_codec_leaves_out_the_ema_statistics(tmp_path):
+    """save_pretrained drops the EMA training buffers (a run's checkpoint keeps them); loading gives
+    zeros for them, and a file from before, with them, still loads them."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    model = EllaVCodecModel(EllaVCodecConfig(**TINY_CODEC)).eval()
+    for buffer in (model.quantizer.codebooks, model.quantizer.embed_sum, model.quantizer.cluster_size):
+        buffer.normal_()
+    model.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as saved:
+        names = set(saved.keys())
+    assert "quantizer.codebooks" in names and not {"quantizer.embed_sum", "quantizer.cluster_size"} & names
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert torch.equal(loaded.quantizer.codebooks, model.quantizer.codebooks)
+    assert not loaded.quantizer.embed_sum.any() and not loaded.quantizer.cluster_size.any()  # zeros, not uninitialised memory
+    waveform = torch.randn(1, 1, 4000) * 0.1
+    assert torch.equal(loaded.encode(waveform), model.encode(waveform))
+    older = load_file(tmp_path / "model.safetensors") | {
+        "quantizer.embed_sum": model.quantizer.embed_sum.contiguous(), "quantizer.cluster_size": model.quantizer.cluster_size.contiguous()
+    }
+    save_file(older, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert torch.equal(loaded.quantizer.embed_sum, model.quantizer.embed_sum)
+    assert torch.equal(loaded.quantizer.cluster_size, model.quantizer.cluster_size)
+
+
 def test_dead_codes_are_restarted():
     torch.manual_seed(0)
     quantizer = ResidualVectorQuantizer(1, 8, 2, decay=0.5, dead_code_threshold=0.5).train()
