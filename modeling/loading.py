@@ -31,4 +31,13 @@ class StrictLoadingMixin:
         return (model, info) if wants_info else model
 
 
-__all__ = ["StrictLoadingMixin", "WeightsMismatchError"]
+def required_keys(module, keys) -> list[str]:
+    """``keys`` less those the module's class allows a weights file to lack
+    (``_keys_to_ignore_on_load_missing``: e.g. the learned codec's EMA training statistics)."""
+    import re
+
+    patterns = getattr(module, "_keys_to_ignore_on_load_missing", None) or []
+    return [key for key in keys if not any(re.search(pattern, key) for pattern in patterns)]
+
+
+__all__ = ["StrictLoadingMixin", "WeightsMismatchError", "required_keys"]

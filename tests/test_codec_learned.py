@@ -255,3 +255,20 @@ def test_first_codebook_statistics(tmp_path):
     Dataset.from_dict(rows).save_to_disk(str(tmp_path / "bad" / "dataset"))
     with pytest.raises(ValueError, match="alignment does not match its codes: The durations cover 4 frames, expected 3"):
         first_codebook_statistics(str(tmp_path / "bad"))
+
+
+def test_a_corpus_prepared_with_a_saved_learned_codec_trains(flite_corpus, small_aligner, tmp_path):
+    """A saved learned codec lacks its EMA statistics; `ella-v train` must still load it from the corpus."""
+    from safetensors.torch import load_file
+
+    from ella_v_hf.processing.prepare import prepare_corpus
+    from ella_v_hf.training.trainer import TrainConfig, train
+
+    EllaVCodecModel(EllaVCodecConfig(**TINY_CODEC)).save_pretrained(tmp_path / "codec")
+    small_aligner.save_pretrained(tmp_path / "aligner")
+    prepare_corpus(flite_corpus, tmp_path / "prepared", codec="learned", codec_model=str(tmp_path / "codec"),
+                   aligner_model=str(tmp_path / "aligner"), num_proc=1, progress=False)
+    assert "quantizer.embed_sum" not in load_file(str(tmp_path / "prepared" / "codec" / "model.safetensors"))
+    recipe = TrainConfig(preset="tiny", model_overrides={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64},
+                         max_steps=2, warmup_steps=1, max_tokens_per_batch=2500, eval_every=100, save_every=100, eval_fraction=0.1)
+    assert train(recipe, tmp_path / "prepared", tmp_path / "run", progress=False)["step"] == 2

@@ -50,6 +50,40 @@ def test_collators_follow_the_layout(prepared_corpus):
         assert aligned[i].tolist() == expected + [space.PAD] * (aligned.shape[1] - len(expected))
 
 
+def test_prompt_pairs_lay_out_rows_as_a_prompted_generate_does():
+    from ella_v_hf.modeling import EllaVConfig, build_gar_sequence
+
+    gar = EllaVConfig(num_phonemes=65, codebook_size=32, num_codebooks=2, frame_rate=50.0, **SMALL)
+    row = lambda i, speaker, n: {"id": str(i), "speaker_id": speaker, "prompt_id": f"p{i}", "phoneme_ids": [i + 1] * n,  # noqa: E731
+                                 "durations": [2] * n, "codes": [[i] * (2 * n), [0] * (2 * n)], "num_frames": 2 * n}
+    rows = [row(1, "a", 3), row(2, "a", 2), row(3, "b", 4)]
+    single = GarCollator(gar)(rows)
+    assert torch.equal(GarCollator(gar, prompt_pair_probability=0.0, seed=5)(rows)["input_ids"], single["input_ids"])
+    paired = GarCollator(gar, prompt_pair_probability=1.0, seed=0)(rows)
+    space, spec = gar.token_space, gar.layout_spec
+    # Speaker a's rows prompt each other; speaker b has no partner and stays single.
+    for i, prompt in ((0, rows[1]), (1, rows[0])):
+        joined = build_gar_sequence(prompt["phoneme_ids"] + rows[i]["phoneme_ids"], prompt["durations"] + rows[i]["durations"],
+                                    prompt["codes"][0] + rows[i]["codes"][0], space, spec).input_ids
+        assert paired["input_ids"][i, : len(joined)].tolist() == joined and int(paired["attention_mask"][i].sum()) == len(joined)
+        # The prompt part is exactly what generate() builds from a prompt (its first len(prompt) tokens).
+        prompted = build_gar_sequence(prompt["phoneme_ids"] + rows[i]["phoneme_ids"], prompt["durations"], prompt["codes"][0], space, spec)
+        assert joined[: len(prompted.input_ids)] == prompted.input_ids
+    assert torch.equal(paired["input_ids"][2, : gar_length(rows[2], gar)], single["input_ids"][2, : gar_length(rows[2], gar)])
+    # Masked: only the continuation is scored, and it is scored exactly as in the unmasked batch.
+    masked = GarCollator(gar, prompt_pair_probability=1.0, seed=0, mask_prompt_labels=True)(rows)
+    assert torch.equal(masked["input_ids"], paired["input_ids"])
+    scored = masked["labels"] != -100
+    assert torch.equal(masked["labels"][scored], paired["labels"][scored])
+    assert int(scored[0].sum()) == int((single["labels"][0] != -100).sum())  # the same acoustic, EOP and EOS targets
+    n = gar_length(rows[2], gar)
+    assert torch.equal(masked["labels"][2, :n], single["labels"][2, :n]) and (masked["labels"][2, n:] == -100).all()
+    with pytest.raises(ValueError, match="prompt_pair_probability"):
+        GarCollator(gar, prompt_pair_probability=1.5)
+    with pytest.raises(ValueError, match="gar_prompt_pairs"):
+        recipe(gar_prompt_pairs=-0.1).validate()
+
+
 def test_frame_phoneme_nar_trains_from_a_recipe(prepared_corpus, tmp_path):
     summary = train(recipe(stage="nar", max_steps=4, nar_frame_phonemes=True), prepared_corpus, tmp_path / "run", progress=False)
     from ella_v_hf import EllaVForTextToSpeech

@@ -19,15 +19,58 @@ from ..modeling import IGNORE_INDEX, EllaVConfig, EllaVNARConfig, build_gar_sequ
 class GarCollator:
     """Rows -> ``input_ids``/``attention_mask``/``labels`` ``[B, L]`` (right-padded) for the GAR.
 
+    With ``prompt_pair_probability`` a row is, with that chance, trained as the continuation of
+    another row of the same batch by the same speaker (a different sentence): their phonemes,
+    durations and first-codebook codes are joined and laid out by the same rule as a prompted
+    ``generate()`` (``build_gar_sequence(prompt + target)``), so the GAR sees at training time the
+    sequences a voice prompt gives it at inference. The loss covers both parts unless
+    ``mask_prompt_labels`` (then only the continuation counts: the held-out "prompted" loss). Joined
+    rows are up to twice as long as the batch's longest single row.
+
     Args:
         config: The GAR configuration (token space and layout).
+        prompt_pair_probability: Chance in ``[0, 1]`` that a row gets a same-speaker prompt row.
+        seed: Seed of the pairing draws (one collator per step makes them reproducible).
+        mask_prompt_labels: Leave the prompt part of joined rows out of the loss.
     """
 
     config: EllaVConfig
+    prompt_pair_probability: float = 0.0
+    seed: int = 0
+    mask_prompt_labels: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prompt_pair_probability <= 1.0:
+            raise ValueError(f"prompt_pair_probability must lie in [0, 1], got {self.prompt_pair_probability}")
+
+    def _joined(self, rows: Sequence[dict], rng: random.Random) -> list[tuple[list[int], list[int], list[int], int]]:
+        """Per row ``(phoneme_ids, durations, first codebook, prompt tokens)``, a row's prompt row
+        first when drawn; ``prompt tokens`` is the length of the prompted prefix (0 for a single row)."""
+        space, spec = self.config.token_space, self.config.layout_spec
+        parts = []
+        for i, row in enumerate(rows):
+            phonemes, durations, first = list(row["phoneme_ids"]), list(row["durations"]), list(row["codes"][0])
+            prompt_tokens = 0
+            if self.prompt_pair_probability and rng.random() < self.prompt_pair_probability:
+                partners = [
+                    j for j, other in enumerate(rows)
+                    if j != i and other.get("speaker_id") == row.get("speaker_id") and other.get("prompt_id") != row.get("prompt_id")
+                ]
+                if partners:
+                    prompt = rows[rng.choice(partners)]
+                    if self.mask_prompt_labels:  # the prefix a prompted generate() starts from
+                        prefix = build_gar_sequence(list(prompt["phoneme_ids"]) + phonemes, list(prompt["durations"]), list(prompt["codes"][0]), space, spec)
+                        prompt_tokens = len(prefix.input_ids)
+                    phonemes = list(prompt["phoneme_ids"]) + phonemes
+                    durations = list(prompt["durations"]) + durations
+                    first = list(prompt["codes"][0]) + first
+            parts.append((phonemes, durations, first, prompt_tokens))
+        return parts
 
     def __call__(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
         space, spec = self.config.token_space, self.config.layout_spec
-        built = [build_gar_sequence(r["phoneme_ids"], r["durations"], r["codes"][0], space, spec) for r in rows]
+        joined = self._joined(rows, random.Random(self.seed))
+        built = [build_gar_sequence(p, d, c, space, spec) for p, d, c, _ in joined]
         length = max(len(b.input_ids) for b in built)
         ids = torch.full((len(rows), length), space.PAD, dtype=torch.long)
         labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
@@ -36,6 +79,7 @@ class GarCollator:
             n = len(b.input_ids)
             ids[i, :n] = torch.tensor(b.input_ids)
             labels[i, :n] = torch.tensor(b.labels)
+            labels[i, : joined[i][3]] = IGNORE_INDEX
             mask[i, :n] = 1
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 

@@ -208,15 +208,16 @@ def reconstruction_losses(
     model.eval()
     totals = {"level_1": 0.0, "all": 0.0}
     correct = counted = 0
+    device = model.device
     with torch.no_grad():
         for i, feature in enumerate(features):
-            x = feature[None]
-            outputs = {key: model(x, levels=torch.tensor([levels])) for key, levels in (("level_1", 1), ("all", model.config.num_codebooks))}
+            x = feature[None].to(device)
+            outputs = {key: model(x, levels=torch.tensor([levels], device=device)) for key, levels in (("level_1", 1), ("all", model.config.num_codebooks))}
             for key, output in outputs.items():
                 totals[key] += float(output["reconstruction_loss"]) / len(features)
             if head is not None and labels is not None:
                 first = outputs["level_1"]["first_level"]  # [1, T, D]
-                target = labels[i][None, :: model.config.downsample][:, : first.shape[1]]
+                target = labels[i][None, :: model.config.downsample][:, : first.shape[1]].to(device)
                 keep = target >= 0
                 correct += int((head(first).argmax(-1) == target)[keep].sum())
                 counted += int(keep.sum())

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .._lock import holds_run_lock
 from .._optional import require
 from ..modeling import EllaVForTextToSpeech, EllaVTTSConfig
+from ..modeling.loading import required_keys
 from ..presets import preset
 from ..processing.corpus import held_out_prompts
 from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, resume_from, save_checkpoint
@@ -50,6 +51,7 @@ class TrainConfig(JsonRecipe):
     inline_phonemes: bool = True  # False: the paper's "without in-sequence phonemes" ablation
     stage: str = "both"
     nar_frame_phonemes: bool = False  # EllaVNARConfig.frame_phonemes (ELLA-V layout only; not in the paper)
+    gar_prompt_pairs: float = 0.0  # chance a training row follows a same-speaker prompt row (GarCollator; not in the paper)
     max_steps: int = 2000
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
@@ -76,6 +78,8 @@ class TrainConfig(JsonRecipe):
             raise ValueError("nar_frame_phonemes needs layout 'ella-v': only its GAR sequence gives each frame's phoneme at inference")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        if not 0.0 <= self.gar_prompt_pairs <= 1.0:
+            raise ValueError(f"gar_prompt_pairs must lie in [0, 1], got {self.gar_prompt_pairs}")
         for name in ("max_steps", "max_tokens_per_batch", "gradient_accumulation_steps", "save_every", "eval_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -155,8 +159,9 @@ def load_components(model: EllaVForTextToSpeech, data: str | os.PathLike) -> Non
             continue
         state = load_file(str(Path(data) / name / "model.safetensors"))
         result = module.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ValueError(f"{data}/{name}: missing tensors {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+        missing = required_keys(module, result.missing_keys)  # a saved learned codec leaves out its EMA statistics
+        if missing or result.unexpected_keys:
+            raise ValueError(f"{data}/{name}: missing tensors {missing[:5]}, unexpected {result.unexpected_keys[:5]}")
         module.requires_grad_(False)
 
 
@@ -225,7 +230,7 @@ def train(
     warmup = config.warmup_steps // config.gradient_accumulation_steps
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, updates)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    gar_collate, unwrapped = GarCollator(model_config.gar_config), accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model)
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "nonfinite_steps": 0, "tokens": 0, "seconds": 0.0}
     if resume and checkpoints:
@@ -237,12 +242,14 @@ def train(
         batches = [[train_rows[i] for i in b] for b in local]
         return batches[accelerator.process_index :: accelerator.num_processes]
 
-    def losses(rows: list[dict], step_seed: int) -> tuple[torch.Tensor, dict[str, float], int]:
-        """Loss of one batch through the prepared (possibly distributed) model."""
+    def losses(rows: list[dict], step_seed: int, pairs: float = 0.0) -> tuple[torch.Tensor, dict[str, float], int]:
+        """Loss of one batch through the prepared (possibly distributed) model; ``pairs``: the GAR
+        collator's prompt-pair probability (training batches only, so held-out losses stay comparable)."""
         inputs: dict = {}
         tokens = 0
         if config.stage in ("both", "gar"):
-            inputs.update({k: v.to(accelerator.device) for k, v in gar_collate(rows).items()})
+            gar_batch = GarCollator(model_config.gar_config, prompt_pair_probability=pairs, seed=step_seed)(rows)
+            inputs.update({k: v.to(accelerator.device) for k, v in gar_batch.items()})
             tokens += int(inputs["attention_mask"].sum())
         if config.stage in ("both", "nar"):
             nar_batch = NarCollator(model_config.nar_config, seed=step_seed)(rows)
@@ -258,7 +265,12 @@ def train(
         batches = bucket_batches([lengths[i] for i in eval_rows], config.max_tokens_per_batch, 0) if eval_rows else []
         with torch.no_grad():
             for j, b in enumerate(batches):
-                _, parts, _ = losses([dataset[eval_rows[i]] for i in b], step_seed=10_000 + j)
+                rows = [dataset[eval_rows[i]] for i in b]
+                _, parts, _ = losses(rows, step_seed=10_000 + j)
+                if config.stage in ("both", "gar"):
+                    # The same held-out rows continuing a same-speaker prompt row (loss on the continuation only).
+                    prompted = GarCollator(model_config.gar_config, prompt_pair_probability=1.0, seed=20_000 + j, mask_prompt_labels=True)(rows)
+                    parts["gar_prompted"] = float(model(**{k: v.to(accelerator.device) for k, v in prompted.items()}).gar_loss)
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v / len(batches)
         model.train()
@@ -292,7 +304,7 @@ def train(
         state["batch_in_epoch"] += 1
         started = time.time()
         with accelerator.accumulate(model):
-            loss, parts, tokens = losses(rows, step_seed=config.seed * 1_000_003 + state["step"])
+            loss, parts, tokens = losses(rows, step_seed=config.seed * 1_000_003 + state["step"], pairs=config.gar_prompt_pairs)
             if not torch.isfinite(loss):
                 state["nonfinite_steps"] += 1
                 optimizer.zero_grad()
