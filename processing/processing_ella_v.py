@@ -9,7 +9,7 @@ no neural network. ``save_pretrained`` writes the tokenizer files and ``processo
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,14 @@ from .audio import AudioError, prepare_waveform
 logger = logging.get_logger(__name__)
 
 AudioInput = np.ndarray | torch.Tensor
+
+
+def continuation_drops_boundary(prompt_ids: Sequence[int], target_ids: Sequence[int], separator_ids: Iterable[int], word_boundary_id: int) -> bool:
+    """Whether a target that follows a prompt loses its leading word boundary: the prompt ends with a
+    separator (``.``, ``,`` …) and the target starts with ``|``; the joined text has one separator
+    there, never ``. |``. The processor (prompted inference) and ``GarCollator`` (prompt pairs in
+    training) both follow this rule."""
+    return bool(prompt_ids) and prompt_ids[-1] in set(separator_ids) and list(target_ids[:1]) == [word_boundary_id]
 
 
 class EllaVProcessor(ProcessorMixin):
@@ -108,8 +116,7 @@ class EllaVProcessor(ProcessorMixin):
         training never contains: the tokenizer gives ``| prompt-words . target-words .`` for the
         joined text. The target's leading boundary is dropped.
         """
-        separators = set(self.tokenizer.separator_token_ids)
-        if prompt_ids and prompt_ids[-1] in separators and target_ids[:1] == [self.tokenizer.word_boundary_token_id]:
+        if continuation_drops_boundary(prompt_ids, target_ids, self.tokenizer.separator_token_ids, self.tokenizer.word_boundary_token_id):
             return target_ids[1:]
         return target_ids
 
@@ -187,4 +194,4 @@ def _pad(rows: list[torch.Tensor], value: int) -> tuple[torch.Tensor, torch.Tens
 
 EllaVProcessor.register_for_auto_class()
 
-__all__ = ["EllaVProcessor"]
+__all__ = ["EllaVProcessor", "continuation_drops_boundary"]

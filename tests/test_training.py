@@ -84,6 +84,25 @@ def test_prompt_pairs_lay_out_rows_as_a_prompted_generate_does():
         recipe(gar_prompt_pairs=-0.1).validate()
 
 
+def test_prompt_pairs_join_ids_as_the_processor_does():
+    from ella_v_hf.modeling import EllaVConfig, build_gar_sequence
+
+    gar = EllaVConfig(num_phonemes=65, codebook_size=32, num_codebooks=2, frame_rate=50.0, **SMALL)
+    boundary, stop = 2, 4  # "|" and "."
+    prompt = {"id": "a", "speaker_id": "s", "prompt_id": "pa", "phoneme_ids": [boundary, 10, 11, stop], "durations": [3, 2, 2, 0],
+              "codes": [[5] * 7, [0] * 7], "num_frames": 7}
+    target = {"id": "b", "speaker_id": "s", "prompt_id": "pb", "phoneme_ids": [boundary, 12, 13, stop], "durations": [4, 3, 2, 0],
+              "codes": [[6] * 9, [0] * 9], "num_frames": 9}
+    collate = lambda **kw: GarCollator(gar, prompt_pair_probability=1.0, seed=0, separator_ids=(stop,), word_boundary_id=boundary, **kw)  # noqa: E731
+    batch = collate()([target, prompt])
+    # "| 10 11 . 12 13 ." with the target's leading pause (4 frames) on the prompt's ".", as in one recording of both.
+    joined = build_gar_sequence([boundary, 10, 11, stop, 12, 13, stop], [3, 2, 2, 4, 3, 2, 0], [5] * 7 + [6] * 9, gar.token_space, gar.layout_spec)
+    assert batch["input_ids"][0, : len(joined.input_ids)].tolist() == joined.input_ids
+    masked = collate(mask_prompt_labels=True)([target, prompt])
+    prefix = build_gar_sequence([boundary, 10, 11, stop, 12, 13, stop], [3, 2, 2, 4], [5] * 7 + [6] * 4, gar.token_space, gar.layout_spec)
+    assert (masked["labels"][0, : len(prefix.input_ids)] == -100).all() and (masked["labels"][0, len(prefix.input_ids) :] != -100).any()
+
+
 def test_frame_phoneme_nar_trains_from_a_recipe(prepared_corpus, tmp_path):
     summary = train(recipe(stage="nar", max_steps=4, nar_frame_phonemes=True), prepared_corpus, tmp_path / "run", progress=False)
     from ella_v_hf import EllaVForTextToSpeech

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..modeling import IGNORE_INDEX, EllaVConfig, EllaVNARConfig, build_gar_sequence, frame_phoneme_ids
+from ..processing.processing_ella_v import continuation_drops_boundary
 
 
 @dataclass
@@ -23,7 +24,10 @@ class GarCollator:
     another row of the same batch by the same speaker (a different sentence): their phonemes,
     durations and first-codebook codes are joined and laid out by the same rule as a prompted
     ``generate()`` (``build_gar_sequence(prompt + target)``), so the GAR sees at training time the
-    sequences a voice prompt gives it at inference. The loss covers both parts unless
+    sequences a voice prompt gives it at inference. Joining follows the processor's rule
+    (``continuation_drops_boundary``): with ``separator_ids`` and ``word_boundary_id`` given, a row
+    that starts with ``|`` after a prompt ending in a separator loses that ``|``, and its frames (the
+    leading pause) join the separator's, as in one recording of both sentences. The loss covers both parts unless
     ``mask_prompt_labels`` (then only the continuation counts: the held-out "prompted" loss). Joined
     rows are up to twice as long as the batch's longest single row.
 
@@ -32,12 +36,17 @@ class GarCollator:
         prompt_pair_probability: Chance in ``[0, 1]`` that a row gets a same-speaker prompt row.
         seed: Seed of the pairing draws (one collator per step makes them reproducible).
         mask_prompt_labels: Leave the prompt part of joined rows out of the loss.
+        separator_ids / word_boundary_id: The tokenizer's separator ids and ``|`` id
+            (``EllaVPhonemeTokenizer.separator_token_ids`` / ``word_boundary_token_id``); without
+            them rows are joined as they are.
     """
 
     config: EllaVConfig
     prompt_pair_probability: float = 0.0
     seed: int = 0
     mask_prompt_labels: bool = False
+    separator_ids: tuple[int, ...] = ()
+    word_boundary_id: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prompt_pair_probability <= 1.0:
@@ -58,12 +67,19 @@ class GarCollator:
                 ]
                 if partners:
                     prompt = rows[rng.choice(partners)]
-                    if self.mask_prompt_labels:  # the prefix a prompted generate() starts from
-                        prefix = build_gar_sequence(list(prompt["phoneme_ids"]) + phonemes, list(prompt["durations"]), list(prompt["codes"][0]), space, spec)
-                        prompt_tokens = len(prefix.input_ids)
-                    phonemes = list(prompt["phoneme_ids"]) + phonemes
-                    durations = list(prompt["durations"]) + durations
+                    prompt_phonemes, prompt_durations = list(prompt["phoneme_ids"]), list(prompt["durations"])
+                    if self.word_boundary_id is not None and continuation_drops_boundary(
+                        prompt_phonemes, phonemes, self.separator_ids, self.word_boundary_id
+                    ):
+                        prompt_durations[-1] += durations[0]  # the leading pause joins the prompt's separator
+                        phonemes, durations = phonemes[1:], durations[1:]
                     first = list(prompt["codes"][0]) + first
+                    if self.mask_prompt_labels:  # the prefix a prompted generate() starts from
+                        prompt_frames = sum(prompt_durations)
+                        prefix = build_gar_sequence(prompt_phonemes + phonemes, prompt_durations, first[:prompt_frames], space, spec)
+                        prompt_tokens = len(prefix.input_ids)
+                    phonemes = prompt_phonemes + phonemes
+                    durations = prompt_durations + durations
             parts.append((phonemes, durations, first, prompt_tokens))
         return parts
 

@@ -231,6 +231,8 @@ def train(
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, updates)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     unwrapped = accelerator.unwrap_model(model)
+    # Prompt pairs are joined as the processor joins a prompt's and a target's ids.
+    joining = {"separator_ids": tuple(processor.tokenizer.separator_token_ids), "word_boundary_id": processor.tokenizer.word_boundary_token_id}
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "nonfinite_steps": 0, "tokens": 0, "seconds": 0.0}
     if resume and checkpoints:
@@ -248,7 +250,7 @@ def train(
         inputs: dict = {}
         tokens = 0
         if config.stage in ("both", "gar"):
-            gar_batch = GarCollator(model_config.gar_config, prompt_pair_probability=pairs, seed=step_seed)(rows)
+            gar_batch = GarCollator(model_config.gar_config, prompt_pair_probability=pairs, seed=step_seed, **joining)(rows)
             inputs.update({k: v.to(accelerator.device) for k, v in gar_batch.items()})
             tokens += int(inputs["attention_mask"].sum())
         if config.stage in ("both", "nar"):
@@ -269,7 +271,9 @@ def train(
                 _, parts, _ = losses(rows, step_seed=10_000 + j)
                 if config.stage in ("both", "gar"):
                     # The same held-out rows continuing a same-speaker prompt row (loss on the continuation only).
-                    prompted = GarCollator(model_config.gar_config, prompt_pair_probability=1.0, seed=20_000 + j, mask_prompt_labels=True)(rows)
+                    prompted = GarCollator(
+                        model_config.gar_config, prompt_pair_probability=1.0, seed=20_000 + j, mask_prompt_labels=True, **joining
+                    )(rows)
                     parts["gar_prompted"] = float(model(**{k: v.to(accelerator.device) for k, v in prompted.items()}).gar_loss)
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v / len(batches)
