@@ -58,7 +58,8 @@ def check_prepared_codec(model: EllaVForTextToSpeech, data_dir: str | Path) -> N
                if getattr(prepared, key, None) != getattr(mine, key, None)]
     if not differs:
         state, own = load_file(str(folder / "model.safetensors")), model.codec.state_dict()
-        own = {k: v for k, v in own.items() if k in state or k in required_keys(model.codec, [k])}
+        required = set(required_keys(model.codec, own))  # a saved learned codec may lack its EMA statistics
+        own = {k: v for k, v in own.items() if k in state or k in required}
         if set(state) != set(own):
             differs.append("other tensors")
         else:
