@@ -4,7 +4,8 @@ checkpoint, beside the same metrics for the ground truth and the codec resynthes
 Inputs:
 - an audiofolder/LibriTTS/LibriSpeech directory. The ``continuation`` prompt is the first
   ``prompt_seconds`` of each reference, cut at the word boundary the aligner finds nearest, and the
-  rest of the sentence is the target. The ``cross`` prompt is another utterance of the same speaker,
+  rest of the sentence is the target. The ``cross`` prompt is another utterance of the same speaker
+  (the next one in the corpus's order with a different sentence, so prompts vary across items),
   and the whole sentence is the target.
 - a text file (one target per line), synthesised with a fixed prompt or none.
 
@@ -45,6 +46,22 @@ class EvalItem:
     reference_audio: np.ndarray | None  # the target part of the reference, at the codec rate
     prompt_audio: np.ndarray | None
     prompt_text: str | None
+    prompt_id: str | None = None  # the corpus utterance the prompt comes from (cross prompts)
+
+
+def cross_prompt_source(utterances: list, index: int):
+    """The utterance that prompts ``utterances[index]`` in ``cross`` mode, or None.
+
+    The next utterance after it (in the corpus's order, wrapping around) of the same speaker with a
+    different ``prompt_id``: every item gets a prompt from another sentence, and the prompts rotate
+    through the speaker's utterances instead of one utterance prompting them all.
+    """
+    target = utterances[index]
+    for step in range(1, len(utterances)):
+        other = utterances[(index + step) % len(utterances)]
+        if other.speaker_id == target.speaker_id and other.prompt_id != target.prompt_id:
+            return other
+    return None
 
 
 def parse_strategy(spec: str) -> dict:
@@ -110,7 +127,7 @@ def build_items(model, processor: EllaVProcessor, eval_path: str, mode: str, pro
         return [EvalItem(f"line{i:04d}", t, None, fixed, prompt_text) for i, t in enumerate(lines[:limit])]
     utterances, _ = read_corpus(path)
     items = []
-    for u in utterances:
+    for index, u in enumerate(utterances):
         if limit and len(items) >= limit:
             break
         try:
@@ -131,7 +148,7 @@ def build_items(model, processor: EllaVProcessor, eval_path: str, mode: str, pro
                 continue
             items.append(EvalItem(u.id, t_text, t_audio, p_audio, p_text))
         elif mode == "cross":
-            other = next((o for o in utterances if o.speaker_id == u.speaker_id and o.prompt_id != u.prompt_id), None)
+            other = cross_prompt_source(utterances, index)
             if other is None:
                 skipped.append({"id": u.id, "reason": "no other utterance of the speaker for a cross-sentence prompt"})
                 continue
@@ -140,7 +157,7 @@ def build_items(model, processor: EllaVProcessor, eval_path: str, mode: str, pro
             except ValueError as error:
                 skipped.append({"id": u.id, "reason": f"prompt {other.id}: {error}"})
                 continue
-            items.append(EvalItem(u.id, u.text, waveform, prompt, other.text))
+            items.append(EvalItem(u.id, u.text, waveform, prompt, other.text, other.id))
         else:
             items.append(EvalItem(u.id, u.text, waveform, None, None))
     return items
@@ -196,6 +213,8 @@ def evaluate_model(
     def score(name: str, item: EvalItem, audio: np.ndarray, extra: dict) -> dict:
         row = {"id": item.id, "reference": item.target_text, "hypothesis": judge.transcribe(audio, rate) if audio.size else ""}
         row["seconds"] = len(audio) / rate
+        if item.prompt_id is not None:
+            row["prompt"] = item.prompt_id
         if item.reference_audio is not None and item.reference_audio.size:
             row["duration_ratio"] = row["seconds"] / (len(item.reference_audio) / rate)
         if similarity is not None and audio.size and (item.prompt_audio is not None or item.reference_audio is not None):

@@ -44,6 +44,19 @@ def test_pocketsphinx_transcripts_do_not_depend_on_what_was_judged_before(flite_
     assert in_a_row == [PocketsphinxASR().transcribe(*w) for w in waveforms]
 
 
+def test_cross_prompts_rotate_through_the_speakers_other_sentences():
+    from types import SimpleNamespace as U
+
+    from ella_v_hf.evaluation.evaluate_tts import cross_prompt_source
+
+    corpus = [U(id="a1", speaker_id="a", prompt_id="s1"), U(id="b1", speaker_id="b", prompt_id="s1"),
+              U(id="a2", speaker_id="a", prompt_id="s1"), U(id="a3", speaker_id="a", prompt_id="s2"),
+              U(id="a4", speaker_id="a", prompt_id="s3"), U(id="c1", speaker_id="c", prompt_id="s1")]
+    sources = [getattr(cross_prompt_source(corpus, i), "id", None) for i in range(len(corpus))]
+    # a1's next same-speaker utterance a2 says the same sentence: skipped; a4 wraps around to a1
+    assert sources == ["a3", None, "a3", "a4", "a1", None]
+
+
 def test_strategies():
     assert parse_strategy("greedy") == {"do_sample": False}
     assert parse_strategy("top_p=0.8,temperature=0.7") == {"do_sample": True, "top_p": 0.8, "top_k": 0, "temperature": 0.7}
@@ -76,6 +89,8 @@ def test_evaluate_produces_every_field(prepared_corpus, flite_corpus, tmp_path):
     assert saved["summary"] == result["summary"]
     assert (tmp_path / "eval" / "results.md").read_text().count("\n| ") == 1 + 4  # header + 4 systems
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0
+    prompts = [row["prompt"] for row in result["utterances"]["greedy"]]
+    assert len(set(prompts)) > 1 and all(p != row["id"] for p, row in zip(prompts, result["utterances"]["greedy"]))
 
 
 def test_evaluate_stages_score_the_first_codebook_alone(tts_dir, flite_corpus, tmp_path):
