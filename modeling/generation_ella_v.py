@@ -39,6 +39,10 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         phonemes: Per row, the phoneme indices to speak (prompt's and target's). Needed when the
             layout has no global advance (no phoneme prefix to read them from); otherwise they
             come from each row's prefix.
+        acoustic_codes: Only the first ``acoustic_codes`` first-codebook codes may be sampled
+            (``None``: all ``space.codebook_size``): for a codec whose first codebook uses fewer
+            codes than the GAR's vocabulary (the learned codec's ``first_codebook_size``), whose
+            other codes would decode to nothing.
 
     Attributes:
         cuts: ``[B]`` EOPs forced by the frame cap, per row (after generation).
@@ -55,16 +59,24 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
     """
 
     def __init__(
-        self, space: TokenSpace, spec: LayoutSpec, max_frames_per_phone: int, phonemes: list[list[int]] | None = None
+        self,
+        space: TokenSpace,
+        spec: LayoutSpec,
+        max_frames_per_phone: int,
+        phonemes: list[list[int]] | None = None,
+        acoustic_codes: int | None = None,
     ) -> None:
         if max_frames_per_phone < 1:
             raise ValueError(f"max_frames_per_phone must be >= 1, got {max_frames_per_phone}")
+        if acoustic_codes is not None and not 1 <= acoustic_codes <= space.codebook_size:
+            raise ValueError(f"acoustic_codes must lie in [1, codebook_size={space.codebook_size}], got {acoustic_codes}")
         if spec.interleaved and not spec.global_advance and phonemes is None:
             raise ValueError("Without global advance the sequence carries no phoneme prefix: pass phonemes=[[...], ...].")
         self.space = space
         self.spec = spec
         self.cap = int(max_frames_per_phone)
         self.phonemes = phonemes
+        self.acoustic_codes = space.codebook_size if acoustic_codes is None else int(acoustic_codes)
         self._previous: torch.LongTensor | None = None  # [B, L] input_ids of the last call
 
     # -- state ----------------------------------------------------------------------------------
@@ -134,12 +146,12 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         self.done |= token == space.EOS
 
     def _masks(self, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids ``[V]`` and the freely sampleable ones ``[V]`` (acoustic + EOP for ELLA-V,
-        acoustic + EOS for VALL-E), built once per vocabulary size and device."""
+        """Token ids ``[V]`` and the freely sampleable ones ``[V]`` (the first ``acoustic_codes``
+        acoustic codes + EOP for ELLA-V, + EOS for VALL-E), built once per vocabulary size and device."""
         key = (vocab, device)
         if getattr(self, "_mask_key", None) != key:
             ids = torch.arange(vocab, device=device)
-            acoustic = (ids >= self.space.acoustic_offset) & (ids < self.space.vocab_size)
+            acoustic = (ids >= self.space.acoustic_offset) & (ids < self.space.acoustic_offset + self.acoustic_codes)
             closing = self.space.EOP if self.spec.interleaved else self.space.EOS
             self._mask_cache = (ids, acoustic | (ids == closing))
             self._mask_key = key

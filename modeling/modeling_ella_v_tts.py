@@ -400,7 +400,11 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         for b, prompt in enumerate(prompts):
             ids[b, length - len(prompt) :] = torch.tensor(prompt)
             mask[b, length - len(prompt) :] = 1
-        processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap, phonemes=phonemes if spec.interleaved else None)
+        first_codes = getattr(self.config.codec_config, "first_codebook_size", None)  # codes the codec's first level decodes
+        processor = EllaVPhonemeAdvanceLogitsProcessor(
+            space, spec, cap, phonemes=phonemes if spec.interleaved else None,
+            acoustic_codes=min(first_codes, space.codebook_size) if first_codes else None,
+        )
         gar_generation = config.gar_generation_config(
             max_new_tokens=max_new_tokens, eos_token_id=space.EOS, pad_token_id=space.PAD, bos_token_id=space.BOS, num_beams=1
         )

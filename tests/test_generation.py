@@ -516,3 +516,27 @@ def test_frame_phoneme_nar_gets_the_generated_alignment(monkeypatch):
                          prompt_durations=torch.tensor([prompt_durations]), prompt_codes=prompt_codes, do_sample=True)
     frames, prompt, aligned = seen[0]
     assert aligned.shape[-1] == 7 + frames and aligned[0, :4].tolist() == [space.phoneme_id(p) for p in (5, 5, 6, 6)]
+
+
+@pytest.mark.parametrize("layout", ["ella-v", "vall-e"])
+def test_only_codes_the_codecs_first_level_decodes_are_sampled(layout):
+    """A learned codec whose first level uses 4 of its 16 codes: a GAR over all 16 (untrained, hot
+    sampling) must never emit codes 4..15, which that level cannot decode."""
+    from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig
+    from ella_v_hf.modeling import EllaVCodecConfig
+    from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
+
+    tok = EllaVPhonemeTokenizer()
+    dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    codec = EllaVCodecConfig(hidden_size=16, codebook_dim=8, num_codebooks=2, codebook_size=16, first_codebook_size=4,
+                             dilations=[1, 2], griffin_lim_iters=2)
+    config = EllaVTTSConfig(gar_config={**dims, "layout": layout}, nar_config=dims, codec_config=codec)
+    assert config.gar_config.token_space.codebook_size == 16
+    torch.manual_seed(0)
+    model = EllaVForTextToSpeech(config).eval()
+    inputs = EllaVProcessor(tok)(["A sentence of a few words.", "Another one."])
+    outputs = [model.generate(**inputs, do_sample=True, temperature=3.0, top_k=0, top_p=1.0) for _ in range(4)]
+    first = torch.cat([codes[0] for out in outputs for codes in out.codes])  # every generated first-codebook code
+    assert first.numel() > 8 and int(first.max()) < 4  # without the limit, 12 of 16 codes (+ EOS) are as likely
+    with pytest.raises(ValueError, match="acoustic_codes"):
+        EllaVPhonemeAdvanceLogitsProcessor(config.gar_config.token_space, config.gar_config.layout_spec, 3, acoustic_codes=17)
