@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoModel
 
 from ella_v_hf.modeling import EllaVCodecConfig, EllaVCodecModel, EllaVTTSConfig
 from ella_v_hf.modeling.codec_learned import ResidualVectorQuantizer
+from ella_v_hf.modeling.loading import required_keys
 from ella_v_hf.training.train_codec import CodecTrainConfig, _levels, train_codec
 
 TINY_CODEC = dict(hidden_size=16, codebook_dim=8, num_codebooks=3, codebook_size=16, dilations=[1, 2], griffin_lim_iters=2)
@@ -272,3 +273,26 @@ def test_a_corpus_prepared_with_a_saved_learned_codec_trains(flite_corpus, small
     recipe = TrainConfig(preset="tiny", model_overrides={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64},
                          max_steps=2, warmup_steps=1, max_tokens_per_batch=2500, eval_every=100, save_every=100, eval_fraction=0.1)
     assert train(recipe, tmp_path / "prepared", tmp_path / "run", progress=False)["step"] == 2
+
+
+def test_assemble_compares_codecs_without_their_ema_statistics():
+    """A checkpoint saved before the EMA statistics were left out carries them, one saved after
+    loads them as zeros: the same codec for `ella-v assemble`; another weight is not."""
+    from ella_v_hf.training.assemble import _same_state
+
+    torch.manual_seed(0)
+    old = EllaVCodecModel(EllaVCodecConfig(**TINY_CODEC)).eval()
+    statistics = [name for name, _ in old.named_buffers() if not required_keys(old, [name])]
+    assert statistics  # the class lists its EMA statistics as optional
+    with torch.no_grad():
+        for name in statistics:
+            old.get_buffer(name).uniform_(0.5, 1.0)  # a trained run's statistics
+    new = EllaVCodecModel(EllaVCodecConfig(**TINY_CODEC)).eval()
+    new.load_state_dict(old.state_dict())
+    with torch.no_grad():
+        for name in statistics:
+            new.get_buffer(name).zero_()  # as a load of a file without them leaves them
+    assert _same_state(old, new)
+    with torch.no_grad():
+        next(new.parameters()).add_(1.0)
+    assert not _same_state(old, new)

@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..modeling import EllaVForTextToSpeech, EllaVTTSConfig
+from ..modeling.loading import required_keys
 
 
 def halve_safetensors(directory: str | os.PathLike) -> list[Path]:
@@ -42,8 +43,11 @@ def halve_safetensors(directory: str | os.PathLike) -> list[Path]:
 
 
 def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Same tensors, less those a weights file may leave out (``_keys_to_ignore_on_load_missing``:
+    the learned codec's EMA training statistics, zero when a checkpoint saved without them loads)."""
     sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    keys = required_keys(a, sa.keys())
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in keys)
 
 
 def assemble_checkpoint(
