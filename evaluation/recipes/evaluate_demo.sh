@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
 # The README / model-card report of the bundled demos (after training/recipes/demo.sh).
 #
-#   bash evaluation/recipes/evaluate_demo.sh RUNS_DIR [MODELS_DIR]
+#   bash evaluation/recipes/evaluate_demo.sh RUNS_DIR [MODELS_DIR] [NAMES]
 #
-# Kathleen held-out prompts and 50 unseen Harvard sentences (flite rms references) with
-# cross-sentence prompts from the same speaker, and the hard-sentence list with a fixed Kathleen prompt;
-# pocketsphinx WER/CER, resemblyzer SIM, INF, CUT, duration ratio, RTF. The two models run in
-# parallel, one CPU thread each. Then evaluation/measure_nar.py on the Harvard set for both demos.
+# MODELS_DIR holds ella-v-demo and vall-e-demo (default: the bundled ones); NAMES picks among them
+# ("ella-v vall-e", the default, or one of the two: e.g. to evaluate one as soon as it is trained).
+# Kathleen held-out utterances without a prompt (what `ella-v synthesize` does by default; greedy and
+# top-p) and, at top-p, with Harvard's 50 unseen sentences (flite rms references), with
+# cross-sentence prompts from the same speaker (each item the next utterance with another
+# sentence), and the hard-sentence list with a fixed Kathleen prompt (greedy and top-p); pocketsphinx WER/CER, resemblyzer SIM, INF, CUT, duration ratio, RTF, and
+# (without a prompt) the stage rows: the codec's first codebook alone and the GAR's generated first
+# codebook alone. The models run in parallel, one CPU thread each. Then
+# evaluation/measure_nar.py on the Harvard set for each.
 set -euo pipefail
-RUNS=$(realpath "${1:?usage: evaluate_demo.sh RUNS_DIR [MODELS_DIR]}")
+RUNS=$(realpath "${1:?usage: evaluate_demo.sh RUNS_DIR [MODELS_DIR] [NAMES]}")
 MODELS=$(realpath "${2:-$(python3 -c 'import ella_v_hf, os; print(os.path.join(os.path.dirname(ella_v_hf.__file__), "demo_models"))')}")
 HARD=$(python3 -c 'import ella_v_hf.evaluation as e, os; print(os.path.join(os.path.dirname(e.__file__), "eval_sentences", "hard_sentences.txt"))')
 # The hard sentences' fixed prompt: the first held-out Kathleen utterance.
 { read -r PROMPT_AUDIO; read -r PROMPT_TEXT; } < <(python3 -c 'import csv,sys; r=next(csv.DictReader(open(sys.argv[1]+"/metadata.csv"))); print(sys.argv[1]+"/"+r["file_name"]); print(r["text"])' "$RUNS/kathleen_heldout")
+NAMES=${3:-ella-v vall-e}
 mkdir -p "$RUNS/eval"
-for model in ella-v vall-e; do
+for model in $NAMES; do
     (
         export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+        ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/kathleen_heldout" --prompt-mode none \
+            --stages --sweep "greedy;top_p=0.9" --out "$RUNS/eval/$model-kathleen-none.json"
         ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/kathleen_heldout" --prompt-mode cross \
-            --sweep "greedy;top_p=0.9" --out "$RUNS/eval/$model-kathleen.json"
+            --sweep "top_p=0.9" --out "$RUNS/eval/$model-kathleen.json"
         ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/harvard50" --prompt-mode cross \
             --sweep "top_p=0.9" --out "$RUNS/eval/$model-harvard50.json"
         ella-v evaluate --model "$MODELS/$model-demo" --eval "$HARD" --prompt-audio "$PROMPT_AUDIO" \
@@ -26,8 +34,8 @@ for model in ella-v vall-e; do
     ) > "$RUNS/eval/$model.log" 2>&1 &
 done
 wait
-for model in ella-v vall-e; do  # what each codebook carries, and the NAR's share of it (a perfect GAR)
+for model in $NAMES; do  # what each codebook carries, and the NAR's share of it (a perfect GAR)
     python3 -m ella_v_hf.evaluation.measure_nar --model "$MODELS/$model-demo" --data "$RUNS/harvard50" --n 50 --json \
         > "$RUNS/eval/$model-nar-ceiling.json"
 done
-cat "$RUNS"/eval/*.md "$RUNS"/eval/*-nar-ceiling.json
+for model in $NAMES; do cat "$RUNS/eval/$model"-*.md "$RUNS/eval/$model-nar-ceiling.json"; done

@@ -5,19 +5,22 @@
 #
 # 1. a 1,000-utterance flite corpus (8 voices) + the Kathleen corpus (CC0), 12 % of Kathleen's
 #    prompts held out (no held-out sentence is trained on in any voice);
-# 2. the learned embedded codec with phoneme distillation (50 Hz, 8 x 1,024; `ella-v train-codec
-#    --alignments`, 7,000 steps, 25 min on 2 threads): the corpus is first prepared with the
-#    bundled codec for its forced alignments (combined_align), whose phonemes the codec's first
-#    codebook is trained to carry; unless SKIP_CODEC=1 (then the bundled ella_v_hf/pretrained/codec
-#    is used); prepare with it and the built-in aligner (the one trained for combined_align);
+# 2. the learned embedded codec with phoneme distillation (50 Hz, 8 codebooks, the first of 128 codes;
+#    `ella-v train-codec --alignments`, codec-50hz-first128.json, 7,000 steps, ~66 min on one
+#    thread): the corpus is first prepared with the bundled codec for its forced alignments
+#    (combined_align; the built-in aligner depends on the codec's frame rate only), whose phonemes the
+#    codec's first codebook is trained to carry; unless SKIP_CODEC=1 (then the bundled
+#    ella_v_hf/pretrained/codec is used); prepare with it and the aligner trained for combined_align;
 # 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
 #    ELLA-V GAR (stage gar), VALL-E GAR (stage gar): 1,000 steps, dropout 0.1 (without dropout both
-#    GARs overfit the 1.4 h corpus after ~750 steps); two 3-layer NARs (stage nar, 3,000 steps):
-#    VALL-E's, and ELLA-V's, which also reads each frame's aligned phoneme (nar_frame_phonemes;
-#    ELLA-V's GAR sequence gives that alignment at inference, VALL-E's does not);
+#    GARs overfit the 1.4 h corpus after ~750 steps), half the rows continuing another sentence of
+#    their speaker (gar_prompt_pairs 0.5: what a voice prompt asks of the GAR); two 3-layer NARs
+#    (stage nar, 3,000 steps): VALL-E's, and ELLA-V's, which also reads each frame's aligned phoneme
+#    (nar_frame_phonemes; ELLA-V's GAR sequence gives that alignment at inference, VALL-E's does not);
 # 4. assemble both demos in fp16; 5. build the unseen-Harvard evaluation set.
-# Steps 1-2 take ~3 min (plus the codec), step 3 ~1 h on 2 cores (batches of <= 3,000 tokens; each
-# pair ~28 min): two runs at a time, one thread each. Every step resumes (--resume) when run again.
+# Steps 1-2 take ~3 min (plus the codec), step 3 ~2 h on 2 cores (batches of <= 3,000 tokens
+# before prompt pairs join rows; the two GARs ~80 min side by side, then the NARs ~45 min): two runs at a
+# time, one thread each. Every step resumes (--resume) when run again.
 set -euo pipefail
 RUNS=${1:?usage: demo.sh RUNS_DIR [SHARED_DATA_DIR]}
 SHARED=$(realpath "${2:-../shared/data}")
@@ -32,7 +35,7 @@ ALIGNER=()
 if [ "${SKIP_CODEC:-0}" != 1 ]; then
     [ -f combined_align/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data combined --out combined_align \
         --codec learned --codec-model "$CODEC" --num-proc 2
-    OMP_NUM_THREADS=2 ella-v train-codec --data combined --out codec-50hz-ph --config "$HERE/configs/codec-50hz-phonemes.json" \
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ella-v train-codec --data combined --out codec-50hz-ph --config "$HERE/configs/codec-50hz-first128.json" \
         --alignments combined_align --resume
     CODEC=codec-50hz-ph/model
     ALIGNER=(--aligner-model combined_align/aligner)  # the aligner trained there: same alignments, not trained twice
@@ -40,7 +43,7 @@ fi
 [ -f combined_prep/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data combined --out combined_prep \
     --codec learned --codec-model "$CODEC" "${ALIGNER[@]}" --num-proc 2
 
-for pair in "ella-v nar-aligned" "vall-e nar"; do
+for pair in "ella-v vall-e" "nar-aligned nar"; do  # the two GARs side by side, then the two NARs
     for run in $pair; do
         OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ella-v train --config "$HERE/configs/demo-$run.json" \
             --data combined_prep --out "demo_train/$run" --resume > "demo_train-$run.log" 2>&1 &
