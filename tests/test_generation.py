@@ -417,21 +417,27 @@ def test_tts_remote_code_in_fresh_process(tts_dir, tmp_path):
     assert remote["sequences"] == local.sequences.tolist() and remote["length"] == int(local.audio_lengths[0])
 
 
-@pytest.mark.parametrize(
-    "gar_overrides", [dict(layout="vall-e"), dict(global_advance=False), dict(inline_phonemes=False), dict(local_advance=0)]
-)
-def test_tts_generate_for_every_layout(gar_overrides):
+def untrained_tts(codec_config, **gar_overrides):
+    """A seeded, untrained tiny ``EllaVForTextToSpeech`` (GAR and NAR 2 × 32) on ``codec_config``, and its processor."""
     from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig
-    from ella_v_hf.modeling import EllaVMelCodecConfig
     from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
 
     tok = EllaVPhonemeTokenizer()
     dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
-    config = EllaVTTSConfig(gar_config={**dims, **gar_overrides}, nar_config=dims,
-                            codec_config=EllaVMelCodecConfig(num_codebooks=2, codebook_size=16, griffin_lim_iters=2))
+    config = EllaVTTSConfig(gar_config={**dims, **gar_overrides}, nar_config=dims, codec_config=codec_config)
     torch.manual_seed(0)
-    model = EllaVForTextToSpeech(config).eval()
-    inputs = EllaVProcessor(tok)(["Hi there.", "A longer sentence here."])
+    return EllaVForTextToSpeech(config).eval(), EllaVProcessor(tok)
+
+
+@pytest.mark.parametrize(
+    "gar_overrides", [dict(layout="vall-e"), dict(global_advance=False), dict(inline_phonemes=False), dict(local_advance=0)]
+)
+def test_tts_generate_for_every_layout(gar_overrides):
+    from ella_v_hf.modeling import EllaVMelCodecConfig
+
+    model, processor = untrained_tts(EllaVMelCodecConfig(num_codebooks=2, codebook_size=16, griffin_lim_iters=2), **gar_overrides)
+    config = model.config
+    inputs = processor(["Hi there.", "A longer sentence here."])
     out = model.generate(**inputs)
     space, spec = config.gar_config.token_space, config.gar_config.layout_spec
     for i in range(2):
@@ -522,19 +528,14 @@ def test_frame_phoneme_nar_gets_the_generated_alignment(monkeypatch):
 def test_only_codes_the_codecs_first_level_decodes_are_sampled(layout):
     """A learned codec whose first level uses 4 of its 16 codes: a GAR over all 16 (untrained, hot
     sampling) must never emit codes 4..15, which that level cannot decode."""
-    from ella_v_hf import EllaVForTextToSpeech, EllaVTTSConfig
     from ella_v_hf.modeling import EllaVCodecConfig
-    from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
 
-    tok = EllaVPhonemeTokenizer()
-    dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
     codec = EllaVCodecConfig(hidden_size=16, codebook_dim=8, num_codebooks=2, codebook_size=16, first_codebook_size=4,
                              dilations=[1, 2], griffin_lim_iters=2)
-    config = EllaVTTSConfig(gar_config={**dims, "layout": layout}, nar_config=dims, codec_config=codec)
+    model, processor = untrained_tts(codec, layout=layout)
+    config = model.config
     assert config.gar_config.token_space.codebook_size == 16
-    torch.manual_seed(0)
-    model = EllaVForTextToSpeech(config).eval()
-    inputs = EllaVProcessor(tok)(["A sentence of a few words.", "Another one."])
+    inputs = processor(["A sentence of a few words.", "Another one."])
     outputs = [model.generate(**inputs, do_sample=True, temperature=3.0, top_k=0, top_p=1.0) for _ in range(4)]
     first = torch.cat([codes[0] for out in outputs for codes in out.codes])  # every generated first-codebook code
     assert first.numel() > 8 and int(first.max()) < 4  # without the limit, 12 of 16 codes (+ EOS) are as likely
