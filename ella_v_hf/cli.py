@@ -162,6 +162,28 @@ def set_threads(threads: int | None) -> int:
     return threads
 
 
+def _eop_quantile(value: str) -> float | None:
+    """``--eop-quantile``: a number in (0, 1), or ``off`` (EOP sampled like any token, the paper's decoding)."""
+    if value.strip().lower() in ("off", "none"):
+        return None
+    try:
+        quantile = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'off', got {value!r}") from None
+    if not 0.0 < quantile < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'off', got {value!r}")
+    return quantile
+
+
+def _generation_options(args: argparse.Namespace) -> dict:
+    """``generate()`` options from ``ella-v synthesize``'s flags; unset ones keep the model's ``generation_config``."""
+    options = dict(do_sample=not args.greedy, temperature=args.temperature, top_p=args.top_p,
+                   max_frames_per_phone=args.max_frames_per_phone)
+    if hasattr(args, "eop_quantile"):  # given (argparse.SUPPRESS leaves it out otherwise)
+        options["eop_quantile"] = args.eop_quantile
+    return options
+
+
 def _stream_to_file(args: argparse.Namespace, model, processor, prompt, prompt_rate) -> int:
     """``ella-v synthesize --stream``: each chunk is appended to the WAV file (and flushed) as it is made."""
     import soundfile as sf
@@ -176,8 +198,7 @@ def _stream_to_file(args: argparse.Namespace, model, processor, prompt, prompt_r
 
         result, first = synthesize_stream(
             model, processor, args.text, write, prompt_audio=prompt, prompt_text=args.prompt_text, prompt_sampling_rate=prompt_rate,
-            seed=args.seed, do_sample=not args.greedy, temperature=args.temperature, top_p=args.top_p,
-            max_frames_per_phone=args.max_frames_per_phone,
+            seed=args.seed, **_generation_options(args),
         )
     if result.audio.size == 0:
         raise RuntimeError("the model generated no audio (it ended the utterance at once); try sampling (drop --greedy) or another --seed")
@@ -243,10 +264,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
                 prompt_text=args.prompt_text,
                 prompt_sampling_rate=prompt_rate,
                 seed=args.seed,
-                do_sample=not args.greedy,
-                temperature=args.temperature,
-                top_p=args.top_p,
-                max_frames_per_phone=args.max_frames_per_phone,
+                **_generation_options(args),
             )
             if result.audio.size == 0:
                 raise RuntimeError("the model generated no audio (it ended the utterance at once); try sampling (drop --greedy) or another --seed")
@@ -330,7 +348,17 @@ def _cmd_train_codec(args: argparse.Namespace) -> int:
 def _cmd_assemble(args: argparse.Namespace) -> int:
     from .training.assemble import assemble_checkpoint
 
-    out = assemble_checkpoint(args.gar, args.out, nar_dir=args.nar, half=not args.fp32, remote_code=not args.no_remote_code)
+    generation = {}
+    for item in args.generation:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--generation takes KEY=VALUE (a JSON value, e.g. eop_quantile=0.5), got {item!r}")
+        try:
+            generation[key] = json.loads(value)
+        except json.JSONDecodeError:
+            generation[key] = value  # a bare string, e.g. nar_decoding=argmax
+    out = assemble_checkpoint(args.gar, args.out, nar_dir=args.nar, half=not args.fp32, remote_code=not args.no_remote_code,
+                              generation=generation)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(json.dumps({"out": str(out), "bytes": size}) if args.json else f"wrote {out} ({size / 2**20:.1f} MiB)")
     return 0
@@ -443,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--greedy", action="store_true", help="greedy GAR decoding instead of sampling")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--max-frames-per-phone", type=int, default=None, help="frame cap per phoneme (default: the model's, 0.4 s)")
+    synth.add_argument("--eop-quantile", type=_eop_quantile, default=argparse.SUPPRESS, metavar="Q",
+                       help="end each phoneme where the probability that it has ended reaches Q (0.5: its median length); "
+                       "'off': sample EOP like any token (the paper); default: the model's generation_config")
     synth.add_argument("--batch-file", default=None, help="one text per line; writes OUTPUT_0000.wav, …")
     synth.add_argument("--plot", action="store_true", help="also write a PNG of the waveform and spectrogram")
     synth.add_argument("--stream", action="store_true", help="write the audio to OUTPUT as it is generated (phoneme runs)")
@@ -496,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     asm.add_argument("--out", required=True)
     asm.add_argument("--fp32", action="store_true", help="keep float32 weights")
     asm.add_argument("--no-remote-code", action="store_true", help="write no Hub remote code (demos bundled with the package)")
+    asm.add_argument("--generation", action="append", default=[], metavar="KEY=VALUE",
+                     help="a decoding default for generation_config.json (repeatable), e.g. eop_quantile=0.5")
     asm.add_argument("--json", action="store_true")
     asm.set_defaults(func=_cmd_assemble)
 

@@ -65,7 +65,8 @@ def cross_prompt_source(utterances: list, index: int):
 
 
 def parse_strategy(spec: str) -> dict:
-    """``"greedy"``, ``"top_p=0.9,temperature=0.8"`` or ``"greedy,nar_decoding=argmax"`` -> generate kwargs."""
+    """``"greedy"``, ``"top_p=0.9,temperature=0.8"``, ``"greedy,nar_decoding=argmax"`` or
+    ``"greedy,eop_quantile=0.5"`` (``eop_quantile=off``: the paper's decoding) -> generate kwargs."""
     parts = spec.split(",")
     greedy = parts[0] == "greedy"
     kwargs: dict = {"do_sample": False} if greedy else {"do_sample": True, "top_p": 1.0, "top_k": 0, "temperature": 1.0}
@@ -74,10 +75,13 @@ def parse_strategy(spec: str) -> dict:
         if key == "nar_decoding" and value in NAR_DECODINGS:
             kwargs[key] = value
             continue
+        if key == "eop_quantile":  # "off": EOP sampled like any token, whatever the model's generation_config says
+            kwargs[key] = None if value == "off" else float(value)
+            continue
         if greedy or key not in ("top_p", "top_k", "temperature"):
             raise ValueError(
                 f"Unknown decoding option {part!r} in {spec!r}; use greedy or top_p=, top_k=, temperature=, "
-                f"and optionally nar_decoding={'|'.join(NAR_DECODINGS)}"
+                f"and optionally nar_decoding={'|'.join(NAR_DECODINGS)}, eop_quantile=Q|off"
             )
         kwargs[key] = int(value) if key == "top_k" else float(value)
     return kwargs

@@ -7,6 +7,13 @@ Rules per row (ELLA-V layout), applied before any temperature/top-k/top-p warper
   themselves and only the EOS after the last EOP is forced;
 - inside a phoneme only acoustic tokens and EOP may be sampled; EOP is forced once the phoneme
   owns ``max_frames_per_phone`` frames (a "cut", counted per row);
+- optionally (``eop_quantile=q``) the phoneme's length is decided by the rule instead of by the
+  sampler: with ``h_t`` the model's EOP probability at the phoneme's ``t``-th free step (softmax over
+  the sampleable tokens), EOP is forced at the first step where the probability that the phoneme
+  has ended, ``1 - prod_{i<=t} (1 - h_i)``, reaches ``q``, and is never sampled otherwise. ``q = 0.5``
+  gives each phoneme the median length of the model's duration distribution: greedy decoding over
+  the structure (end or continue), then over the codes. Plain greedy decoding instead compares EOP
+  with each single acoustic code, and so lets phonemes run to the cap;
 - phonemes, BOS and PAD are never sampled freely; finished rows only get PAD.
 
 VALL-E layout: after BOS only acoustic tokens and EOS may be sampled (EOS is sampled, not
@@ -43,6 +50,10 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
             (``None``: all ``space.codebook_size``): for a codec whose first codebook uses fewer
             codes than the GAR's vocabulary (the learned codec's ``first_codebook_size``), whose
             other codes would decode to nothing.
+        eop_quantile: ``None`` (the paper): EOP is sampled (or picked by greedy decoding) like any
+            token. A value in ``(0, 1)``: EOP is forced once the probability that the phoneme has
+            ended, accumulated from the model's EOP probabilities along the generated path,
+            reaches it (``0.5``: the median length), and is masked before; the frame cap still holds.
 
     Attributes:
         cuts: ``[B]`` EOPs forced by the frame cap, per row (after generation).
@@ -65,11 +76,16 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         max_frames_per_phone: int,
         phonemes: list[list[int]] | None = None,
         acoustic_codes: int | None = None,
+        eop_quantile: float | None = None,
     ) -> None:
         if max_frames_per_phone < 1:
             raise ValueError(f"max_frames_per_phone must be >= 1, got {max_frames_per_phone}")
         if acoustic_codes is not None and not 1 <= acoustic_codes <= space.codebook_size:
             raise ValueError(f"acoustic_codes must lie in [1, codebook_size={space.codebook_size}], got {acoustic_codes}")
+        if eop_quantile is not None and not 0.0 < eop_quantile < 1.0:
+            raise ValueError(f"eop_quantile must lie in (0, 1) or be None, got {eop_quantile}")
+        if eop_quantile is not None and not spec.interleaved:
+            raise ValueError("eop_quantile decides where EOP goes; the VALL-E layout has no EOP.")
         if spec.interleaved and not spec.global_advance and phonemes is None:
             raise ValueError("Without global advance the sequence carries no phoneme prefix: pass phonemes=[[...], ...].")
         self.space = space
@@ -77,6 +93,7 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         self.cap = int(max_frames_per_phone)
         self.phonemes = phonemes
         self.acoustic_codes = space.codebook_size if acoustic_codes is None else int(acoustic_codes)
+        self.eop_quantile = None if eop_quantile is None else float(eop_quantile)
         self._previous: torch.LongTensor | None = None  # [B, L] input_ids of the last call
 
     # -- state ----------------------------------------------------------------------------------
@@ -112,6 +129,8 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         self.done = torch.tensor([p.complete for p in parsed], device=device)
         self.cuts = torch.zeros(len(rows), dtype=torch.long, device=device)
         self.frames = torch.zeros(len(rows), dtype=torch.long, device=device)
+        # Probability that the open phoneme goes on (``eop_quantile``); a prompt's open phoneme starts at 1.
+        self.survival = torch.ones(len(rows), dtype=torch.float32, device=device)  # [B]
 
     def _continues(self, input_ids: torch.LongTensor) -> bool:
         """Whether ``input_ids`` ``[B, L]`` is the previous call's ``[B, L-1]`` plus one token."""
@@ -139,10 +158,13 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
             self.opened += opens.long()
             self.frames_in_phone = torch.where(is_eop, 0, self.frames_in_phone + is_acoustic.long())
             self.in_phone = torch.where(is_eop, opens, self.in_phone)
+            opened_now = is_eop
         else:
             self.opened += is_phoneme.long()
             self.frames_in_phone = torch.where(is_phoneme, 0, self.frames_in_phone + is_acoustic.long())
             self.in_phone = (self.in_phone | is_phoneme) & (token != space.EOP)
+            opened_now = is_phoneme
+        self.survival = torch.where(opened_now, torch.ones_like(self.survival), self.survival)
         self.done |= token == space.EOS
 
     def _masks(self, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,9 +199,13 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
             next_phoneme = self.prefix.gather(1, self.opened.clamp(max=self.prefix.shape[1] - 1)[:, None])[:, 0]
             forced = torch.where(need_phoneme & has_next, next_phoneme, forced)
             forced = torch.where(need_phoneme & ~has_next, torch.full_like(forced, space.EOS), forced)
-            at_cap = self.in_phone & (self.frames_in_phone >= self.cap) & ~self.done
-            forced = torch.where(at_cap, torch.full_like(forced, space.EOP), forced)
-            free = self.in_phone & ~at_cap & ~self.done
+            close = self.in_phone & (self.frames_in_phone >= self.cap) & ~self.done  # [B] at the cap
+            free = self.in_phone & ~close & ~self.done
+            if self.eop_quantile is not None:
+                ends = self._quantile_ends(scores, free_mask, free)  # [B] the phoneme's length is reached
+                close, free = close | ends, free & ~ends
+                free_mask = free_mask & (ids != space.EOP)  # the rule alone places EOP
+            forced = torch.where(close, torch.full_like(forced, space.EOP), forced)
         else:
             free = ~self.done
         allowed |= free[:, None] & free_mask[None]
@@ -187,6 +213,20 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         has_forced = forced >= 0
         allowed |= has_forced[:, None] & (ids[None] == forced[:, None])
         return scores.masked_fill(~allowed, neg)
+
+    def _quantile_ends(self, scores: torch.FloatTensor, free_mask: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+        """Rows ``[B]`` whose open phoneme ends now under ``eop_quantile``; updates ``survival``.
+
+        ``scores`` ``[B, V]`` (as given to the processor), ``free_mask`` ``[V]`` the sampleable tokens
+        (acoustic codes and EOP), ``free`` ``[B]`` the rows inside a phoneme below the cap.
+        """
+        logits = scores.float().masked_fill(~free_mask[None], float("-inf"))  # [B, V]
+        hazard = torch.softmax(logits, dim=-1)[:, self.space.EOP].nan_to_num(0.0)  # [B] P(EOP now | not yet)
+        survival = self.survival * (1.0 - hazard)  # [B] P(the phoneme goes on after this step)
+        ends = free & (1.0 - survival >= self.eop_quantile)
+        # A row that continues emits an acoustic token: its phoneme survived this step.
+        self.survival = torch.where(free & ~ends, survival, self.survival)
+        return ends
 
 
 #: GenerationConfig fields that EllaVForTextToSpeech passes to its GAR's stock ``generate()``.
@@ -198,7 +238,7 @@ GAR_GENERATION_FIELDS = (
 HANDLED_GENERATION_FIELDS = (
     "max_new_tokens", "num_return_sequences", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
     "return_dict_in_generate", "transformers_version", "max_frames_per_phone", "vall_e_max_frames_per_phone",
-    "sentence_pause_seconds", "nar_decoding",
+    "sentence_pause_seconds", "nar_decoding", "eop_quantile",
 )
 #: How the NAR's codebooks 2..K become audio: ``"expected"`` decodes each from its expected code
 #: vector under the NAR's distribution, ``"argmax"`` from its most likely code's vector.
@@ -230,6 +270,11 @@ class EllaVGenerationConfig(GenerationConfig):
             minimum-mean-square-error latent: an unsure deep level shrinks towards its codebook's
             mean instead of adding a wrong code's vector); ``"argmax"``: from the NAR's most likely
             codes, as VALL-E does. The returned ``codes`` are the argmax codes either way.
+        eop_quantile: ``None`` (the default, the paper): EOP is sampled, or picked by greedy
+            decoding, like any token. A value ``q`` in ``(0, 1)``: each phoneme ends where the
+            probability that it has ended (from the GAR's EOP probabilities along the path) first
+            reaches ``q`` (``0.5``: its median length), see
+            :class:`EllaVPhonemeAdvanceLogitsProcessor`. The VALL-E layout has no EOP and ignores it.
         kwargs: :class:`~transformers.GenerationConfig` fields. Unset, ``do_sample=True``,
             ``top_p=0.9``, ``top_k=0`` and ``temperature=1.0`` (the paper samples the GAR).
     """
@@ -240,9 +285,11 @@ class EllaVGenerationConfig(GenerationConfig):
         vall_e_max_frames_per_phone: int | None = None,
         sentence_pause_seconds: float | None = None,
         nar_decoding: str | None = None,
+        eop_quantile: float | None = None,
         **kwargs: Any,
     ) -> None:
         self.nar_decoding = nar_decoding
+        self.eop_quantile = eop_quantile
         self.max_frames_per_phone = max_frames_per_phone
         self.vall_e_max_frames_per_phone = vall_e_max_frames_per_phone
         self.sentence_pause_seconds = sentence_pause_seconds
@@ -280,7 +327,8 @@ class EllaVGenerationConfig(GenerationConfig):
             raise ValueError(
                 f"EllaVForTextToSpeech.generate() does not support {', '.join(unsupported)}: the GAR samples (or greedily "
                 "picks) one token at a time under the forced phoneme structure. Supported: "
-                f"{', '.join(GAR_GENERATION_FIELDS)}, max_new_tokens, num_return_sequences, max_frames_per_phone, nar_decoding."
+                f"{', '.join(GAR_GENERATION_FIELDS)}, max_new_tokens, num_return_sequences, max_frames_per_phone, nar_decoding, "
+                "eop_quantile."
             )
         if self.do_sample:
             if self.temperature is not None and not self.temperature > 0:
@@ -297,6 +345,12 @@ class EllaVGenerationConfig(GenerationConfig):
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
         if self.nar_decoding is not None and self.nar_decoding not in NAR_DECODINGS:
             raise ValueError(f"nar_decoding must be one of {', '.join(map(repr, NAR_DECODINGS))}, got {self.nar_decoding!r}")
+        if self.eop_quantile is not None and (
+            isinstance(self.eop_quantile, bool)
+            or not isinstance(self.eop_quantile, (int, float))
+            or not 0.0 < self.eop_quantile < 1.0
+        ):
+            raise ValueError(f"eop_quantile must be a number in (0, 1) or None, got {self.eop_quantile!r}")
         if self.sentence_pause_seconds is not None and self.sentence_pause_seconds < 0:
             raise ValueError(f"sentence_pause_seconds must be >= 0, got {self.sentence_pause_seconds}")
 

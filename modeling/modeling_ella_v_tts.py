@@ -404,6 +404,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         processor = EllaVPhonemeAdvanceLogitsProcessor(
             space, spec, cap, phonemes=phonemes if spec.interleaved else None,
             acoustic_codes=min(first_codes, space.codebook_size) if first_codes else None,
+            eop_quantile=config.eop_quantile if spec.interleaved else None,
         )
         gar_generation = config.gar_generation_config(
             max_new_tokens=max_new_tokens, eos_token_id=space.EOS, pad_token_id=space.PAD, bos_token_id=space.BOS, num_beams=1

@@ -17,7 +17,7 @@ from transformers import LogitsProcessorList
 from ella_v_hf import EllaVForCausalLM, EllaVPhonemeAdvanceLogitsProcessor, build_gar_sequence, parse_gar_sequence
 
 
-def generate(model, prompts: list[list[int]], cap: int, before=(), **kwargs):
+def generate(model, prompts: list[list[int]], cap: int, before=(), eop_quantile=None, **kwargs):
     space, spec = model.config.token_space, model.config.layout_spec
     length = max(map(len, prompts))
     ids = torch.zeros(len(prompts), length, dtype=torch.long)
@@ -25,7 +25,7 @@ def generate(model, prompts: list[list[int]], cap: int, before=(), **kwargs):
     for i, p in enumerate(prompts):
         ids[i, length - len(p) :] = torch.tensor(p)
         mask[i, length - len(p) :] = 1
-    processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap)
+    processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap, eop_quantile=eop_quantile)
     n = max(len(parse_gar_sequence(p, space, spec).prefix_phonemes) for p in prompts)
     bound = n * (cap + 2) + 2
     out = model.generate(
@@ -101,20 +101,73 @@ def test_cut_forces_eop_at_the_cap():
     assert parsed.frame_counts == [4, 4, 4] and processor.cuts.tolist() == [3]
 
 
-def test_cache_no_cache_and_batch_generation_agree():
+def constant_eop_probability(space, probability: float):
+    """A before-processor that gives EOP ``probability`` among the sampleable tokens (acoustic codes + EOP)."""
+    logit = float(np.log(probability / (1 - probability) * space.codebook_size))
+
+    def processor(input_ids, scores):
+        scores = torch.zeros_like(scores)
+        scores[:, space.EOP] = logit
+        return scores
+
+    return processor
+
+
+@pytest.mark.parametrize("sampling", SAMPLING)
+@pytest.mark.parametrize(
+    ("quantile", "cap", "frames", "cuts"),
+    [
+        (0.5, 8, 1, 0),  # P(ended) = 1 - 0.7^t: 0.30 after the first free step, 0.51 after the second -> EOP there
+        (0.9, 8, 6, 0),  # 1 - 0.7^6 = 0.88, 1 - 0.7^7 = 0.92
+        (0.9, 4, 4, 3),  # the frame cap still comes first
+    ],
+)
+def test_eop_quantile_places_eop_where_the_phoneme_has_probably_ended(sampling, quantile, cap, frames, cuts):
+    """With EOP probability 0.3 at every step, ``eop_quantile=q`` ends each phoneme at the first step
+    where ``1 - 0.7^t >= q`` whatever the sampler (EOP is never sampled freely), and the cap still holds."""
+    torch.manual_seed(0)
+    model = EllaVForCausalLM(tiny_config(local_advance=1)).eval()
+    space, spec = model.config.token_space, model.config.layout_spec
+    prompts = [text_prompt(model, [1, 2, 3])]
+    length = len(prompts[0])
+    processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap, eop_quantile=quantile)
+    out = model.generate(
+        torch.tensor(prompts), logits_processor=LogitsProcessorList([constant_eop_probability(space, 0.3), processor]),
+        max_new_tokens=3 * (cap + 2) + 2, eos_token_id=space.EOS, pad_token_id=space.PAD, **sampling,
+    )
+    parsed = parse_gar_sequence(out[0].tolist(), space, spec)
+    assert parsed.complete and parsed.phonemes == [1, 2, 3]
+    assert parsed.frame_counts == [frames] * 3 and processor.cuts.tolist() == [cuts]
+    assert out.shape[1] > length
+
+
+def test_eop_quantile_is_checked():
+    model = EllaVForCausalLM(tiny_config()).eval()
+    space = model.config.token_space
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="eop_quantile must lie in"):
+            EllaVPhonemeAdvanceLogitsProcessor(space, model.config.layout_spec, 4, eop_quantile=bad)
+    vall_e = tiny_config(layout="vall-e")
+    with pytest.raises(ValueError, match="VALL-E layout has no EOP"):
+        EllaVPhonemeAdvanceLogitsProcessor(vall_e.token_space, vall_e.layout_spec, 4, eop_quantile=0.5)
+
+
+@pytest.mark.parametrize("eop_quantile", [None, 0.1])  # 0.1: an untrained model's phonemes end after a few frames
+def test_cache_no_cache_and_batch_generation_agree(eop_quantile):
     model = EllaVForCausalLM(tiny_config()).eval()
     rows = [[1, 2], [3, 4, 5, 6, 7]]
     prompts = [text_prompt(model, r) for r in rows]
     singles = []
     for prompt in prompts:
-        with_cache, _, length, _ = generate(model, [prompt], 5, do_sample=False, use_cache=True)
-        without, _, _, _ = generate(model, [prompt], 5, do_sample=False, use_cache=False)
+        with_cache, _, length, _ = generate(model, [prompt], 5, do_sample=False, use_cache=True, eop_quantile=eop_quantile)
+        without, _, _, _ = generate(model, [prompt], 5, do_sample=False, use_cache=False, eop_quantile=eop_quantile)
         assert torch.equal(with_cache, without)
         singles.append(with_cache[0, length:].tolist())
-    batch, _, length, _ = generate(model, prompts, 5, do_sample=False)
+    batch, processor, length, _ = generate(model, prompts, 5, do_sample=False, eop_quantile=eop_quantile)
     for i, single in enumerate(singles):
         got = batch[i, length:].tolist()
         assert got[: len(single)] == single and all(t == 0 for t in got[len(single) :])
+    assert (processor.cuts.sum() == 0) == (eop_quantile is not None)  # the quantile, not the cap, ends phonemes
 
 
 def test_static_cache_and_compiled_decoding_agree_with_eager(cxx_compiler):
@@ -239,6 +292,7 @@ def test_tts_generate_merges_and_checks_generation_options(tts_model, tts_dir, t
         (dict(num_beams=2), "does not support num_beams=2"),
         (dict(min_new_tokens=5), "does not support min_new_tokens=5"),
         (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(eop_quantile=1.0), r"eop_quantile must be a number in \(0, 1\)"),
         (dict(not_an_option=1), "unexpected arguments"),
     ]:
         with pytest.raises(ValueError, match=message):
@@ -272,6 +326,14 @@ def test_tts_generate_merges_and_checks_generation_options(tts_model, tts_dir, t
     assert reloaded.generation_config.max_frames_per_phone == 2 and reloaded.generation_config.top_p == 0.9
     out = reloaded.generate(**inputs, do_sample=False)
     assert max(parse_gar_sequence(out.sequences[0].tolist(), space, spec).frame_counts) <= 2
+    # eop_quantile reaches the GAR's processor: the phoneme lengths follow the rule (untrained: EOP is
+    # rarely the single most likely token, so plain greedy runs to the cap), the structure holds.
+    plain = model.generate(**inputs, do_sample=False, max_frames_per_phone=6)
+    median = model.generate(**inputs, do_sample=False, max_frames_per_phone=6, eop_quantile=0.5)
+    plain_parsed = parse_gar_sequence(plain.sequences[0].tolist(), space, spec)
+    median_parsed = parse_gar_sequence(median.sequences[0].tolist(), space, spec)
+    assert median_parsed.complete and median_parsed.phonemes == plain_parsed.phonemes
+    assert median_parsed.frame_counts != plain_parsed.frame_counts
 
 
 def test_nar_decoding_expected_and_argmax(tts_model, tts_dir):
@@ -353,6 +415,20 @@ def test_synthesize_cli(tts_dir, tmp_path):
     audio, rate = sf.read(out)
     assert rate == 16000 and audio.size > 0 and np.isfinite(audio).all()
     assert (tmp_path / "out.png").is_file()
+
+
+def test_synthesize_cli_eop_quantile_option():
+    from ella_v_hf.cli import _generation_options, build_parser
+
+    def options(*flags):
+        return _generation_options(build_parser().parse_args(["synthesize", "Hi.", "-o", "x.wav", *flags]))
+
+    assert "eop_quantile" not in options()  # the model's generation_config decides
+    assert options("--eop-quantile", "0.5")["eop_quantile"] == 0.5
+    assert options("--eop-quantile", "off")["eop_quantile"] is None  # the paper's decoding, whatever the model says
+    for bad in ("1", "0", "half"):
+        with pytest.raises(SystemExit):
+            options("--eop-quantile", bad)
 
 
 def test_synthesize_cli_streams(tts_dir, tmp_path):

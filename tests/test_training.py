@@ -267,6 +267,17 @@ def test_assemble_joins_a_gar_run_and_a_nar_run_in_fp16(prepared_corpus, tmp_pat
     result = model.generate(**processor(["Hello there."]))
     assert torch.isfinite(result.audio).all() and result.audio_lengths[0] > 0
     assert json.loads((out / "assembled_from.json").read_text())["nar_trained_steps"] == 2
+    # Decoding defaults for generation_config.json (`ella-v assemble --generation KEY=VALUE`).
+    from ella_v_hf.cli import main as cli
+
+    args = ["assemble", "--gar", str(tmp_path / "ar" / "model"), "--nar", str(tmp_path / "nar" / "model")]
+    assert cli([*args, "--out", str(tmp_path / "tuned"), "--generation", "eop_quantile=0.5", "--generation", "nar_decoding=argmax"]) == 0
+    tuned = EllaVForTextToSpeech.from_pretrained(tmp_path / "tuned")
+    assert tuned.generation_config.eop_quantile == 0.5 and tuned.generation_config.nar_decoding == "argmax"
+    assert model.generation_config.eop_quantile is None  # the plain assemble keeps the paper's decoding
+    for bad in ("eop_quantile=2", "no_such_field=1", "eop_quantile"):
+        assert cli([*args, "--out", str(tmp_path / "bad"), "--generation", bad]) != 0
+        assert not (tmp_path / "bad").exists()
 
 
 def test_assemble_refuses_checkpoints_with_different_codecs(prepared_corpus, tmp_path):

@@ -40,7 +40,7 @@ def test_synthesize_endpoint_through_gradio_client(served):
     names = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert "/synthesize" in names and "/synthesize_stream" in names
     # The page's own handler streams and then returns the full recording, the plot and a status line.
-    streamed, full, plot, status = client.predict("The birch canoe slid.", None, "", True, 0.9, 1.0, 0, None,
+    streamed, full, plot, status = client.predict("The birch canoe slid.", None, "", True, 0.9, 1.0, 0, None, 0.5,
                                                   api_name="/synthesize_stream")
     assert sf.read(full)[0].size > 0 and os.path.getsize(plot) > 0 and "s of speech, first audio after" in status
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -56,6 +57,7 @@ def assemble_checkpoint(
     nar_dir: str | os.PathLike | None = None,
     half: bool = True,
     remote_code: bool = True,
+    generation: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``out``: the GAR of ``gar_dir``, the NAR of ``nar_dir`` (default: ``gar_dir``), their
     shared codec and the processor, ready for ``ella-v synthesize`` and ``from_pretrained``.
@@ -68,9 +70,13 @@ def assemble_checkpoint(
         half: Store the weights as float16.
         remote_code: Write the Hub remote code beside the weights (``False`` for the demos bundled
             with the package, which load through the installed classes).
+        generation: :class:`~ella_v_hf.modeling.EllaVGenerationConfig` fields for the checkpoint's
+            ``generation_config.json`` (its decoding defaults, e.g. ``{"eop_quantile": 0.5}``);
+            the others come from the model configuration.
 
     Raises:
-        ValueError: The two checkpoints were trained on different codecs or phoneme vocabularies.
+        ValueError: The two checkpoints were trained on different codecs or phoneme vocabularies,
+            or ``generation`` names an unknown or unsupported field.
     """
     from ..processing import EllaVProcessor
 
@@ -98,6 +104,11 @@ def assemble_checkpoint(
         phoneme_vocab_sha256=processor.tokenizer.vocab_fingerprint(),
     )
     model = EllaVForTextToSpeech(config)
+    if generation:
+        unknown = model.generation_config.update(**generation)
+        if unknown:
+            raise ValueError(f"unknown generation field(s): {', '.join(sorted(unknown))}")
+        model.generation_config.check_supported()
     model.gar.load_state_dict(gar_model.gar.state_dict())
     model.nar.load_state_dict(nar_model.nar.state_dict())
     model.codec.load_state_dict(gar_model.codec.state_dict())

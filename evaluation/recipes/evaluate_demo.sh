@@ -10,7 +10,8 @@
 # cross-sentence prompts from the same speaker (each item the next utterance with another
 # sentence), and the hard-sentence list with a fixed Kathleen prompt (greedy and top-p); pocketsphinx WER/CER, resemblyzer SIM, INF, CUT, duration ratio, RTF, and
 # (without a prompt) the stage rows: the codec's first codebook alone and the GAR's generated first
-# codebook alone. The models run in parallel, one CPU thread each. Then
+# codebook alone; for ELLA-V also with EOP sampled like any token (eop_quantile=off, the paper's
+# decoding). The models run in parallel, one CPU thread each. Then
 # evaluation/measure_nar.py on the Harvard set for each.
 set -euo pipefail
 RUNS=$(realpath "${1:?usage: evaluate_demo.sh RUNS_DIR [MODELS_DIR] [NAMES]}")
@@ -23,8 +24,10 @@ mkdir -p "$RUNS/eval"
 for model in $NAMES; do
     (
         export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+        SWEEP="greedy;top_p=0.9"  # the checkpoint's generation_config (the ELLA-V demo's: eop_quantile 0.5)
+        [ "$model" = ella-v ] && SWEEP="$SWEEP;greedy,eop_quantile=off;top_p=0.9,eop_quantile=off"  # and the paper's decoding
         ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/kathleen_heldout" --prompt-mode none \
-            --stages --sweep "greedy;top_p=0.9" --out "$RUNS/eval/$model-kathleen-none.json"
+            --stages --sweep "$SWEEP" --out "$RUNS/eval/$model-kathleen-none.json"
         ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/kathleen_heldout" --prompt-mode cross \
             --sweep "top_p=0.9" --out "$RUNS/eval/$model-kathleen.json"
         ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/harvard50" --prompt-mode cross \

@@ -17,7 +17,8 @@
 #    their speaker (gar_prompt_pairs 0.5: what a voice prompt asks of the GAR); two 3-layer NARs
 #    (stage nar, 3,000 steps): VALL-E's, and ELLA-V's, which also reads each frame's aligned phoneme
 #    (nar_frame_phonemes; ELLA-V's GAR sequence gives that alignment at inference, VALL-E's does not);
-# 4. assemble both demos in fp16; 5. build the unseen-Harvard evaluation set.
+# 4. assemble both demos in fp16 (the ELLA-V one with eop_quantile 0.5 as its decoding default);
+# 5. build the unseen-Harvard evaluation set.
 # Steps 1-2 take ~3 min (plus the codec), step 3 ~2 h on 2 cores (batches of <= 3,000 tokens
 # before prompt pairs join rows; the two GARs ~80 min side by side, then the NARs ~45 min): two runs at a
 # time, one thread each. Every step resumes (--resume) when run again.
@@ -52,7 +53,10 @@ for pair in "ella-v vall-e" "nar-aligned nar"; do  # the two GARs side by side, 
 done
 
 # --no-remote-code: the bundled demos load through the installed classes (`ella-v push` writes the code).
-ella-v assemble --gar demo_train/ella-v/model --nar demo_train/nar-aligned/model --out ella-v-demo --no-remote-code
+# The ELLA-V demo's decoding default: each phoneme ends at the median of the GAR's duration
+# distribution (eop_quantile 0.5, see the README's Synthesis section; VALL-E has no EOP).
+ella-v assemble --gar demo_train/ella-v/model --nar demo_train/nar-aligned/model --out ella-v-demo --no-remote-code \
+    --generation eop_quantile=0.5
 ella-v assemble --gar demo_train/vall-e/model --nar demo_train/nar/model --out vall-e-demo --no-remote-code
 python3 -m ella_v_hf.evaluation.eval_sets --out harvard50 --n 50 --sentences "$SHARED/harvard-sentences.txt" \
     --exclude combined --exclude kathleen_heldout --voice rms
