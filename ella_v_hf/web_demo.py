@@ -163,7 +163,7 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                     top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="top-p")
                     temperature = gr.Slider(0.1, 1.5, value=1.0, step=0.05, label="temperature")
                     seed = gr.Number(value=0, precision=0, label="seed")
-                    max_frames = gr.Number(value=None, precision=0, label="frame cap per phoneme (empty: the model's)")
+                    max_frames = gr.Number(value=None, precision=0, label="frame cap per phoneme (0 or empty: the model's)")
                     eop_quantile = gr.Slider(
                         0.0, 0.95, value=getattr(tts.generation_config, "eop_quantile", None) or 0.0, step=0.05,
                         label="phoneme length quantile (0: sample each phoneme's end, as the paper; 0.5: its median length)",
