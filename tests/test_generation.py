@@ -129,7 +129,6 @@ def test_eop_quantile_places_eop_where_the_phoneme_has_probably_ended(sampling, 
     model = EllaVForCausalLM(tiny_config(local_advance=1)).eval()
     space, spec = model.config.token_space, model.config.layout_spec
     prompts = [text_prompt(model, [1, 2, 3])]
-    length = len(prompts[0])
     processor = EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap, eop_quantile=quantile)
     out = model.generate(
         torch.tensor(prompts), logits_processor=LogitsProcessorList([constant_eop_probability(space, 0.3), processor]),
@@ -138,7 +137,6 @@ def test_eop_quantile_places_eop_where_the_phoneme_has_probably_ended(sampling, 
     parsed = parse_gar_sequence(out[0].tolist(), space, spec)
     assert parsed.complete and parsed.phonemes == [1, 2, 3]
     assert parsed.frame_counts == [frames] * 3 and processor.cuts.tolist() == [cuts]
-    assert out.shape[1] > length
 
 
 def test_eop_quantile_is_checked():
