@@ -164,15 +164,14 @@ def set_threads(threads: int | None) -> int:
 
 def _eop_quantile(value: str) -> float | None:
     """``--eop-quantile``: a number in (0, 1), or ``off`` (EOP sampled like any token, the paper's decoding)."""
+    from .modeling.generation_ella_v import check_eop_quantile
+
     if value.strip().lower() in ("off", "none"):
         return None
     try:
-        quantile = float(value)
+        return check_eop_quantile(float(value))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'off', got {value!r}") from None
-    if not 0.0 < quantile < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'off', got {value!r}")
-    return quantile
 
 
 def _generation_options(args: argparse.Namespace) -> dict:

@@ -36,6 +36,13 @@ from transformers import GenerationConfig, LogitsProcessor
 from .sequence_layout import LayoutSpec, TokenSpace, parse_gar_sequence
 
 
+def check_eop_quantile(value: Any) -> float | None:
+    """``value`` if it is a valid ``eop_quantile`` (``None`` or a number in ``(0, 1)``); else ``ValueError``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0):
+        raise ValueError(f"eop_quantile must be a number in (0, 1) or None, got {value!r}")
+    return value
+
+
 class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
     """Enforce the ELLA-V (or VALL-E) sequence structure during ``generate()``.
 
@@ -82,8 +89,7 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
             raise ValueError(f"max_frames_per_phone must be >= 1, got {max_frames_per_phone}")
         if acoustic_codes is not None and not 1 <= acoustic_codes <= space.codebook_size:
             raise ValueError(f"acoustic_codes must lie in [1, codebook_size={space.codebook_size}], got {acoustic_codes}")
-        if eop_quantile is not None and not 0.0 < eop_quantile < 1.0:
-            raise ValueError(f"eop_quantile must lie in (0, 1) or be None, got {eop_quantile}")
+        check_eop_quantile(eop_quantile)
         if eop_quantile is not None and not spec.interleaved:
             raise ValueError("eop_quantile decides where EOP goes; the VALL-E layout has no EOP.")
         if spec.interleaved and not spec.global_advance and phonemes is None:
@@ -345,12 +351,7 @@ class EllaVGenerationConfig(GenerationConfig):
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
         if self.nar_decoding is not None and self.nar_decoding not in NAR_DECODINGS:
             raise ValueError(f"nar_decoding must be one of {', '.join(map(repr, NAR_DECODINGS))}, got {self.nar_decoding!r}")
-        if self.eop_quantile is not None and (
-            isinstance(self.eop_quantile, bool)
-            or not isinstance(self.eop_quantile, (int, float))
-            or not 0.0 < self.eop_quantile < 1.0
-        ):
-            raise ValueError(f"eop_quantile must be a number in (0, 1) or None, got {self.eop_quantile!r}")
+        check_eop_quantile(self.eop_quantile)
         if self.sentence_pause_seconds is not None and self.sentence_pause_seconds < 0:
             raise ValueError(f"sentence_pause_seconds must be >= 0, got {self.sentence_pause_seconds}")
 

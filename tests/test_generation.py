@@ -143,7 +143,7 @@ def test_eop_quantile_is_checked():
     model = EllaVForCausalLM(tiny_config()).eval()
     space = model.config.token_space
     for bad in (0.0, 1.0, 1.5):
-        with pytest.raises(ValueError, match="eop_quantile must lie in"):
+        with pytest.raises(ValueError, match=r"eop_quantile must be a number in \(0, 1\)"):
             EllaVPhonemeAdvanceLogitsProcessor(space, model.config.layout_spec, 4, eop_quantile=bad)
     vall_e = tiny_config(layout="vall-e")
     with pytest.raises(ValueError, match="VALL-E layout has no EOP"):
