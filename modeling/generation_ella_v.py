@@ -173,15 +173,16 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         self.survival = torch.where(opened_now, torch.ones_like(self.survival), self.survival)
         self.done |= token == space.EOS
 
-    def _masks(self, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids ``[V]`` and the freely sampleable ones ``[V]`` (the first ``acoustic_codes``
-        acoustic codes + EOP for ELLA-V, + EOS for VALL-E), built once per vocabulary size and device."""
+    def _masks(self, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token ids ``[V]``, the freely sampleable ones ``[V]`` (the first ``acoustic_codes``
+        acoustic codes + EOP for ELLA-V, + EOS for VALL-E) and those without EOP ``[V]`` (what may be
+        sampled inside a phoneme under ``eop_quantile``), built once per vocabulary size and device."""
         key = (vocab, device)
         if getattr(self, "_mask_key", None) != key:
             ids = torch.arange(vocab, device=device)
             acoustic = (ids >= self.space.acoustic_offset) & (ids < self.space.acoustic_offset + self.acoustic_codes)
             closing = self.space.EOP if self.spec.interleaved else self.space.EOS
-            self._mask_cache = (ids, acoustic | (ids == closing))
+            self._mask_cache = (ids, acoustic | (ids == closing), acoustic)
             self._mask_key = key
         return self._mask_cache
 
@@ -194,7 +195,7 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
             self.reset(input_ids)
         self._previous = input_ids
         space = self.space
-        ids, free_mask = self._masks(scores.shape[-1], scores.device)  # [V], [V]
+        ids, free_mask, acoustic_mask = self._masks(scores.shape[-1], scores.device)  # [V] each
         neg = torch.finfo(scores.dtype).min
         allowed = torch.zeros_like(scores, dtype=torch.bool)  # [B, V]
         forced = torch.full((scores.shape[0],), -1, dtype=torch.long, device=scores.device)
@@ -210,7 +211,7 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
             if self.eop_quantile is not None:
                 ends = self._quantile_ends(scores, free_mask, free)  # [B] the phoneme's length is reached
                 close, free = close | ends, free & ~ends
-                free_mask = free_mask & (ids != space.EOP)  # the rule alone places EOP
+                free_mask = acoustic_mask  # the rule alone places EOP
             forced = torch.where(close, torch.full_like(forced, space.EOP), forced)
         else:
             free = ~self.done
