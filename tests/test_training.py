@@ -280,6 +280,16 @@ def test_assemble_joins_a_gar_run_and_a_nar_run_in_fp16(prepared_corpus, tmp_pat
         assert not (tmp_path / "bad").exists()
 
 
+def test_assemble_checks_generation_fields_before_loading(tmp_path):
+    from ella_v_hf.training.assemble import assemble_checkpoint
+
+    # No checkpoint exists at the paths: a bad field is reported first, without the loads.
+    for bad, message in (({"eop_quantile": 2}, "eop_quantile"), ({"no_such_field": 1}, "unknown generation field")):
+        with pytest.raises(ValueError, match=message):
+            assemble_checkpoint(tmp_path / "missing", tmp_path / "out", generation=bad)
+    assert not (tmp_path / "out").exists()
+
+
 def test_assemble_refuses_checkpoints_with_different_codecs(prepared_corpus, tmp_path):
     from ella_v_hf import EllaVForTextToSpeech
     from ella_v_hf.training.assemble import assemble_checkpoint

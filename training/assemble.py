@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..modeling import EllaVForTextToSpeech, EllaVTTSConfig
+from ..modeling import EllaVForTextToSpeech, EllaVGenerationConfig, EllaVTTSConfig
 from ..modeling.loading import required_keys
 
 
@@ -49,6 +49,14 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     keys = required_keys(a, sa.keys())
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in keys)
+
+
+def _apply_generation(config: EllaVGenerationConfig, generation: dict[str, Any]) -> None:
+    """Set ``generation``'s fields on ``config``; ``ValueError`` for an unknown or unsupported one."""
+    unknown = config.update(**generation)
+    if unknown:
+        raise ValueError(f"unknown generation field(s): {', '.join(sorted(unknown))}")
+    config.check_supported()
 
 
 def assemble_checkpoint(
@@ -84,6 +92,8 @@ def assemble_checkpoint(
     if out.exists() and not (out / "assembled_from.json").is_file() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"--out {out} exists and is not an earlier `ella-v assemble` output; give a new or empty directory")
     nar_dir = Path(nar_dir) if nar_dir is not None else gar_dir
+    if generation:  # checked before the (slow) loads; applied to the assembled model's own config below
+        _apply_generation(EllaVGenerationConfig(), generation)
     gar_model = EllaVForTextToSpeech.from_pretrained(gar_dir, dtype=torch.float32)
     nar_model = gar_model if nar_dir == gar_dir else EllaVForTextToSpeech.from_pretrained(nar_dir, dtype=torch.float32)
     processor = EllaVProcessor.from_pretrained(gar_dir)
@@ -105,10 +115,7 @@ def assemble_checkpoint(
     )
     model = EllaVForTextToSpeech(config)
     if generation:
-        unknown = model.generation_config.update(**generation)
-        if unknown:
-            raise ValueError(f"unknown generation field(s): {', '.join(sorted(unknown))}")
-        model.generation_config.check_supported()
+        _apply_generation(model.generation_config, generation)
     model.gar.load_state_dict(gar_model.gar.state_dict())
     model.nar.load_state_dict(nar_model.nar.state_dict())
     model.codec.load_state_dict(gar_model.codec.state_dict())
