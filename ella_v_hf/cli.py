@@ -164,12 +164,10 @@ def set_threads(threads: int | None) -> int:
 
 def _eop_quantile(value: str) -> float | None:
     """``--eop-quantile``: a number in (0, 1), or ``off`` (EOP sampled like any token, the paper's decoding)."""
-    from .modeling.generation_ella_v import check_eop_quantile
+    from .modeling.generation_ella_v import parse_eop_quantile
 
-    if value.strip().lower() in ("off", "none"):
-        return None
     try:
-        return check_eop_quantile(float(value))
+        return parse_eop_quantile(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'off', got {value!r}") from None
 

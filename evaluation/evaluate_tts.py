@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._optional import require
-from ..modeling.generation_ella_v import NAR_DECODINGS
+from ..modeling.generation_ella_v import NAR_DECODINGS, parse_eop_quantile
 from ..processing import EllaVProcessor, load_audio, prepare_waveform, read_corpus
 from ..processing.tokenization_ella_v import token_words
 from ..synthesis import load_checkpoint
@@ -76,7 +76,7 @@ def parse_strategy(spec: str) -> dict:
             kwargs[key] = value
             continue
         if key == "eop_quantile":  # "off": EOP sampled like any token, whatever the model's generation_config says
-            kwargs[key] = None if value == "off" else float(value)
+            kwargs[key] = parse_eop_quantile(value)
             continue
         if greedy or key not in ("top_p", "top_k", "temperature"):
             raise ValueError(

@@ -43,6 +43,18 @@ def check_eop_quantile(value: Any) -> float | None:
     return value
 
 
+def parse_eop_quantile(text: str) -> float | None:
+    """An ``eop_quantile`` written on a command line: ``off`` (or ``none``) -> ``None`` (EOP sampled like
+    any token, the paper's decoding), else a number in ``(0, 1)``; ``ValueError`` otherwise."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"eop_quantile must be a number in (0, 1) or 'off', got {text!r}") from None
+    return check_eop_quantile(value)
+
+
 class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
     """Enforce the ELLA-V (or VALL-E) sequence structure during ``generate()``.
 
