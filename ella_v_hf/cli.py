@@ -390,6 +390,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         prompt_seconds=args.prompt_seconds,
         limit=args.limit,
         seed=args.seed,
+        seeds=args.seeds,
         prompt_audio=args.prompt_audio,
         prompt_text=args.prompt_text,
         stages=args.stages,
@@ -501,7 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--prompt-audio", default=None, help="fixed prompt for a text-file --eval")
     ev.add_argument("--prompt-text", default=None)
     ev.add_argument("--limit", type=int, default=None)
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=int, default=0, help="the first run's seed (each item draws from its own stream)")
+    ev.add_argument("--seeds", type=int, default=1,
+                    help="runs of each sampling strategy (seeds SEED, SEED+1, ...); the table gives the mean and spread; greedy runs once")
     ev.add_argument("--stages", action="store_true",
                     help="also score the first codebook alone: the reference's (codec_first_codebook) and each strategy's generated one")
     ev.add_argument("--json", action="store_true")

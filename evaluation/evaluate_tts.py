@@ -10,7 +10,11 @@ Inputs:
 - a text file (one target per line), synthesised with a fixed prompt or none.
 
 Decoding strategies are swept in one call (``greedy``, ``top_p=0.9``, ``top_k=50,temperature=0.8`` …)
-with fixed seeds. Output: JSON (per utterance and overall), a Markdown table and a PNG bar chart.
+with fixed seeds: every item draws from its own seed (:func:`item_seed`), and a sampling strategy can
+be run ``seeds`` times (run seeds ``seed``, ``seed + 1``, …), its metrics then the mean over runs with
+their spread (one run of a sampling strategy on ~100 items moves WER by several points from seed to
+seed). Greedy strategies are deterministic and run once. Output: JSON (per utterance and overall), a
+Markdown table and a PNG bar chart.
 """
 
 from __future__ import annotations
@@ -62,6 +66,52 @@ def cross_prompt_source(utterances: list, index: int):
         if other.speaker_id == target.speaker_id and other.prompt_id != target.prompt_id:
             return other
     return None
+
+
+def item_seed(run_seed: int, index: int) -> int:
+    """The torch seed of item ``index`` in the run seeded ``run_seed``: each item draws from its own
+    stream (independent of the items before it and of ``--limit``), and runs with different seeds
+    share no item's stream."""
+    return int(np.random.SeedSequence([run_seed, index]).generate_state(1)[0])
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Metrics of one system's rows: WER, CER, SIM, duration ratio, RTF, EMPTY, INF, CUT, utterances.
+
+    Rows from several seeded runs (a ``"seed"`` field with more than one value) are scored run by run
+    and averaged; ``seeds`` lists the run seeds, ``wer_per_seed`` / ``cer_per_seed`` each run's value
+    and ``wer_std`` / ``cer_std`` their standard deviation. ``utterances`` counts one run's items.
+    """
+    runs: dict = {}
+    for row in rows:
+        runs.setdefault(row.get("seed"), []).append(row)
+    per_run = []
+    for run_rows in runs.values():
+        metrics = wer_cer([r["reference"] for r in run_rows], [r["hypothesis"] for r in run_rows])
+        for key in ("sim", "duration_ratio", "rtf"):
+            values = [r[key] for r in run_rows if key in r]
+            metrics[key] = float(np.mean(values)) if values else None
+        metrics["empty_rate"] = float(np.mean([not r["hypothesis"].strip() for r in run_rows]))
+        if "infinite" in run_rows[0]:
+            metrics["inf_rate"] = float(np.mean([r["infinite"] for r in run_rows]))
+            metrics["cut_rate"] = float(np.mean([r["cuts"] > 0 for r in run_rows]))
+        metrics["utterances"] = len(run_rows)
+        per_run.append(metrics)
+    if len(per_run) == 1:
+        return per_run[0]
+    summary = {}
+    for key, value in per_run[0].items():
+        values = [m[key] for m in per_run]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if key == "utterances" or not numeric:
+            summary[key] = value if all(v == value for v in values) else None
+        else:
+            summary[key] = float(np.mean(values))
+    summary["seeds"] = list(runs)
+    for key in ("wer", "cer"):
+        summary[f"{key}_per_seed"] = [float(m[key]) for m in per_run]
+        summary[f"{key}_std"] = float(np.std(summary[f"{key}_per_seed"], ddof=1))
+    return summary
 
 
 def parse_strategy(spec: str) -> dict:
@@ -193,8 +243,12 @@ def evaluate_model(
     prompt_text: str | None = None,
     progress: bool = True,
     stages: bool = False,
+    seeds: int = 1,
 ) -> dict:
     """Evaluate a checkpoint (see the module docstring). Writes ``out`` (JSON), ``.md`` and ``.png`` beside it.
+
+    Each sampling strategy runs ``seeds`` times (run seeds ``seed`` … ``seed + seeds - 1``; item
+    ``i`` of a run draws from :func:`item_seed`); its summary is the mean over runs (:func:`summarize`).
 
     With ``stages`` two diagnostic rows per system locate the loss: ``codec_first_codebook`` (the
     reference resynthesised from its first codebook only: all a perfect GAR could give without a
@@ -203,6 +257,8 @@ def evaluate_model(
     """
     if mode not in ("continuation", "cross", "none"):
         raise ValueError(f"Unknown prompt mode {mode!r}; expected continuation, cross or none")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
     strategies = {s: parse_strategy(s) for s in sweep}
     model, processor = load_checkpoint(model_dir)
     rate = model.config.sampling_rate
@@ -236,41 +292,29 @@ def evaluate_model(
         if stages:
             score("codec_first_codebook", item, decode_codes(model.codec, codes[:1]), {})
     for name, kwargs in strategies.items():
-        for item in tqdm(items, desc=name, disable=not progress):
-            torch.manual_seed(seed)
-            inputs = processor(item.target_text, prompt_audio=item.prompt_audio, prompt_text=item.prompt_text,
-                               sampling_rate=rate if item.prompt_audio is not None else None)
-            started = time.perf_counter()
-            generated = model.generate(**inputs, check_alignment=False, **kwargs)
-            elapsed = time.perf_counter() - started
-            audio = generated.audio[0, : int(generated.audio_lengths[0])].numpy()
-            score(name, item, audio, {
-                "infinite": bool(generated.infinite[0]),
-                "cuts": int(generated.cuts[0]),
-                **({"rtf": elapsed / (len(audio) / rate)} if audio.size else {}),
-            })
-            if stages:
-                first = generated.codes[0][:1]  # [1, T] the GAR's codebook alone
-                score(f"{name} [first codebook]", item, decode_codes(model.codec, first) if first.shape[-1] else np.zeros(0, np.float32), {
-                    "infinite": bool(generated.infinite[0]), "cuts": int(generated.cuts[0]),
-                })
-    summary = {}
-    for name, items_rows in rows.items():
-        metrics = wer_cer([r["reference"] for r in items_rows], [r["hypothesis"] for r in items_rows])
-        for key in ("sim", "duration_ratio", "rtf"):
-            values = [r[key] for r in items_rows if key in r]
-            metrics[key] = float(np.mean(values)) if values else None
-        metrics["empty_rate"] = float(np.mean([not r["hypothesis"].strip() for r in items_rows]))
-        if "infinite" in items_rows[0]:
-            metrics["inf_rate"] = float(np.mean([r["infinite"] for r in items_rows]))
-            metrics["cut_rate"] = float(np.mean([r["cuts"] > 0 for r in items_rows]))
-        metrics["utterances"] = len(items_rows)
-        summary[name] = metrics
+        run_seeds = range(seed, seed + (seeds if kwargs["do_sample"] else 1))  # greedy is deterministic: once
+        for run_seed in run_seeds:
+            label = name if len(run_seeds) == 1 else f"{name} (seed {run_seed})"
+            for index, item in enumerate(tqdm(items, desc=label, disable=not progress)):
+                torch.manual_seed(item_seed(run_seed, index))
+                inputs = processor(item.target_text, prompt_audio=item.prompt_audio, prompt_text=item.prompt_text,
+                                   sampling_rate=rate if item.prompt_audio is not None else None)
+                started = time.perf_counter()
+                generated = model.generate(**inputs, check_alignment=False, **kwargs)
+                elapsed = time.perf_counter() - started
+                audio = generated.audio[0, : int(generated.audio_lengths[0])].numpy()
+                outcome = {"infinite": bool(generated.infinite[0]), "cuts": int(generated.cuts[0]), "seed": run_seed}
+                score(name, item, audio, {**outcome, **({"rtf": elapsed / (len(audio) / rate)} if audio.size else {})})
+                if stages:
+                    first = generated.codes[0][:1]  # [1, T] the GAR's codebook alone
+                    score(f"{name} [first codebook]", item,
+                          decode_codes(model.codec, first) if first.shape[-1] else np.zeros(0, np.float32), outcome)
+    summary = {name: summarize(items_rows) for name, items_rows in rows.items()}
     layout = model.config.gar_config.layout
     if Path(eval_path).is_file():  # a text file: one fixed prompt for every line, or none
         mode = "fixed" if prompt_audio else "none"
     result = {"model": str(model_dir), "layout": layout, "eval": str(eval_path), "prompt_mode": mode, "asr": asr, "sim": sim,
-              "seed": seed, "summary": summary, "skipped": skipped, "utterances": rows}
+              "seed": seed, "seeds": seeds, "summary": summary, "skipped": skipped, "utterances": rows}
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
@@ -280,17 +324,23 @@ def evaluate_model(
 
 
 def markdown_table(result: dict) -> str:
+    """The summary as a Markdown table; a system run with several seeds shows WER / CER as mean ± std."""
     lines = [f"`{result['model']}` ({result['layout']}) on `{result['eval']}`, prompts: {result['prompt_mode']}, ASR: {result['asr']}", "",
-             "| system | WER | CER | SIM | INF | EMPTY | CUT | duration ratio | RTF | n |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| system | WER | CER | SIM | INF | EMPTY | CUT | duration ratio | RTF | n | seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
-    def fmt(value, percent=False):
+    def fmt(value, percent=False, std=None):
         if value is None:
             return "–"
+        if std is not None:
+            return f"{100 * value:.1f} ± {100 * std:.1f} %"
         return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
 
     for name, m in result["summary"].items():
-        lines.append(f"| {name} | {fmt(m['wer'], True)} | {fmt(m['cer'], True)} | {fmt(m['sim'])} | {fmt(m.get('inf_rate'), True)} "
-                     f"| {fmt(m.get('empty_rate'), True)} | {fmt(m.get('cut_rate'), True)} | {fmt(m['duration_ratio'])} | {fmt(m['rtf'])} | {m['utterances']} |")
+        seeds = ", ".join(map(str, m["seeds"])) if "seeds" in m else "–"
+        lines.append(f"| {name} | {fmt(m['wer'], True, m.get('wer_std'))} | {fmt(m['cer'], True, m.get('cer_std'))} | {fmt(m['sim'])} "
+                     f"| {fmt(m.get('inf_rate'), True)} | {fmt(m.get('empty_rate'), True)} | {fmt(m.get('cut_rate'), True)} "
+                     f"| {fmt(m['duration_ratio'])} | {fmt(m['rtf'])} | {m['utterances']} | {seeds} |")
     return "\n".join(lines) + "\n"
 
 

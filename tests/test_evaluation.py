@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from ella_v_hf.evaluation.evaluate_tts import evaluate_model, parse_strategy
+from ella_v_hf.evaluation.evaluate_tts import evaluate_model, item_seed, parse_strategy, summarize
 from ella_v_hf.evaluation.judges import wer_cer
 
 
@@ -69,6 +69,26 @@ def test_strategies():
             parse_strategy(bad)
 
 
+def test_item_seeds_are_distinct_per_item_and_run():
+    seeds = {item_seed(run, index) for run in range(3) for index in range(200)}
+    assert len(seeds) == 600 and item_seed(1, 7) == item_seed(1, 7)
+
+
+def test_summary_of_several_seeds_is_the_mean_of_each_runs_metrics():
+    def row(seed, hypothesis, seconds):
+        return {"reference": "a b c d", "hypothesis": hypothesis, "duration_ratio": seconds, "infinite": False, "cuts": 0, "seed": seed}
+
+    rows = [row(0, "a b c d", 1.0), row(0, "a b c d", 1.0), row(1, "a b x d", 2.0), row(1, "", 2.0)]
+    one = summarize(rows[:2])
+    assert one["wer"] == 0 and "seeds" not in one and "wer_std" not in one
+    both = summarize(rows)
+    assert both["seeds"] == [0, 1] and both["utterances"] == 2
+    assert both["wer_per_seed"] == [0.0, pytest.approx(5 / 8)]  # run 1: one substitution + four deletions of 8 words
+    assert both["wer"] == pytest.approx(5 / 16) and both["wer_std"] == pytest.approx(np.std([0, 5 / 8], ddof=1))
+    assert both["duration_ratio"] == pytest.approx(1.5) and both["empty_rate"] == pytest.approx(0.25)
+    assert both["inf_rate"] == 0.0
+
+
 HAVE_RESEMBLYZER = importlib.util.find_spec("resemblyzer") is not None
 
 
@@ -103,6 +123,23 @@ def test_evaluate_stages_score_the_first_codebook_alone(tts_dir, flite_corpus, t
     assert [r["seconds"] for r in rows["greedy [first codebook]"]] == [r["seconds"] for r in rows["greedy"]]  # the same frames
     assert [r["seconds"] for r in rows["codec_first_codebook"]] == [r["seconds"] for r in rows["codec_resynthesis"]]
     assert result["summary"]["greedy [first codebook]"]["inf_rate"] == result["summary"]["greedy"]["inf_rate"]
+
+
+def test_evaluate_runs_sampling_strategies_once_per_seed(tts_dir, flite_corpus, tmp_path):
+    result = evaluate_model(str(tts_dir), str(flite_corpus), str(tmp_path / "e.json"), mode="none", sim="none",
+                            sweep=["greedy", "top_p=0.9"], limit=2, progress=False, seeds=2)
+    rows, summary = result["utterances"], result["summary"]
+    assert [r["seed"] for r in rows["greedy"]] == [0, 0] and "seeds" not in summary["greedy"]  # deterministic: once
+    assert [r["seed"] for r in rows["top_p=0.9"]] == [0, 0, 1, 1]
+    assert summary["top_p=0.9"]["seeds"] == [0, 1] and summary["top_p=0.9"]["utterances"] == 2
+    assert summary["top_p=0.9"]["wer"] == pytest.approx(np.mean(summary["top_p=0.9"]["wer_per_seed"]))
+    assert "±" in (tmp_path / "e.md").read_text()
+    # run seed 1 on its own draws what it drew as the second of two runs: each item has its own stream
+    alone = evaluate_model(str(tts_dir), str(flite_corpus), str(tmp_path / "one.json"), mode="none", sim="none",
+                           sweep=["top_p=0.9"], limit=2, progress=False, seed=1)
+    assert [r["seconds"] for r in alone["utterances"]["top_p=0.9"]] == [r["seconds"] for r in rows["top_p=0.9"][2:]]
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        evaluate_model(str(tts_dir), str(flite_corpus), str(tmp_path / "x.json"), sweep=["greedy"], seeds=0, progress=False)
 
 
 def test_eval_set_sentences_exclude_the_training_corpus(flite_corpus, tmp_path):

@@ -11,7 +11,9 @@
 # sentence), and the hard-sentence list with a fixed Kathleen prompt (greedy and top-p); pocketsphinx WER/CER, resemblyzer SIM, INF, CUT, duration ratio, RTF, and
 # (without a prompt) the stage rows: the codec's first codebook alone and the GAR's generated first
 # codebook alone; for ELLA-V also with EOP sampled like any token (eop_quantile=off, the paper's
-# decoding). The models run in parallel, one CPU thread each. Then
+# decoding). Every sampling strategy runs with three seeds (--seeds 3: the tables give the mean and
+# spread; one seed moves top-p WER by several points on ~100 items); greedy runs once. The models run
+# in parallel, one CPU thread each. Then
 # evaluation/measure_nar.py on the Harvard set for each.
 set -euo pipefail
 RUNS=$(realpath "${1:?usage: evaluate_demo.sh RUNS_DIR [MODELS_DIR] [NAMES]}")
@@ -26,14 +28,14 @@ for model in $NAMES; do
         export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
         SWEEP="greedy;top_p=0.9"  # the checkpoint's generation_config (the ELLA-V demo's: eop_quantile 0.5)
         [ "$model" = ella-v ] && SWEEP="$SWEEP;greedy,eop_quantile=off;top_p=0.9,eop_quantile=off"  # and the paper's decoding
-        ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/kathleen_heldout" --prompt-mode none \
+        ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/kathleen_heldout" --prompt-mode none --seeds 3 \
             --stages --sweep "$SWEEP" --out "$RUNS/eval/$model-kathleen-none.json"
-        ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/kathleen_heldout" --prompt-mode cross \
+        ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/kathleen_heldout" --prompt-mode cross --seeds 3 \
             --sweep "top_p=0.9" --out "$RUNS/eval/$model-kathleen.json"
-        ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/harvard50" --prompt-mode cross \
+        ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/harvard50" --prompt-mode cross --seeds 3 \
             --sweep "top_p=0.9" --out "$RUNS/eval/$model-harvard50.json"
         ella-v evaluate --model "$MODELS/$model-demo" --eval "$HARD" --prompt-audio "$PROMPT_AUDIO" \
-            --prompt-text "$PROMPT_TEXT" --sweep "greedy;top_p=0.9" --out "$RUNS/eval/$model-hard.json"
+            --prompt-text "$PROMPT_TEXT" --seeds 3 --sweep "greedy;top_p=0.9" --out "$RUNS/eval/$model-hard.json"
     ) > "$RUNS/eval/$model.log" 2>&1 &
 done
 wait
