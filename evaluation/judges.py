@@ -3,14 +3,19 @@ speaker similarity (resemblyzer offline, a transformers x-vector model such as W
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._optional import require
 from ..processing.audio import prepare_waveform
 from .asr import PocketsphinxASR
+
+if TYPE_CHECKING:
+    from evaluate import EvaluationModule
 
 METRIC_SCRIPT = Path(__file__).parent / "metrics" / "wer_cer.py"
 
@@ -101,13 +106,19 @@ def load_similarity(name: str | None):
     return XVectorSimilarity(name)
 
 
-def wer_cer(references: list[str], hypotheses: list[str]) -> dict[str, float]:
-    """Corpus WER/CER through ``evaluate`` with the shipped local metric, on normalised text."""
+@functools.lru_cache(maxsize=1)
+def _wer_cer_metric() -> EvaluationModule:
+    """The shipped local WER/CER metric, loaded once per process (``evaluate.load`` reads the script)."""
     evaluate = require("evaluate", "eval", "WER/CER")
     require("jiwer", "eval", "WER/CER")
+    return evaluate.load(str(METRIC_SCRIPT))
+
+
+def wer_cer(references: list[str], hypotheses: list[str]) -> dict[str, float]:
+    """Corpus WER/CER through ``evaluate`` with the shipped local metric, on normalised text."""
     from .asr import normalize_transcript
 
-    metric = evaluate.load(str(METRIC_SCRIPT))
+    metric = _wer_cer_metric()
     refs = [normalize_transcript(r) for r in references]
     hyps = [normalize_transcript(h) for h in hypotheses]
     return metric.compute(predictions=hyps, references=refs)
