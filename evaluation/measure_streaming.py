@@ -1,6 +1,7 @@
 """How close streamed synthesis is to one-shot synthesis, and how soon it starts.
 
-For each sentence the checkpoint generates twice with the same seed: one-shot, and streamed
+For each sentence the checkpoint generates twice with the same seed (the sentence's own,
+:func:`~ella_v_hf.evaluation.evaluate_tts.item_seed`, as ``ella-v evaluate`` draws it): one-shot, and streamed
 through :class:`~ella_v_hf.modeling.EllaVAudioStreamer` (the GAR sequences are identical; the
 stream decodes runs of finished phonemes with limited context). Reported: the log-mel L1 distance
 (natural-log magnitudes, 80 bands, 10 ms hop) between the two waveforms, the WER/CER of both
@@ -24,6 +25,7 @@ from ..modeling import EllaVAudioStreamer
 from ..modeling.mel import LogMel
 from ..synthesis import load_checkpoint
 from .bench import HARVARD_20
+from .evaluate_tts import item_seed
 from .judges import load_asr, wer_cer
 
 
@@ -40,19 +42,24 @@ def log_mel_distance(a: np.ndarray, b: np.ndarray, frontend: LogMel) -> float:
 @torch.no_grad()
 def measure_streaming(model_dir: str | None, sentences: list[str], seed: int = 0, asr: str = "pocketsphinx", progress: bool = True,
                       **generate_kwargs) -> dict:
-    """Stream vs one-shot figures over ``sentences`` (see the module docstring)."""
+    """Stream vs one-shot figures over ``sentences`` (see the module docstring).
+
+    Sentence ``i`` is generated both ways from ``item_seed(seed, i)``: the pair shares its draws (so
+    the GAR sequences match), while the sentences do not share one draw (which would move every
+    sentence's sampled phoneme lengths the same way and bias the WER figures).
+    """
     model, processor = load_checkpoint(model_dir)
     rate = model.config.sampling_rate
     frontend = LogMel(rate, n_fft=1024, hop_length=rate // 100, n_mels=80)
     judge = load_asr(asr)
     model.generate(**processor([sentences[0]]))  # warm-up
     rows = []
-    for sentence in tqdm(sentences, desc="stream vs one-shot", disable=not progress):
+    for index, sentence in enumerate(tqdm(sentences, desc="stream vs one-shot", disable=not progress)):
         inputs = processor([sentence])
-        torch.manual_seed(seed)
+        torch.manual_seed(item_seed(seed, index))
         one = model.generate(**inputs, **generate_kwargs)
         streamer = EllaVAudioStreamer(on_audio=lambda chunk: None)
-        torch.manual_seed(seed)
+        torch.manual_seed(item_seed(seed, index))
         streamed = model.generate(**inputs, streamer=streamer, **generate_kwargs)
         a = one.audio[0, : int(one.audio_lengths[0])].numpy()
         b = streamed.audio[0, : int(streamed.audio_lengths[0])].numpy()
