@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
             "EllaVNAROutput",
             "EllaVAudioStreamer",
             "EllaVGenerationConfig",
+            "EllaVClassifierFreeGuidanceLogitsProcessor",
             "EllaVPhonemeAdvanceLogitsProcessor",
             "EllaVPreTrainedModel",
             "EllaVTTSConfig",

@@ -174,10 +174,10 @@ def _eop_quantile(value: str) -> float | None:
 
 def _generation_options(args: argparse.Namespace) -> dict:
     """``generate()`` options from ``ella-v synthesize``'s flags; unset ones keep the model's ``generation_config``."""
-    options = dict(do_sample=not args.greedy, temperature=args.temperature, top_p=args.top_p,
-                   max_frames_per_phone=args.max_frames_per_phone)
-    if hasattr(args, "eop_quantile"):  # given (argparse.SUPPRESS leaves it out otherwise)
-        options["eop_quantile"] = args.eop_quantile
+    options = dict(do_sample=not args.greedy, max_frames_per_phone=args.max_frames_per_phone)
+    for key in ("top_p", "temperature", "eop_quantile", "guidance_scale"):
+        if hasattr(args, key):  # given (argparse.SUPPRESS leaves it out otherwise)
+            options[key] = getattr(args, key)
     return options
 
 
@@ -464,14 +464,17 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--model", default=None, help="an EllaVForTextToSpeech directory")
     synth.add_argument("--prompt-audio", default=None)
     synth.add_argument("--prompt-text", default=None)
-    synth.add_argument("--top-p", type=float, default=0.9)
-    synth.add_argument("--temperature", type=float, default=1.0)
+    synth.add_argument("--top-p", type=float, default=argparse.SUPPRESS, help="default: the model's generation_config (demo: 0.9)")
+    synth.add_argument("--temperature", type=float, default=argparse.SUPPRESS, help="default: the model's generation_config")
     synth.add_argument("--greedy", action="store_true", help="greedy GAR decoding instead of sampling")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--max-frames-per-phone", type=int, default=None, help="frame cap per phoneme (default: the model's, 0.4 s)")
     synth.add_argument("--eop-quantile", type=_eop_quantile, default=argparse.SUPPRESS, metavar="Q",
                        help="end each phoneme where the probability that it has ended reaches Q (0.5: its median length); "
                        "'off': sample EOP like any token (the paper); default: the model's generation_config")
+    synth.add_argument("--guidance-scale", type=float, default=argparse.SUPPRESS, metavar="W",
+                       help="classifier-free guidance on the text (1: none; needs a GAR trained with text dropout); "
+                       "default: the model's generation_config")
     synth.add_argument("--batch-file", default=None, help="one text per line; writes OUTPUT_0000.wav, …")
     synth.add_argument("--plot", action="store_true", help="also write a PNG of the waveform and spectrogram")
     synth.add_argument("--stream", action="store_true", help="write the audio to OUTPUT as it is generated (phoneme runs)")

@@ -160,8 +160,10 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                     prompt_text = gr.Textbox(label="Its transcript")
                 with gr.Accordion("Sampling", open=False):
                     greedy = gr.Checkbox(label="Greedy (no sampling)", value=False)
-                    top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="top-p")
-                    temperature = gr.Slider(0.1, 1.5, value=1.0, step=0.05, label="temperature")
+                    top_p = gr.Slider(0.05, 1.0, value=getattr(tts.generation_config, "top_p", None) or 0.9, step=0.05, label="top-p")
+                    temperature = gr.Slider(
+                        0.1, 1.5, value=getattr(tts.generation_config, "temperature", None) or 1.0, step=0.05, label="temperature"
+                    )
                     seed = gr.Number(value=0, precision=0, label="seed")
                     max_frames = gr.Number(value=None, precision=0, label="frame cap per phoneme (0 or empty: the model's)")
                     eop_quantile = gr.Slider(

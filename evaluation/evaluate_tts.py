@@ -116,7 +116,8 @@ def summarize(rows: list[dict]) -> dict:
 
 def parse_strategy(spec: str) -> dict:
     """``"greedy"``, ``"top_p=0.9,temperature=0.8"``, ``"greedy,nar_decoding=argmax"`` or
-    ``"greedy,eop_quantile=0.5"`` (``eop_quantile=off``: the paper's decoding) -> generate kwargs."""
+    ``"greedy,eop_quantile=0.5"`` (``eop_quantile=off``: the paper's decoding), ``"top_p=0.9,guidance_scale=2"``
+    -> generate kwargs."""
     parts = spec.split(",")
     greedy = parts[0] == "greedy"
     kwargs: dict = {"do_sample": False} if greedy else {"do_sample": True, "top_p": 1.0, "top_k": 0, "temperature": 1.0}
@@ -128,10 +129,13 @@ def parse_strategy(spec: str) -> dict:
         if key == "eop_quantile":  # "off": EOP sampled like any token, whatever the model's generation_config says
             kwargs[key] = parse_eop_quantile(value)
             continue
+        if key == "guidance_scale":  # 1: no guidance, whatever the model's generation_config says
+            kwargs[key] = float(value)
+            continue
         if greedy or key not in ("top_p", "top_k", "temperature"):
             raise ValueError(
                 f"Unknown decoding option {part!r} in {spec!r}; use greedy or top_p=, top_k=, temperature=, "
-                f"and optionally nar_decoding={'|'.join(NAR_DECODINGS)}, eop_quantile=Q|off"
+                f"and optionally nar_decoding={'|'.join(NAR_DECODINGS)}, eop_quantile=Q|off, guidance_scale=W"
             )
         kwargs[key] = int(value) if key == "top_k" else float(value)
     return kwargs

@@ -63,7 +63,7 @@ from .aligner_ella_v import Alignment, AlignmentError, EllaVAlignerConfig, EllaV
 from .codec_encodec import EllaVEncodecConfig, EllaVEncodecModel
 from .codec_learned import EllaVCodecConfig, EllaVCodecModel
 from .codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel
-from .generation_ella_v import EllaVGenerationConfig, EllaVPhonemeAdvanceLogitsProcessor
+from .generation_ella_v import EllaVClassifierFreeGuidanceLogitsProcessor, EllaVGenerationConfig, EllaVPhonemeAdvanceLogitsProcessor
 from .mel import LogMel
 from .modeling_ella_v_tts import EllaVForTextToSpeech, EllaVTTSConfig, EllaVTTSOutput
 from .registry import CODECS
@@ -84,6 +84,7 @@ __all__ += [
     "EllaVMelCodecModel",
     "EllaVAudioStreamer",
     "EllaVGenerationConfig",
+    "EllaVClassifierFreeGuidanceLogitsProcessor",
     "EllaVPhonemeAdvanceLogitsProcessor",
     "EllaVTTSConfig",
     "EllaVTTSOutput",

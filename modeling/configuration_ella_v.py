@@ -151,6 +151,10 @@ class EllaVConfig(EllaVBaseConfig):
             ``None`` = 0.4 s at ``frame_rate``, the paper's value.
         prefix_bidirectional_attention: Let the phoneme prefix attend to itself bidirectionally
             (the acoustic part stays causal).
+        text_dropout: Chance per training row that all its phoneme tokens (prefix and in-sequence)
+            are replaced by ``PAD``, whose embedding is zero: the model also learns the
+            text-unconditional distribution that classifier-free guidance (``guidance_scale`` in
+            ``generate()``) contrasts with. ``0`` (the paper): no guidance. Recorded by the trainer.
         kwargs: The shared fields of :class:`EllaVBaseConfig`.
 
     Example:
@@ -170,6 +174,7 @@ class EllaVConfig(EllaVBaseConfig):
     inline_phonemes: bool = True
     max_frames_per_phone: int | None = None
     prefix_bidirectional_attention: bool = False
+    text_dropout: float = 0.0
 
     def __post_init__(self, **kwargs) -> None:
         if self.layout not in LAYOUTS:
@@ -180,6 +185,8 @@ class EllaVConfig(EllaVBaseConfig):
             self.max_frames_per_phone = max(1, round(PAPER_MAX_PHONE_SECONDS * self.frame_rate))
         if self.max_frames_per_phone < 1:
             raise ValueError(f"max_frames_per_phone must be >= 1, got {self.max_frames_per_phone}")
+        if not 0.0 <= self.text_dropout < 1.0:
+            raise ValueError(f"text_dropout must lie in [0, 1), got {self.text_dropout}")
         if self.prefix_bidirectional_attention and not self.global_advance:
             raise ValueError("prefix_bidirectional_attention=True needs global_advance=True (a phoneme prefix).")
         self.layout_spec  # noqa: B018 - validates layout / global_advance / local_advance / inline_phonemes together

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor
+from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
 
 from .sequence_layout import LayoutSpec, TokenSpace, parse_gar_sequence
 
@@ -257,11 +258,59 @@ GAR_GENERATION_FIELDS = (
 HANDLED_GENERATION_FIELDS = (
     "max_new_tokens", "num_return_sequences", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
     "return_dict_in_generate", "transformers_version", "max_frames_per_phone", "vall_e_max_frames_per_phone",
-    "sentence_pause_seconds", "nar_decoding", "eop_quantile",
+    "sentence_pause_seconds", "nar_decoding", "eop_quantile", "guidance_scale",
 )
 #: How the NAR's codebooks 2..K become audio: ``"expected"`` decodes each from its expected code
 #: vector under the NAR's distribution, ``"argmax"`` from its most likely code's vector.
 NAR_DECODINGS = ("expected", "argmax")
+
+
+class EllaVClassifierFreeGuidanceLogitsProcessor(UnbatchedClassifierFreeGuidanceLogitsProcessor):
+    """Classifier-free guidance on the text for a GAR trained with ``text_dropout``.
+
+    The stock unbatched guidance processor, fed the sequence the GAR would see without any text: the
+    same tokens with every phoneme token (prefix and in-sequence) replaced by ``PAD``, whose
+    embedding is zero, as the GAR saw its text-dropped training rows. The unconditional branch keeps
+    its own KV cache and runs one extra forward per step; the scores become
+    ``log p_u + guidance_scale * (log p_c - log p_u)`` (log-probabilities), so ``guidance_scale = 1``
+    is plain decoding and larger values favour what the text makes more likely. Put it before the
+    phoneme-advance rule, which then forces and masks tokens on the guided scores.
+
+    Args:
+        model: The GAR (:class:`~.modeling_ella_v.EllaVForCausalLM`).
+        space: Its token space.
+        guidance_scale: The guidance weight (> 0).
+        input_ids: ``[B, L]`` the (left-padded) prompts ``generate()`` starts from.
+        attention_mask: ``[B, L]`` their mask.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        space: TokenSpace,
+        guidance_scale: float,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+    ) -> None:
+        check_guidance_scale(guidance_scale)
+        self.space = space
+        super().__init__(guidance_scale, model, unconditional_ids=self.without_text(input_ids), unconditional_attention_mask=attention_mask)
+
+    def without_text(self, input_ids: torch.LongTensor) -> torch.LongTensor:
+        """``input_ids`` ``[B, L]`` with every phoneme token replaced by ``PAD`` (a copy)."""
+        return input_ids.masked_fill(self.space.phoneme_mask(input_ids), self.space.PAD)
+
+    def get_unconditional_logits(self, input_ids: torch.LongTensor) -> torch.FloatTensor:
+        return super().get_unconditional_logits(self.without_text(input_ids))
+
+
+def check_guidance_scale(value: Any) -> float | None:
+    """``None`` (no guidance) or a float > 0; raises ``ValueError`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"guidance_scale must be a number > 0 (1: no guidance), got {value!r}")
+    return float(value)
 
 
 class EllaVGenerationConfig(GenerationConfig):
@@ -294,6 +343,10 @@ class EllaVGenerationConfig(GenerationConfig):
             probability that it has ended (from the GAR's EOP probabilities along the path) first
             reaches ``q`` (``0.5``: its median length), see
             :class:`EllaVPhonemeAdvanceLogitsProcessor`. The VALL-E layout has no EOP and ignores it.
+        guidance_scale: (a stock field) ``None`` or ``1``: no guidance. A value ``w > 0``: classifier-free
+            guidance on the text, ``log p_u + w (log p_c - log p_u)`` with ``p_u`` the GAR's
+            distribution without the phonemes (:class:`EllaVClassifierFreeGuidanceLogitsProcessor`;
+            one more GAR forward per step). Needs a GAR trained with ``text_dropout`` (not in the paper).
         kwargs: :class:`~transformers.GenerationConfig` fields. Unset, ``do_sample=True``,
             ``top_p=0.9``, ``top_k=0`` and ``temperature=1.0`` (the paper samples the GAR).
     """
@@ -347,7 +400,7 @@ class EllaVGenerationConfig(GenerationConfig):
                 f"EllaVForTextToSpeech.generate() does not support {', '.join(unsupported)}: the GAR samples (or greedily "
                 "picks) one token at a time under the forced phoneme structure. Supported: "
                 f"{', '.join(GAR_GENERATION_FIELDS)}, max_new_tokens, num_return_sequences, max_frames_per_phone, nar_decoding, "
-                "eop_quantile."
+                "eop_quantile, guidance_scale."
             )
         if self.do_sample:
             if self.temperature is not None and not self.temperature > 0:
@@ -365,6 +418,7 @@ class EllaVGenerationConfig(GenerationConfig):
         if self.nar_decoding is not None and self.nar_decoding not in NAR_DECODINGS:
             raise ValueError(f"nar_decoding must be one of {', '.join(map(repr, NAR_DECODINGS))}, got {self.nar_decoding!r}")
         check_eop_quantile(self.eop_quantile)
+        check_guidance_scale(self.guidance_scale)
         if self.sentence_pause_seconds is not None and self.sentence_pause_seconds < 0:
             raise ValueError(f"sentence_pause_seconds must be >= 0, got {self.sentence_pause_seconds}")
 
@@ -397,4 +451,4 @@ def merge_generation_config(
     return config, unused
 
 
-__all__ = ["EllaVGenerationConfig", "EllaVPhonemeAdvanceLogitsProcessor", "merge_generation_config"]
+__all__ = ["EllaVClassifierFreeGuidanceLogitsProcessor", "EllaVGenerationConfig", "EllaVPhonemeAdvanceLogitsProcessor", "merge_generation_config"]

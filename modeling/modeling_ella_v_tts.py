@@ -13,7 +13,12 @@ from transformers.utils import ModelOutput
 
 from .aligner_ella_v import AlignmentError
 from .configuration_ella_v import EllaVConfig, EllaVNARConfig
-from .generation_ella_v import EllaVGenerationConfig, EllaVPhonemeAdvanceLogitsProcessor, merge_generation_config
+from .generation_ella_v import (
+    EllaVClassifierFreeGuidanceLogitsProcessor,
+    EllaVGenerationConfig,
+    EllaVPhonemeAdvanceLogitsProcessor,
+    merge_generation_config,
+)
 from .modeling_ella_v import EllaVForCausalLM, EllaVNARModel, EllaVPreTrainedModel
 from .registry import CODECS  # noqa: F401  (importing it registers the codecs and the aligner with the Auto classes)
 from .sequence_layout import (
@@ -329,7 +334,8 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             check_alignment: Refuse prompt audio whose transcript does not match it.
             generation_config: An :class:`EllaVGenerationConfig` (or stock ``GenerationConfig``) for
                 this call; its unset fields come from ``self.generation_config``.
-            logits_processor: Extra processors for the GAR, applied before the phoneme-advance rule.
+            logits_processor: Extra processors for the GAR, applied before the phoneme-advance rule
+                (and after classifier-free guidance, with ``guidance_scale``).
             streamer: An :class:`~ella_v_hf.modeling.EllaVAudioStreamer` that receives audio chunks
                 while the GAR runs.
             kwargs: Generation fields (``do_sample``, ``temperature``, ``top_k``, ``top_p``,
@@ -350,6 +356,13 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
                 "the fields of EllaVGenerationConfig."
             )
         config.check_supported()
+        guided = config.guidance_scale is not None and config.guidance_scale != 1
+        if guided and not self.config.gar_config.text_dropout:
+            raise ValueError(
+                f"guidance_scale={config.guidance_scale} needs a GAR trained with text_dropout > 0 (classifier-free guidance "
+                "contrasts it with the GAR's text-unconditional distribution, which this GAR never learned); "
+                "train one with gar_text_dropout in the recipe, or leave guidance_scale unset."
+            )
         repeats = config.num_return_sequences or 1
         if streamer is not None:
             if not isinstance(streamer, EllaVAudioStreamer):
@@ -422,10 +435,15 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
                 decode_audio=self._codec_decode,
                 samples_per_frame=round(self.config.sampling_rate / self.config.codec_config.frame_rate),
             )
+        guidance = (
+            [EllaVClassifierFreeGuidanceLogitsProcessor(self.gar, space, config.guidance_scale, ids.to(device), mask.to(device))]
+            if guided
+            else []
+        )
         sequences = self.gar.generate(
             ids.to(device),
             attention_mask=mask.to(device),
-            logits_processor=LogitsProcessorList([*(logits_processor or []), processor]),
+            logits_processor=LogitsProcessorList([*guidance, *(logits_processor or []), processor]),
             generation_config=gar_generation,
             streamer=watcher,
         )

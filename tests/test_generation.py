@@ -180,6 +180,44 @@ def test_static_cache_and_compiled_decoding_agree_with_eager(cxx_compiler):
     assert torch.equal(eager, static) and torch.equal(eager, compiled)
 
 
+@pytest.mark.parametrize("sampling", [dict(do_sample=False), dict(do_sample=True, top_p=0.9)])
+def test_guided_generation_keeps_the_structure_and_its_unconditional_branch_sees_no_text(sampling):
+    from ella_v_hf.modeling import EllaVClassifierFreeGuidanceLogitsProcessor
+
+    torch.manual_seed(0)
+    model = EllaVForCausalLM(tiny_config(local_advance=1, text_dropout=0.1)).eval()
+    space, spec = model.config.token_space, model.config.layout_spec
+    rows = [[1, 2, 3], [4, 5, 6, 7, 8], [9]]
+    prompts = [text_prompt(model, r) for r in rows]
+    length = max(map(len, prompts))
+    ids = torch.zeros(len(prompts), length, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, length - len(p) :], mask[i, length - len(p) :] = torch.tensor(p), 1
+    guidance = EllaVClassifierFreeGuidanceLogitsProcessor(model, space, 3.0, ids, mask)
+    out, processor, prompt_len, _ = generate(model, prompts, 4, before=[guidance], **sampling)
+    for i, row in enumerate(rows):
+        parsed = parse_gar_sequence(out[i].tolist(), space, spec)
+        assert parsed.complete and parsed.phonemes == row
+    # The branch's cached step-by-step logits equal one uncached forward over the text-free sequence.
+    blank = guidance.without_text(out)
+    assert not space.phoneme_mask(blank).any() and torch.equal(blank != out, space.phoneme_mask(out))
+    check = EllaVClassifierFreeGuidanceLogitsProcessor(model, space, 3.0, ids, mask)
+    full_mask = torch.cat([mask, torch.ones(len(rows), out.shape[1] - length, dtype=torch.long)], 1)
+    with torch.no_grad():
+        full = model(blank, attention_mask=full_mask).logits  # [B, L, V]
+        for step in range(length, out.shape[1]):
+            logits = check.get_unconditional_logits(out[:, :step])
+            assert torch.allclose(logits[:, -1], full[:, step - 1], atol=1e-4)
+    # guidance_scale = 1 is plain decoding.
+    plain, _, _, _ = generate(model, prompts, 4, do_sample=False)
+    one = EllaVClassifierFreeGuidanceLogitsProcessor(model, space, 1.0, ids, mask)
+    assert torch.equal(generate(model, prompts, 4, before=[one], do_sample=False)[0], plain)
+    for bad in (0, -1.0, "2", True):
+        with pytest.raises(ValueError, match="guidance_scale"):
+            EllaVClassifierFreeGuidanceLogitsProcessor(model, space, bad, ids, mask)
+
+
 def test_vall_e_layout_samples_eos_and_can_run_forever():
     model = EllaVForCausalLM(tiny_config(layout="vall-e")).eval()
     space, spec = model.config.token_space, model.config.layout_spec
@@ -291,6 +329,8 @@ def test_tts_generate_merges_and_checks_generation_options(tts_model, tts_dir, t
         (dict(min_new_tokens=5), "does not support min_new_tokens=5"),
         (dict(max_new_tokens=0), "max_new_tokens"),
         (dict(eop_quantile=1.0), r"eop_quantile must be a number in \(0, 1\)"),
+        (dict(guidance_scale=0.0), "guidance_scale must be a number > 0"),
+        (dict(guidance_scale=2.0), "needs a GAR trained with text_dropout"),
         (dict(not_an_option=1), "unexpected arguments"),
     ]:
         with pytest.raises(ValueError, match=message):
@@ -415,13 +455,16 @@ def test_synthesize_cli(tts_dir, tmp_path):
     assert (tmp_path / "out.png").is_file()
 
 
-def test_synthesize_cli_eop_quantile_option():
+def test_synthesize_cli_sampling_options_default_to_the_model():
     from ella_v_hf.cli import _generation_options, build_parser
 
     def options(*flags):
         return _generation_options(build_parser().parse_args(["synthesize", "Hi.", "-o", "x.wav", *flags]))
 
-    assert "eop_quantile" not in options()  # the model's generation_config decides
+    for key in ("eop_quantile", "top_p", "temperature", "guidance_scale"):
+        assert key not in options()  # the model's generation_config decides
+    assert options("--top-p", "0.8", "--temperature", "0.7", "--guidance-scale", "2")[("top_p")] == 0.8
+    assert options("--temperature", "0.7")["temperature"] == 0.7 and options("--guidance-scale", "2")["guidance_scale"] == 2.0
     assert options("--eop-quantile", "0.5")["eop_quantile"] == 0.5
     assert options("--eop-quantile", "off")["eop_quantile"] is None  # the paper's decoding, whatever the model says
     for bad in ("1", "0", "half"):

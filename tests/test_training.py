@@ -84,6 +84,34 @@ def test_prompt_pairs_lay_out_rows_as_a_prompted_generate_does():
         recipe(gar_prompt_pairs=-0.1).validate()
 
 
+def test_text_dropout_blanks_every_phoneme_of_the_drawn_rows_and_nothing_else():
+    from ella_v_hf.modeling import EllaVConfig
+
+    gar = EllaVConfig(num_phonemes=65, codebook_size=32, num_codebooks=2, frame_rate=50.0, **SMALL)
+    space = gar.token_space
+    row = lambda i, n: {"id": str(i), "speaker_id": "a", "prompt_id": f"p{i}", "phoneme_ids": [i + 1] * n,  # noqa: E731
+                        "durations": [2] * n, "codes": [[i % 32] * (2 * n), [0] * (2 * n)], "num_frames": 2 * n}
+    rows = [row(i, 2 + i % 3) for i in range(40)]
+    plain = GarCollator(gar, prompt_pair_probability=0.5, seed=3)(rows)
+    dropped = GarCollator(gar, prompt_pair_probability=0.5, seed=3, text_dropout=0.3)(rows)
+    # Same pairing, mask and targets: only input phoneme tokens change, and a row loses all of them or none.
+    assert torch.equal(dropped["attention_mask"], plain["attention_mask"]) and torch.equal(dropped["labels"], plain["labels"])
+    changed = dropped["input_ids"] != plain["input_ids"]
+    assert (space.phoneme_mask(plain["input_ids"])[changed]).all() and (dropped["input_ids"][changed] == space.PAD).all()
+    blank = ~space.phoneme_mask(dropped["input_ids"]).any(1)
+    assert torch.equal(blank, changed.any(1)) and 4 <= int(blank.sum()) <= 20  # about 30 % of 40 rows
+    assert torch.equal(GarCollator(gar, seed=3, text_dropout=0.3)(rows)["input_ids"][blank.logical_not()],
+                       GarCollator(gar, seed=3)(rows)["input_ids"][blank.logical_not()])
+    with pytest.raises(ValueError, match="text_dropout"):
+        GarCollator(gar, text_dropout=1.0)
+    with pytest.raises(ValueError, match="gar_text_dropout"):
+        recipe(gar_text_dropout=-0.1).validate()
+    with pytest.raises(ValueError, match="ella-v layout"):
+        recipe(gar_text_dropout=0.1, layout="vall-e").validate()
+    with pytest.raises(ValueError, match="text_dropout"):
+        EllaVConfig(num_phonemes=65, codebook_size=32, text_dropout=1.5)
+
+
 def test_prompt_pairs_join_ids_as_the_processor_does():
     from ella_v_hf.modeling import EllaVConfig, build_gar_sequence
 
@@ -112,7 +140,7 @@ def test_frame_phoneme_nar_trains_from_a_recipe(prepared_corpus, tmp_path):
 
 
 def test_training_lowers_the_loss_and_writes_a_model(prepared_corpus, tmp_path):
-    summary = train(recipe(max_steps=30), prepared_corpus, tmp_path / "run", progress=False)
+    summary = train(recipe(max_steps=30, gar_text_dropout=0.2), prepared_corpus, tmp_path / "run", progress=False)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"lr"' in line]
     first, last = log[0], log[-1]
     assert last["gar"] < first["gar"] - 0.3 and last["nar"] < first["nar"] - 0.3
@@ -121,8 +149,11 @@ def test_training_lowers_the_loss_and_writes_a_model(prepared_corpus, tmp_path):
     from ella_v_hf.processing import EllaVProcessor
 
     model = EllaVForTextToSpeech.from_pretrained(tmp_path / "run" / "model").eval()
-    out = model.generate(**EllaVProcessor.from_pretrained(tmp_path / "run" / "model")(["Hello."]))
-    assert torch.isfinite(out.audio).all() and out.audio_lengths[0] > 0
+    assert model.config.gar_config.text_dropout == 0.2  # the recipe's text dropout, recorded for guidance
+    inputs = EllaVProcessor.from_pretrained(tmp_path / "run" / "model")(["Hello."])
+    for guidance in (None, 2.0):
+        out = model.generate(**inputs, guidance_scale=guidance)
+        assert torch.isfinite(out.audio).all() and out.audio_lengths[0] > 0 and not out.infinite.any()
 
 
 def test_interrupted_run_resumes_exactly(prepared_corpus, tmp_path):

@@ -36,6 +36,10 @@ class GarCollator:
         prompt_pair_probability: Chance in ``[0, 1]`` that a row gets a same-speaker prompt row.
         seed: Seed of the pairing draws (one collator per step makes them reproducible).
         mask_prompt_labels: Leave the prompt part of joined rows out of the loss.
+        text_dropout: Chance in ``[0, 1)`` that a row's phoneme tokens all become ``PAD`` (a zero
+            embedding; the labels are unchanged, phonemes are never targets): the text-unconditional
+            rows that classifier-free guidance needs (``EllaVConfig.text_dropout``). Drawn from its
+            own stream, so the prompt pairing does not change with it.
         separator_ids / word_boundary_id: The tokenizer's separator ids and ``|`` id
             (``EllaVPhonemeTokenizer.separator_token_ids`` / ``word_boundary_token_id``); without
             them rows are joined as they are.
@@ -47,10 +51,13 @@ class GarCollator:
     mask_prompt_labels: bool = False
     separator_ids: tuple[int, ...] = ()
     word_boundary_id: int | None = None
+    text_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prompt_pair_probability <= 1.0:
             raise ValueError(f"prompt_pair_probability must lie in [0, 1], got {self.prompt_pair_probability}")
+        if not 0.0 <= self.text_dropout < 1.0:
+            raise ValueError(f"text_dropout must lie in [0, 1), got {self.text_dropout}")
 
     def _joined(self, rows: Sequence[dict], rng: random.Random) -> list[tuple[list[int], list[int], list[int], int]]:
         """Per row ``(phoneme_ids, durations, first codebook, prompt tokens)``, a row's prompt row
@@ -97,6 +104,11 @@ class GarCollator:
             labels[i, :n] = torch.tensor(b.labels)
             labels[i, : joined[i][3]] = IGNORE_INDEX
             mask[i, :n] = 1
+        if self.text_dropout:
+            rng = random.Random(f"text-dropout-{self.seed}")
+            for i in range(len(rows)):
+                if rng.random() < self.text_dropout:
+                    ids[i][space.phoneme_mask(ids[i])] = space.PAD  # attention_mask stays 1: an empty, visible token
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 

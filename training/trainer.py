@@ -52,6 +52,7 @@ class TrainConfig(JsonRecipe):
     stage: str = "both"
     nar_frame_phonemes: bool = False  # EllaVNARConfig.frame_phonemes (ELLA-V layout only; not in the paper)
     gar_prompt_pairs: float = 0.0  # chance a training row follows a same-speaker prompt row (GarCollator; not in the paper)
+    gar_text_dropout: float = 0.0  # chance a training row loses its phonemes, for classifier-free guidance (EllaVConfig.text_dropout; not in the paper)
     max_steps: int = 2000
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
@@ -80,6 +81,10 @@ class TrainConfig(JsonRecipe):
             raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if not 0.0 <= self.gar_prompt_pairs <= 1.0:
             raise ValueError(f"gar_prompt_pairs must lie in [0, 1], got {self.gar_prompt_pairs}")
+        if not 0.0 <= self.gar_text_dropout < 1.0:
+            raise ValueError(f"gar_text_dropout must lie in [0, 1), got {self.gar_text_dropout}")
+        if self.gar_text_dropout and self.layout != "ella-v":
+            raise ValueError("gar_text_dropout (classifier-free guidance) is built for the ella-v layout")
         for name in ("max_steps", "max_tokens_per_batch", "gradient_accumulation_steps", "save_every", "eval_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -132,6 +137,7 @@ def build_model_config(config: TrainConfig, data: str | os.PathLike) -> EllaVTTS
     dims = {**preset(config.preset), **config.model_overrides}
     gar = dict(dims, num_phonemes=tokenizer.vocab_size, layout=config.layout, global_advance=config.global_advance)
     gar["inline_phonemes"] = config.inline_phonemes
+    gar["text_dropout"] = config.gar_text_dropout
     if config.local_advance is not None:
         gar["local_advance"] = config.local_advance
     nar = dict(dims, num_phonemes=tokenizer.vocab_size, frame_phonemes=config.nar_frame_phonemes)
@@ -244,13 +250,16 @@ def train(
         batches = [[train_rows[i] for i in b] for b in local]
         return batches[accelerator.process_index :: accelerator.num_processes]
 
-    def losses(rows: list[dict], step_seed: int, pairs: float = 0.0) -> tuple[torch.Tensor, dict[str, float], int]:
-        """Loss of one batch through the prepared (possibly distributed) model; ``pairs``: the GAR
-        collator's prompt-pair probability (training batches only, so held-out losses stay comparable)."""
+    def losses(rows: list[dict], step_seed: int, pairs: float = 0.0, text_dropout: float = 0.0) -> tuple[torch.Tensor, dict[str, float], int]:
+        """Loss of one batch through the prepared (possibly distributed) model; ``pairs`` and
+        ``text_dropout``: the GAR collator's prompt-pair and text-dropout probabilities (training
+        batches only, so held-out losses stay comparable)."""
         inputs: dict = {}
         tokens = 0
         if config.stage in ("both", "gar"):
-            gar_batch = GarCollator(model_config.gar_config, prompt_pair_probability=pairs, seed=step_seed, **joining)(rows)
+            gar_batch = GarCollator(
+                model_config.gar_config, prompt_pair_probability=pairs, seed=step_seed, text_dropout=text_dropout, **joining
+            )(rows)
             inputs.update({k: v.to(accelerator.device) for k, v in gar_batch.items()})
             tokens += int(inputs["attention_mask"].sum())
         if config.stage in ("both", "nar"):
@@ -308,7 +317,7 @@ def train(
         state["batch_in_epoch"] += 1
         started = time.time()
         with accelerator.accumulate(model):
-            loss, parts, tokens = losses(rows, step_seed=config.seed * 1_000_003 + state["step"], pairs=config.gar_prompt_pairs)
+            loss, parts, tokens = losses(rows, step_seed=config.seed * 1_000_003 + state["step"], pairs=config.gar_prompt_pairs, text_dropout=config.gar_text_dropout)
             if not torch.isfinite(loss):
                 state["nonfinite_steps"] += 1
                 optimizer.zero_grad()
