@@ -14,10 +14,13 @@
 # 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
 #    ELLA-V GAR (stage gar), VALL-E GAR (stage gar): 1,000 steps, dropout 0.1 (without dropout both
 #    GARs overfit the 1.4 h corpus after ~750 steps), half the rows continuing another sentence of
-#    their speaker (gar_prompt_pairs 0.5: what a voice prompt asks of the GAR); two 3-layer NARs
+#    their speaker (gar_prompt_pairs 0.5: what a voice prompt asks of the GAR); the ELLA-V GAR also
+#    loses all its phonemes on 15 % of its rows (gar_text_dropout 0.15: the text-unconditional branch
+#    classifier-free guidance needs; not in the paper, and VALL-E is trained without it); two 3-layer NARs
 #    (stage nar, 3,000 steps): VALL-E's, and ELLA-V's, which also reads each frame's aligned phoneme
 #    (nar_frame_phonemes; ELLA-V's GAR sequence gives that alignment at inference, VALL-E's does not);
-# 4. assemble both demos in fp16 (the ELLA-V one with eop_quantile 0.5 as its decoding default);
+# 4. assemble both demos in fp16 (the ELLA-V one with eop_quantile 0.5 and guidance_scale 2 as its
+#    decoding defaults);
 # 5. build the unseen-Harvard evaluation set.
 # Steps 1-2 take ~3 min (plus the codec), step 3 ~2 h on 2 cores (batches of <= 3,000 tokens
 # before prompt pairs join rows; the two GARs ~80 min side by side, then the NARs ~45 min): two runs at a
@@ -53,10 +56,11 @@ for pair in "ella-v vall-e" "nar-aligned nar"; do  # the two GARs side by side, 
 done
 
 # --no-remote-code: the bundled demos load through the installed classes (`ella-v push` writes the code).
-# The ELLA-V demo's decoding default: each phoneme ends at the median of the GAR's duration
-# distribution (eop_quantile 0.5, see the README's Synthesis section; VALL-E has no EOP).
+# The ELLA-V demo's decoding defaults: each phoneme ends at the median of the GAR's duration
+# distribution (eop_quantile 0.5; VALL-E has no EOP), and classifier-free guidance on the text with
+# weight 2 (see the README's Synthesis section).
 ella-v assemble --gar demo_train/ella-v/model --nar demo_train/nar-aligned/model --out ella-v-demo --no-remote-code \
-    --generation eop_quantile=0.5
+    --generation eop_quantile=0.5 --generation guidance_scale=2
 ella-v assemble --gar demo_train/vall-e/model --nar demo_train/nar/model --out vall-e-demo --no-remote-code
 python3 -m ella_v_hf.evaluation.eval_sets --out harvard50 --n 50 --sentences "$SHARED/harvard-sentences.txt" \
     --exclude combined --exclude kathleen_heldout --voice rms
