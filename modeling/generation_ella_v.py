@@ -301,7 +301,10 @@ class EllaVClassifierFreeGuidanceLogitsProcessor(UnbatchedClassifierFreeGuidance
         return input_ids.masked_fill(self.space.phoneme_mask(input_ids), self.space.PAD)
 
     def get_unconditional_logits(self, input_ids: torch.LongTensor) -> torch.FloatTensor:
-        return super().get_unconditional_logits(self.without_text(input_ids))
+        # After the first pass the stock processor reads only the newest token (the first pass uses
+        # the text-free prompt given at construction), so only that token is blanked, not the
+        # whole growing sequence at every step.
+        return super().get_unconditional_logits(self.without_text(input_ids[:, -1:]))
 
 
 def check_guidance_scale(value: Any) -> float | None:

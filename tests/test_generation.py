@@ -463,7 +463,7 @@ def test_synthesize_cli_sampling_options_default_to_the_model():
 
     for key in ("eop_quantile", "top_p", "temperature", "guidance_scale"):
         assert key not in options()  # the model's generation_config decides
-    assert options("--top-p", "0.8", "--temperature", "0.7", "--guidance-scale", "2")[("top_p")] == 0.8
+    assert options("--top-p", "0.8", "--temperature", "0.7", "--guidance-scale", "2")["top_p"] == 0.8
     assert options("--temperature", "0.7")["temperature"] == 0.7 and options("--guidance-scale", "2")["guidance_scale"] == 2.0
     assert options("--eop-quantile", "0.5")["eop_quantile"] == 0.5
     assert options("--eop-quantile", "off")["eop_quantile"] is None  # the paper's decoding, whatever the model says
