@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor
-from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
 
 from .sequence_layout import LayoutSpec, TokenSpace, parse_gar_sequence
 
@@ -265,46 +264,44 @@ HANDLED_GENERATION_FIELDS = (
 NAR_DECODINGS = ("expected", "argmax")
 
 
-class EllaVClassifierFreeGuidanceLogitsProcessor(UnbatchedClassifierFreeGuidanceLogitsProcessor):
-    """Classifier-free guidance on the text for a GAR trained with ``text_dropout``.
+class EllaVClassifierFreeGuidanceLogitsProcessor(LogitsProcessor):
+    """Classifier-free guidance on the text for a GAR trained with ``text_dropout``, batched.
 
-    The stock unbatched guidance processor, fed the sequence the GAR would see without any text: the
-    same tokens with every phoneme token (prefix and in-sequence) replaced by ``PAD``, whose
-    embedding is zero, as the GAR saw its text-dropped training rows. The unconditional branch keeps
-    its own KV cache and runs one extra forward per step; the scores become
-    ``log p_u + guidance_scale * (log p_c - log p_u)`` (log-probabilities), so ``guidance_scale = 1``
-    is plain decoding and larger values favour what the text makes more likely. Put it before the
-    phoneme-advance rule, which then forces and masks tokens on the guided scores.
+    With ``text_free_rows=True`` in ``generate()``, :class:`~.modeling_ella_v.EllaVForCausalLM` runs every
+    step on ``2B`` rows: the ``B`` sequences being generated and, after them, their text-free copies
+    (every phoneme token, prefix and in-sequence, replaced by ``PAD``, whose embedding is zero, as in
+    the GAR's text-dropped training rows), sharing one forward and one KV cache per step (MusicGen
+    batches its guidance the same way). This processor, placed first, turns those ``[2B, V]`` logits
+    into ``[B, V]`` guided scores ``log p_u + w (log p_c - log p_u)`` (log-probabilities, as in
+    transformers' unbatched guidance), so ``guidance_scale = 1`` is plain decoding and larger values
+    favour what the text makes more likely; the phoneme-advance rule then forces and masks tokens on
+    the guided scores.
 
     Args:
-        model: The GAR (:class:`~.modeling_ella_v.EllaVForCausalLM`).
-        space: Its token space.
-        guidance_scale: The guidance weight (> 0).
-        input_ids: ``[B, L]`` the (left-padded) prompts ``generate()`` starts from.
-        attention_mask: ``[B, L]`` their mask.
+        guidance_scale: The guidance weight ``w`` (> 0).
+
+    Example:
+
+    ```python
+    >>> gar.generate(ids, attention_mask=mask, text_free_rows=True,  # doctest: +SKIP
+    ...              logits_processor=LogitsProcessorList([EllaVClassifierFreeGuidanceLogitsProcessor(2.0), rule]))
+    ```
     """
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        space: TokenSpace,
-        guidance_scale: float,
-        input_ids: torch.LongTensor,
-        attention_mask: torch.Tensor,
-    ) -> None:
-        check_guidance_scale(guidance_scale)
-        self.space = space
-        super().__init__(guidance_scale, model, unconditional_ids=self.without_text(input_ids), unconditional_attention_mask=attention_mask)
+    def __init__(self, guidance_scale: float) -> None:
+        if guidance_scale is None:
+            raise ValueError("guidance_scale must be a number > 0 (1: no guidance), got None")
+        self.guidance_scale = check_guidance_scale(guidance_scale)
 
-    def without_text(self, input_ids: torch.LongTensor) -> torch.LongTensor:
-        """``input_ids`` ``[B, L]`` with every phoneme token replaced by ``PAD`` (a copy)."""
-        return input_ids.masked_fill(self.space.phoneme_mask(input_ids), self.space.PAD)
-
-    def get_unconditional_logits(self, input_ids: torch.LongTensor) -> torch.FloatTensor:
-        # After the first pass the stock processor reads only the newest token (the first pass uses
-        # the text-free prompt given at construction), so only that token is blanked, not the
-        # whole growing sequence at every step.
-        return super().get_unconditional_logits(self.without_text(input_ids[:, -1:]))
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        # input_ids [B, L]; scores [2B, V] (conditional rows, then text-free rows) -> [B, V]
+        if scores.shape[0] != 2 * input_ids.shape[0]:
+            raise ValueError(
+                f"Classifier-free guidance expects logits for 2 x {input_ids.shape[0]} rows (the sequences and their "
+                f"text-free copies), got {scores.shape[0]}: call the GAR's generate() with text_free_rows=True."
+            )
+        conditional, unconditional = scores.log_softmax(-1).split(input_ids.shape[0])
+        return self.guidance_scale * (conditional - unconditional) + unconditional
 
 
 def check_guidance_scale(value: Any) -> float | None:
@@ -349,7 +346,7 @@ class EllaVGenerationConfig(GenerationConfig):
         guidance_scale: (a stock field) ``None`` or ``1``: no guidance. A value ``w > 0``: classifier-free
             guidance on the text, ``log p_u + w (log p_c - log p_u)`` with ``p_u`` the GAR's
             distribution without the phonemes (:class:`EllaVClassifierFreeGuidanceLogitsProcessor`;
-            one more GAR forward per step). Needs a GAR trained with ``text_dropout`` (not in the paper).
+            the text-free copies run as ``B`` more rows of the same GAR forward). Needs a GAR trained with ``text_dropout`` (not in the paper).
         kwargs: :class:`~transformers.GenerationConfig` fields. Unset, ``do_sample=True``,
             ``top_p=0.9``, ``top_k=0`` and ``temperature=1.0`` (the paper samples the GAR).
     """

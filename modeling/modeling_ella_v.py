@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -433,6 +434,35 @@ class EllaVForCausalLM(EllaVPreTrainedModel, GenerationMixin):
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,  # [B, L]
+        next_sequence_length: int | None = None,
+        attention_mask: torch.Tensor | None = None,  # [B, L]
+        text_free_rows: bool = False,
+        **kwargs,
+    ) -> dict[str, Any]:
+        """The stock inputs; with ``text_free_rows=True`` (classifier-free guidance), ``2B`` rows.
+
+        Rows ``B..2B-1`` are the text-free copies of the new tokens (phonemes replaced by ``PAD``,
+        :meth:`TokenSpace.without_text`), with the same attention mask and positions, so both
+        branches of guidance run in one forward and one cache. The logits come back for ``2B`` rows:
+        :class:`~.generation_ella_v.EllaVClassifierFreeGuidanceLogitsProcessor`, first in the
+        processor list, turns them into the ``B`` rows' guided scores.
+        """
+        if text_free_rows:
+            if kwargs.get("inputs_embeds") is not None:
+                raise ValueError("text_free_rows needs input_ids (their phoneme tokens are blanked), not inputs_embeds.")
+            new = input_ids if next_sequence_length is None else input_ids[:, -next_sequence_length:]  # [B, n]
+            input_ids, next_sequence_length = torch.cat([new, self.config.token_space.without_text(new)]), None  # [2B, n]
+            if attention_mask is not None:
+                attention_mask = attention_mask.repeat(2, 1)  # [2B, L]
+            if kwargs.get("position_ids") is not None:
+                kwargs["position_ids"] = kwargs["position_ids"].repeat(2, 1)
+        return super().prepare_inputs_for_generation(
+            input_ids, next_sequence_length=next_sequence_length, attention_mask=attention_mask, **kwargs
+        )
 
     def masked_labels(self, labels: torch.LongTensor) -> torch.LongTensor:
         """``labels`` with every non-target position (anything but acoustic/EOP/EOS) set to -100."""

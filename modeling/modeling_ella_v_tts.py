@@ -435,17 +435,14 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
                 decode_audio=self._codec_decode,
                 samples_per_frame=round(self.config.sampling_rate / self.config.codec_config.frame_rate),
             )
-        guidance = (
-            [EllaVClassifierFreeGuidanceLogitsProcessor(self.gar, space, config.guidance_scale, ids.to(device), mask.to(device))]
-            if guided
-            else []
-        )
+        guidance = [EllaVClassifierFreeGuidanceLogitsProcessor(config.guidance_scale)] if guided else []
         sequences = self.gar.generate(
             ids.to(device),
             attention_mask=mask.to(device),
             logits_processor=LogitsProcessorList([*guidance, *(logits_processor or []), processor]),
             generation_config=gar_generation,
             streamer=watcher,
+            text_free_rows=guided,  # guidance's text-free branch as B more rows of the same forward
         )
         audio, lengths, code_rows, infinite = [], [], [], []
         for b in range(len(prompts)):

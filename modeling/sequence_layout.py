@@ -36,6 +36,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 LAYOUTS = ("ella-v", "vall-e")
 IGNORE_INDEX = -100
@@ -132,6 +136,14 @@ class TokenSpace:
     def acoustic_mask(self, ids):
         """Boolean mask of acoustic tokens (same shape as ``ids``)."""
         return (ids >= self.acoustic_offset) & (ids < self.vocab_size)
+
+    def without_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """A copy of ``ids`` (any shape) with every phoneme token replaced by ``PAD`` (a zero embedding).
+
+        The text-free sequence of classifier-free guidance: what the GAR saw in its text-dropped
+        training rows and what its unconditional branch reads at inference.
+        """
+        return ids.masked_fill(self.phoneme_mask(ids), self.PAD)
 
 
 @dataclass(frozen=True)

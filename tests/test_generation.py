@@ -181,7 +181,7 @@ def test_static_cache_and_compiled_decoding_agree_with_eager(cxx_compiler):
 
 
 @pytest.mark.parametrize("sampling", [dict(do_sample=False), dict(do_sample=True, top_p=0.9)])
-def test_guided_generation_keeps_the_structure_and_its_unconditional_branch_sees_no_text(sampling):
+def test_guided_generation_keeps_the_structure_and_its_text_free_rows_see_no_text(sampling):
     from ella_v_hf.modeling import EllaVClassifierFreeGuidanceLogitsProcessor
 
     torch.manual_seed(0)
@@ -189,33 +189,59 @@ def test_guided_generation_keeps_the_structure_and_its_unconditional_branch_sees
     space, spec = model.config.token_space, model.config.layout_spec
     rows = [[1, 2, 3], [4, 5, 6, 7, 8], [9]]
     prompts = [text_prompt(model, r) for r in rows]
-    length = max(map(len, prompts))
-    ids = torch.zeros(len(prompts), length, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, length - len(p) :], mask[i, length - len(p) :] = torch.tensor(p), 1
-    guidance = EllaVClassifierFreeGuidanceLogitsProcessor(model, space, 3.0, ids, mask)
-    out, processor, prompt_len, _ = generate(model, prompts, 4, before=[guidance], **sampling)
+    seen = []  # (input_ids, guided scores) as the next processor receives them
+
+    def record(input_ids, scores):
+        seen.append((input_ids.clone(), scores.clone()))
+        return scores
+
+    guidance = EllaVClassifierFreeGuidanceLogitsProcessor(3.0)
+    out, processor, length, _ = generate(
+        model, prompts, 4, before=[guidance, record], text_free_rows=True,
+        return_dict_in_generate=True, output_logits=True, **sampling,
+    )
+    sequences, raw = out.sequences, out.logits
     for i, row in enumerate(rows):
-        parsed = parse_gar_sequence(out[i].tolist(), space, spec)
+        parsed = parse_gar_sequence(sequences[i].tolist(), space, spec)
         assert parsed.complete and parsed.phonemes == row
-    # The branch's cached step-by-step logits equal one uncached forward over the text-free sequence.
-    blank = guidance.without_text(out)
-    assert not space.phoneme_mask(blank).any() and torch.equal(blank != out, space.phoneme_mask(out))
-    check = EllaVClassifierFreeGuidanceLogitsProcessor(model, space, 3.0, ids, mask)
-    full_mask = torch.cat([mask, torch.ones(len(rows), out.shape[1] - length, dtype=torch.long)], 1)
+    # Cached 2B-row steps equal uncached forwards over the sequences and their text-free copies, and
+    # the scores are log p_u + w (log p_c - log p_u).
+    blank = space.without_text(sequences)
+    assert not space.phoneme_mask(blank).any() and torch.equal(blank != sequences, space.phoneme_mask(sequences))
+    mask = (torch.arange(sequences.shape[1]) >= length - torch.tensor([len(p) for p in prompts])[:, None]).long()
     with torch.no_grad():
-        full = model(blank, attention_mask=full_mask).logits  # [B, L, V]
-        for step in range(length, out.shape[1]):
-            logits = check.get_unconditional_logits(out[:, :step])
-            assert torch.allclose(logits[:, -1], full[:, step - 1], atol=1e-4)
+        conditional = model(sequences, attention_mask=mask).logits  # [B, L, V]
+        unconditional = model(blank, attention_mask=mask).logits
+    B = len(rows)
+    for step, (logits, (input_ids, scores)) in enumerate(zip(raw, seen)):
+        position = length + step - 1
+        assert logits.shape[0] == 2 * B and torch.equal(input_ids, sequences[:, : position + 1])
+        assert torch.allclose(logits[:B], conditional[:, position], atol=1e-4)
+        assert torch.allclose(logits[B:], unconditional[:, position], atol=1e-4)
+        c, u = conditional[:, position].log_softmax(-1), unconditional[:, position].log_softmax(-1)
+        assert torch.allclose(scores, u + 3.0 * (c - u), atol=1e-4)
     # guidance_scale = 1 is plain decoding.
     plain, _, _, _ = generate(model, prompts, 4, do_sample=False)
-    one = EllaVClassifierFreeGuidanceLogitsProcessor(model, space, 1.0, ids, mask)
-    assert torch.equal(generate(model, prompts, 4, before=[one], do_sample=False)[0], plain)
-    for bad in (0, -1.0, "2", True):
+    one = EllaVClassifierFreeGuidanceLogitsProcessor(1.0)
+    assert torch.equal(generate(model, prompts, 4, before=[one], do_sample=False, text_free_rows=True)[0], plain)
+    for bad in (0, -1.0, "2", True, None):
         with pytest.raises(ValueError, match="guidance_scale"):
-            EllaVClassifierFreeGuidanceLogitsProcessor(model, space, bad, ids, mask)
+            EllaVClassifierFreeGuidanceLogitsProcessor(bad)
+    with pytest.raises(ValueError, match="text_free_rows=True"):  # the processor without the text-free rows
+        generate(model, prompts, 4, before=[guidance], do_sample=False)
+
+
+def test_guided_generation_with_a_static_cache_agrees_with_the_dynamic_one():
+    """The text-free rows double the batch; generate()'s static cache sizes itself from them."""
+    from ella_v_hf.modeling import EllaVClassifierFreeGuidanceLogitsProcessor
+
+    torch.manual_seed(0)
+    model = EllaVForCausalLM(tiny_config(text_dropout=0.1)).eval()
+    prompts = [text_prompt(model, [1, 2, 3]), text_prompt(model, [4, 5])]
+    guided = dict(before=[EllaVClassifierFreeGuidanceLogitsProcessor(2.0)], text_free_rows=True, do_sample=False)
+    dynamic, _, _, _ = generate(model, prompts, 5, **guided)
+    static, _, _, _ = generate(model, prompts, 5, cache_implementation="static", disable_compile=True, **guided)
+    assert torch.equal(dynamic, static)
 
 
 def test_vall_e_layout_samples_eos_and_can_run_forever():

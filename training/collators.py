@@ -108,7 +108,7 @@ class GarCollator:
             rng = random.Random(f"text-dropout-{self.seed}")
             for i in range(len(rows)):
                 if rng.random() < self.text_dropout:
-                    ids[i][space.phoneme_mask(ids[i])] = space.PAD  # attention_mask stays 1: an empty, visible token
+                    ids[i] = space.without_text(ids[i])  # attention_mask stays 1: an empty, visible token
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
