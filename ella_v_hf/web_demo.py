@@ -95,15 +95,23 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
     lock = threading.Lock()  # one generation at a time: the model is shared
     out_dir = Path(tempfile.mkdtemp(prefix="ella-v-demo-"))
 
-    def options(greedy: bool, top_p: float, temperature: float, max_frames: float | None, eop_quantile: float | None) -> dict:
+    guided = bool(tts.config.gar_config.text_dropout)  # a GAR trained for classifier-free guidance
+
+    def options(
+        greedy: bool, top_p: float, temperature: float, max_frames: float | None, eop_quantile: float | None, guidance: float | None
+    ) -> dict:
         chosen = dict(do_sample=not greedy, top_p=float(top_p), temperature=float(temperature))
+        if guided and guidance is not None:  # 1: no guidance
+            chosen["guidance_scale"] = float(guidance)
         if max_frames:
             chosen["max_frames_per_phone"] = int(max_frames)
         if eop_quantile is not None:  # 0: EOP sampled like any token (the paper's decoding)
             chosen["eop_quantile"] = float(eop_quantile) or None
         return chosen
 
-    def stream(text, prompt_audio, prompt_text, greedy, top_p, temperature, seed, max_frames, eop_quantile=None) -> Iterator:
+    def stream(
+        text, prompt_audio, prompt_text, greedy, top_p, temperature, seed, max_frames, eop_quantile=None, guidance=None
+    ) -> Iterator:
         """Yields (streamed chunk, full recording, plot, status) while generating."""
         if not text or not text.strip():
             raise gr.Error("Type a sentence first.")
@@ -118,7 +126,7 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                 with lock:
                     outcome["result"], outcome["first"] = synthesize_stream(
                         tts, processor, text, chunks.put, prompt_audio=wav, prompt_text=prompt_text or None,
-                        prompt_sampling_rate=prompt_rate, seed=int(seed or 0), **options(greedy, top_p, temperature, max_frames, eop_quantile),
+                        prompt_sampling_rate=prompt_rate, seed=int(seed or 0), **options(greedy, top_p, temperature, max_frames, eop_quantile, guidance),
                     )
             except Exception as error:  # shown in the page, not lost in the server log
                 outcome["error"] = error
@@ -170,6 +178,11 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                         0.0, 0.95, value=getattr(tts.generation_config, "eop_quantile", None) or 0.0, step=0.05,
                         label="phoneme length quantile (0: sample each phoneme's end, as the paper; 0.5: its median length)",
                     )
+                    guidance = gr.Slider(
+                        1.0, 4.0, value=getattr(tts.generation_config, "guidance_scale", None) or 1.0, step=0.25,
+                        label="guidance on the text (1: off; each step also scores the sequence without its text)",
+                        visible=guided, elem_id="guidance",
+                    )
                 button = gr.Button("Synthesize", variant="primary", elem_id="synthesize")
                 gr.Examples(EXAMPLES, inputs=[text])
             with gr.Column():
@@ -177,7 +190,7 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                 full = gr.Audio(label="Full recording", type="numpy", format="wav", elem_id="full")
                 plot = gr.Image(label="Waveform, spectrogram and generated phones", type="filepath")
                 status = gr.Markdown(elem_id="status")
-        button.click(stream, [text, prompt_audio, prompt_text, greedy, top_p, temperature, seed, max_frames, eop_quantile],
+        button.click(stream, [text, prompt_audio, prompt_text, greedy, top_p, temperature, seed, max_frames, eop_quantile, guidance],
                      [streamed, full, plot, status], api_name="synthesize_stream")
         api_text, api_audio = gr.Textbox(visible=False), gr.Audio(visible=False, type="numpy", format="wav")
         gr.Button(visible=False).click(synthesize_api, [api_text], [api_audio], api_name="synthesize")

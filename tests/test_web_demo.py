@@ -19,10 +19,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tts_dir):
+def served(tts_dir, tmp_path_factory):
+    from ella_v_hf import EllaVForTextToSpeech, EllaVProcessor
     from ella_v_hf.web_demo import build_app, launch
 
-    app = build_app(tts_dir, threads=1)
+    # The tiny checkpoint as if its GAR had been trained with text dropout: the page offers guidance.
+    model = EllaVForTextToSpeech.from_pretrained(tts_dir)
+    model.config.gar_config.text_dropout = 0.1
+    model.generation_config.guidance_scale = 2.0
+    guided = tmp_path_factory.mktemp("guided")
+    model.save_pretrained(guided)
+    EllaVProcessor.from_pretrained(tts_dir).save_pretrained(guided)
+    app = build_app(guided, threads=1)
     port = free_port()
     launch(app, port=port, block=False)
     yield f"http://127.0.0.1:{port}/"
@@ -39,8 +47,10 @@ def test_synthesize_endpoint_through_gradio_client(served):
     assert rate == 16000 and audio.size > 0
     names = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert "/synthesize" in names and "/synthesize_stream" in names
+    labels = [p["label"] for p in names["/synthesize_stream"]["parameters"]]
+    assert any(label.startswith("guidance on the text") for label in labels)  # offered: this GAR was trained for it
     # The page's own handler streams and then returns the full recording, the plot and a status line.
-    streamed, full, plot, status = client.predict("The birch canoe slid.", None, "", True, 0.9, 1.0, 0, None, 0.5,
+    streamed, full, plot, status = client.predict("The birch canoe slid.", None, "", True, 0.9, 1.0, 0, None, 0.5, 3.0,
                                                   api_name="/synthesize_stream")
     assert sf.read(full)[0].size > 0 and os.path.getsize(plot) > 0 and "s of speech, first audio after" in status
 
