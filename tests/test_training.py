@@ -112,6 +112,24 @@ def test_text_dropout_blanks_every_phoneme_of_the_drawn_rows_and_nothing_else():
         EllaVConfig(num_phonemes=65, codebook_size=32, text_dropout=1.5)
 
 
+def test_trainer_collator_draws_other_text_dropout_rows_at_every_call():
+    from ella_v_hf.modeling import EllaVConfig
+    from ella_v_hf.training.finetune_trainer import TTSDataCollator
+
+    gar = EllaVConfig(num_phonemes=65, codebook_size=32, num_codebooks=2, frame_rate=50.0, **SMALL)
+    rows = [{"phoneme_ids": [i + 1] * 3, "durations": [2] * 3, "codes": [[i] * 6, [0] * 6], "num_frames": 6} for i in range(16)]
+
+    def blanked(collator, calls=6):  # per call: which rows lost their phonemes
+        return [tuple((~gar.token_space.phoneme_mask(collator(rows)["input_ids"]).any(1)).tolist()) for _ in range(calls)]
+
+    def collator(seed):
+        return TTSDataCollator(GarCollator(gar, text_dropout=0.5), nar=lambda rows: {}, seed=seed)
+
+    draws = blanked(collator(0))
+    assert len(set(draws)) > 1 and all(any(d) for d in draws)  # other rows at every call, not one fixed pattern
+    assert draws == blanked(collator(0)) and draws != blanked(collator(1))  # reproducible from the seed
+
+
 def test_prompt_pairs_join_ids_as_the_processor_does():
     from ella_v_hf.modeling import EllaVConfig, build_gar_sequence
 

@@ -8,7 +8,8 @@
 
 The collator yields GAR inputs (``input_ids``, ``attention_mask``, ``labels``) and the NAR's
 (``nar_inputs``) in one dict; ``EllaVForTextToSpeech.forward`` returns their summed loss, which
-is all the Trainer needs. The codec stays frozen. A corpus prepared with another codec (its codes
+is all the Trainer needs. The codec stays frozen. A GAR trained with text dropout (classifier-free
+guidance) keeps it while fine-tuning. A corpus prepared with another codec (its codes
 would mean nothing to the checkpoint) or another phoneme vocabulary is refused.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..modeling import EllaVForTextToSpeech
@@ -26,13 +27,23 @@ from .collators import GarCollator, NarCollator
 
 @dataclass
 class TTSDataCollator:
-    """Rows of a prepared dataset -> ``EllaVForTextToSpeech.forward`` inputs (GAR + NAR)."""
+    """Rows of a prepared dataset -> ``EllaVForTextToSpeech.forward`` inputs (GAR + NAR).
+
+    The Trainer reuses one collator, while a :class:`GarCollator` draws from a fixed seed: each call
+    therefore collates with the GAR collator reseeded from ``seed`` and the call count, so text
+    dropout (and prompt pairing) draw other rows at every step, reproducibly. With several
+    dataloader workers each worker counts its own calls.
+    """
 
     gar: GarCollator
     nar: NarCollator
+    seed: int = 0
+    calls: int = field(default=0, init=False)
 
     def __call__(self, rows: list[dict]) -> dict:
-        return {**self.gar(rows), "nar_inputs": self.nar(rows)}
+        gar = replace(self.gar, seed=self.seed * 1_000_003 + self.calls)
+        self.calls += 1
+        return {**gar(rows), "nar_inputs": self.nar(rows)}
 
 
 def check_prepared_codec(model: EllaVForTextToSpeech, data_dir: str | Path) -> None:
@@ -103,7 +114,9 @@ def finetune(
     if processor.tokenizer.get_vocab() != EllaVProcessor.from_pretrained(Path(data_dir) / "processor").tokenizer.get_vocab():
         raise ValueError("The corpus was prepared with another phoneme vocabulary than the checkpoint's; prepare it with the checkpoint's processor.")
     check_prepared_codec(model, data_dir)
-    collator = TTSDataCollator(GarCollator(model.config.gar_config), NarCollator(model.config.nar_config, seed=seed))
+    # The checkpoint's text dropout goes on, so a guided GAR keeps its text-free branch.
+    gar_collator = GarCollator(model.config.gar_config, text_dropout=model.config.gar_config.text_dropout or 0.0)
+    collator = TTSDataCollator(gar_collator, NarCollator(model.config.nar_config, seed=seed), seed=seed)
     args = TrainingArguments(
         output_dir=str(Path(out_dir) / "trainer"),
         max_steps=max_steps,
