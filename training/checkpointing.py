@@ -89,6 +89,13 @@ def record_recipe(run: Path, name: str, config: JsonRecipe, resuming: bool) -> N
     path.write_text(json.dumps(recipe, indent=1), encoding="utf-8")
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The seed of one step's random draws, from the run's ``seed`` and the step alone, so a resumed
+    run draws what an uninterrupted one would (pass ``step * processes + process_index`` when
+    several processes draw different rows)."""
+    return seed * 1_000_003 + step
+
+
 def list_checkpoints(run: Path) -> list[Path]:
     """Complete checkpoints of ``run``, oldest first."""
     folder = run / "checkpoints"
@@ -175,4 +182,4 @@ def append_log(run: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "list_checkpoints", "remove_stale", "resume_from", "save_checkpoint", "trim_log"]
+__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "list_checkpoints", "remove_stale", "resume_from", "save_checkpoint", "step_seed", "trim_log"]

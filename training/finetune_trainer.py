@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..modeling import EllaVForTextToSpeech
 from ..modeling.loading import required_keys
+from .checkpointing import step_seed
 from .collators import GarCollator, NarCollator
 
 
@@ -41,7 +42,7 @@ class TTSDataCollator:
     calls: int = field(default=0, init=False)
 
     def __call__(self, rows: list[dict]) -> dict:
-        gar = replace(self.gar, seed=self.seed * 1_000_003 + self.calls)
+        gar = replace(self.gar, seed=step_seed(self.seed, self.calls))
         self.calls += 1
         return {**gar(rows), "nar_inputs": self.nar(rows)}
 

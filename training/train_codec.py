@@ -34,7 +34,17 @@ from .._lock import holds_run_lock
 from .._optional import require
 from ..modeling.codec_learned import EllaVCodecConfig, EllaVCodecModel
 from ..modeling.sequence_layout import frame_phonemes
-from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, resume_from, save_checkpoint
+from .checkpointing import (
+    JsonRecipe,
+    append_log,
+    export_atomically,
+    list_checkpoints,
+    record_recipe,
+    remove_stale,
+    resume_from,
+    save_checkpoint,
+    step_seed,
+)
 
 
 @dataclass
@@ -313,7 +323,7 @@ def train_codec(
     if resume and checkpoints:
         resume_from(accelerator, out, checkpoints[-1], state)
     # Draws depend on the step only, so a resumed run sees the crops an uninterrupted one would.
-    seed_of = lambda step: config.seed * 1_000_003 + step * (accelerator.num_processes) + accelerator.process_index  # noqa: E731
+    seed_of = lambda step: step_seed(config.seed, step * accelerator.num_processes + accelerator.process_index)  # noqa: E731
 
     model.train()
     bar = tqdm(total=config.max_steps, initial=state["step"], desc="train-codec", disable=not progress or not accelerator.is_main_process, file=sys.stderr)

@@ -29,7 +29,17 @@ from ..modeling import EllaVForTextToSpeech, EllaVTTSConfig
 from ..modeling.loading import required_keys
 from ..presets import preset
 from ..processing.corpus import held_out_prompts
-from .checkpointing import JsonRecipe, append_log, export_atomically, list_checkpoints, record_recipe, remove_stale, resume_from, save_checkpoint
+from .checkpointing import (
+    JsonRecipe,
+    append_log,
+    export_atomically,
+    list_checkpoints,
+    record_recipe,
+    remove_stale,
+    resume_from,
+    save_checkpoint,
+    step_seed,
+)
 from .collators import GarCollator, NarCollator, gar_length
 
 #: What a run trains: the GAR, the NAR, or both ("ar" is accepted for "gar", its earlier name).
@@ -250,7 +260,7 @@ def train(
         batches = [[train_rows[i] for i in b] for b in local]
         return batches[accelerator.process_index :: accelerator.num_processes]
 
-    def losses(rows: list[dict], step_seed: int, pairs: float = 0.0, text_dropout: float = 0.0) -> tuple[torch.Tensor, dict[str, float], int]:
+    def losses(rows: list[dict], draw_seed: int, pairs: float = 0.0, text_dropout: float = 0.0) -> tuple[torch.Tensor, dict[str, float], int]:
         """Loss of one batch through the prepared (possibly distributed) model; ``pairs`` and
         ``text_dropout``: the GAR collator's prompt-pair and text-dropout probabilities (training
         batches only, so held-out losses stay comparable)."""
@@ -258,12 +268,12 @@ def train(
         tokens = 0
         if config.stage in ("both", "gar"):
             gar_batch = GarCollator(
-                model_config.gar_config, prompt_pair_probability=pairs, seed=step_seed, text_dropout=text_dropout, **joining
+                model_config.gar_config, prompt_pair_probability=pairs, seed=draw_seed, text_dropout=text_dropout, **joining
             )(rows)
             inputs.update({k: v.to(accelerator.device) for k, v in gar_batch.items()})
             tokens += int(inputs["attention_mask"].sum())
         if config.stage in ("both", "nar"):
-            nar_batch = NarCollator(model_config.nar_config, seed=step_seed)(rows)
+            nar_batch = NarCollator(model_config.nar_config, seed=draw_seed)(rows)
             inputs["nar_inputs"] = {k: v.to(accelerator.device) for k, v in nar_batch.items()}
             tokens += int(nar_batch["codes_attention_mask"].sum())
         out = model(**inputs)
@@ -277,7 +287,7 @@ def train(
         with torch.no_grad():
             for j, b in enumerate(batches):
                 rows = [dataset[eval_rows[i]] for i in b]
-                _, parts, _ = losses(rows, step_seed=10_000 + j)
+                _, parts, _ = losses(rows, draw_seed=10_000 + j)
                 if config.stage in ("both", "gar"):
                     # The same held-out rows continuing a same-speaker prompt row (loss on the continuation only).
                     prompted = GarCollator(
@@ -317,7 +327,7 @@ def train(
         state["batch_in_epoch"] += 1
         started = time.time()
         with accelerator.accumulate(model):
-            loss, parts, tokens = losses(rows, step_seed=config.seed * 1_000_003 + state["step"], pairs=config.gar_prompt_pairs, text_dropout=config.gar_text_dropout)
+            loss, parts, tokens = losses(rows, draw_seed=step_seed(config.seed, state["step"]), pairs=config.gar_prompt_pairs, text_dropout=config.gar_text_dropout)
             if not torch.isfinite(loss):
                 state["nonfinite_steps"] += 1
                 optimizer.zero_grad()
