@@ -289,9 +289,7 @@ class EllaVClassifierFreeGuidanceLogitsProcessor(LogitsProcessor):
     """
 
     def __init__(self, guidance_scale: float) -> None:
-        if guidance_scale is None:
-            raise ValueError("guidance_scale must be a number > 0 (1: no guidance), got None")
-        self.guidance_scale = check_guidance_scale(guidance_scale)
+        self.guidance_scale = check_guidance_scale(guidance_scale, allow_none=False)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         # input_ids [B, L]; scores [2B, V] (conditional rows, then text-free rows) -> [B, V]
@@ -304,9 +302,9 @@ class EllaVClassifierFreeGuidanceLogitsProcessor(LogitsProcessor):
         return self.guidance_scale * (conditional - unconditional) + unconditional
 
 
-def check_guidance_scale(value: Any) -> float | None:
-    """``None`` (no guidance) or a float > 0; raises ``ValueError`` otherwise."""
-    if value is None:
+def check_guidance_scale(value: Any, allow_none: bool = True) -> float | None:
+    """``None`` (no guidance; only with ``allow_none``) or a float > 0; raises ``ValueError`` otherwise."""
+    if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"guidance_scale must be a number > 0 (1: no guidance), got {value!r}")

@@ -180,12 +180,13 @@ def test_static_cache_and_compiled_decoding_agree_with_eager(cxx_compiler):
     assert torch.equal(eager, static) and torch.equal(eager, compiled)
 
 
+@pytest.mark.parametrize("layout", [dict(local_advance=1), dict(layout="vall-e")])
 @pytest.mark.parametrize("sampling", [dict(do_sample=False), dict(do_sample=True, top_p=0.9)])
-def test_guided_generation_keeps_the_structure_and_its_text_free_rows_see_no_text(sampling):
+def test_guided_generation_keeps_the_structure_and_its_text_free_rows_see_no_text(sampling, layout):
     from ella_v_hf.modeling import EllaVClassifierFreeGuidanceLogitsProcessor
 
     torch.manual_seed(0)
-    model = EllaVForCausalLM(tiny_config(local_advance=1, text_dropout=0.1)).eval()
+    model = EllaVForCausalLM(tiny_config(text_dropout=0.1, **layout)).eval()
     space, spec = model.config.token_space, model.config.layout_spec
     rows = [[1, 2, 3], [4, 5, 6, 7, 8], [9]]
     prompts = [text_prompt(model, r) for r in rows]
@@ -202,8 +203,10 @@ def test_guided_generation_keeps_the_structure_and_its_text_free_rows_see_no_tex
     )
     sequences, raw = out.sequences, out.logits
     for i, row in enumerate(rows):
-        parsed = parse_gar_sequence(sequences[i].tolist(), space, spec)
-        assert parsed.complete and parsed.phonemes == row
+        parsed = parse_gar_sequence(sequences[i].tolist(), space, spec, strict=False)
+        assert parsed.prefix_phonemes == row
+        if spec.interleaved:  # ELLA-V's forced structure (VALL-E's random GAR may run to the bound)
+            assert parsed.complete and parsed.phonemes == row
     # Cached 2B-row steps equal uncached forwards over the sequences and their text-free copies, and
     # the scores are log p_u + w (log p_c - log p_u).
     blank = space.without_text(sequences)

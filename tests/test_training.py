@@ -106,8 +106,7 @@ def test_text_dropout_blanks_every_phoneme_of_the_drawn_rows_and_nothing_else():
         GarCollator(gar, text_dropout=1.0)
     with pytest.raises(ValueError, match="gar_text_dropout"):
         recipe(gar_text_dropout=-0.1).validate()
-    with pytest.raises(ValueError, match="ella-v layout"):
-        recipe(gar_text_dropout=0.1, layout="vall-e").validate()
+    recipe(gar_text_dropout=0.1, layout="vall-e").validate()  # guidance for the VALL-E baseline too
     with pytest.raises(ValueError, match="text_dropout"):
         EllaVConfig(num_phonemes=65, codebook_size=32, text_dropout=1.5)
 
@@ -295,7 +294,8 @@ def test_assemble_joins_a_gar_run_and_a_nar_run_in_fp16(prepared_corpus, tmp_pat
     from ella_v_hf.processing import EllaVProcessor
     from ella_v_hf.training.assemble import assemble_checkpoint
 
-    train(recipe(max_steps=2, save_every=2, layout="vall-e", stage="gar"), prepared_corpus, tmp_path / "ar", progress=False)
+    ar_recipe = recipe(max_steps=2, save_every=2, layout="vall-e", stage="gar", gar_text_dropout=0.2)  # a guided VALL-E GAR
+    train(ar_recipe, prepared_corpus, tmp_path / "ar", progress=False)
     nar_recipe = recipe(max_steps=2, save_every=2, stage="nar", model_overrides={**SMALL, "num_hidden_layers": 1})
     train(nar_recipe, prepared_corpus, tmp_path / "nar", progress=False)
     out = assemble_checkpoint(tmp_path / "ar" / "model", tmp_path / "demo", nar_dir=tmp_path / "nar" / "model")
@@ -313,8 +313,10 @@ def test_assemble_joins_a_gar_run_and_a_nar_run_in_fp16(prepared_corpus, tmp_pat
             assert {handle.get_tensor(k).dtype for k in handle.keys()} <= {torch.float16, torch.int64, torch.bool}, path
     processor = EllaVProcessor.from_pretrained(out)
     assert model.aligner.dtype == torch.float32
-    result = model.generate(**processor(["Hello there."]))
-    assert torch.isfinite(result.audio).all() and result.audio_lengths[0] > 0
+    for guidance in (None, 2.0):
+        result = model.generate(**processor(["Hello there."]), guidance_scale=guidance, vall_e_max_frames_per_phone=4)
+        assert torch.isfinite(result.audio).all() and result.audio_lengths[0] > 0
+    assert model.config.gar_config.text_dropout == 0.2
     assert json.loads((out / "assembled_from.json").read_text())["nar_trained_steps"] == 2
     # Decoding defaults for generation_config.json (`ella-v assemble --generation KEY=VALUE`).
     from ella_v_hf.cli import main as cli

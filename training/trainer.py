@@ -93,8 +93,6 @@ class TrainConfig(JsonRecipe):
             raise ValueError(f"gar_prompt_pairs must lie in [0, 1], got {self.gar_prompt_pairs}")
         if not 0.0 <= self.gar_text_dropout < 1.0:
             raise ValueError(f"gar_text_dropout must lie in [0, 1), got {self.gar_text_dropout}")
-        if self.gar_text_dropout and self.layout != "ella-v":
-            raise ValueError("gar_text_dropout (classifier-free guidance) is built for the ella-v layout")
         for name in ("max_steps", "max_tokens_per_batch", "gradient_accumulation_steps", "save_every", "eval_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
