@@ -334,6 +334,10 @@ def _cmd_train_codec(args: argparse.Namespace) -> int:
     config = CodecTrainConfig.from_file(args.config) if args.config else CodecTrainConfig()
     if args.max_steps is not None:
         config.max_steps = args.max_steps
+    if args.init_from is not None:
+        config.init_from = args.init_from
+    if args.decoder_only:
+        config.train_decoder_only = True
     summary = train_codec(config, args.data, args.out, resume=args.resume, alignments=args.alignments)
     if args.json:
         print(json.dumps(summary))
@@ -355,7 +359,7 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
         except json.JSONDecodeError:
             generation[key] = value  # a bare string, e.g. nar_decoding=argmax
     out = assemble_checkpoint(args.gar, args.out, nar_dir=args.nar, half=not args.fp32, remote_code=not args.no_remote_code,
-                              generation=generation)
+                              generation=generation, codec_dir=args.codec)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(json.dumps({"out": str(out), "bytes": size}) if args.json else f"wrote {out} ({size / 2**20:.1f} MiB)")
     return 0
@@ -521,6 +525,11 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     tc.add_argument("--alignments", default=None,
                     help="an `ella-v prepare` output of --data: its forced alignments are the targets of the recipe's phoneme_loss_weight")
+    tc.add_argument("--init-from", default=None, metavar="DIR",
+                    help="start from a trained codec (a codec directory, or a TTS checkpoint whose embedded codec is taken)")
+    tc.add_argument("--decoder-only", action="store_true",
+                    help="with --init-from: freeze the encoder and quantiser (the codes stay the same, so GARs and NARs "
+                         "trained on them stay valid) and train the decoder alone; `ella-v assemble --codec` swaps it in")
     tc.add_argument("--json", action="store_true")
     tc.set_defaults(func=_cmd_train_codec)
 
@@ -528,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     asm.add_argument("--gar", required=True, help="checkpoint whose GAR is taken (e.g. RUN/model of a stage-ar run)")
     asm.add_argument("--nar", default=None, help="checkpoint whose NAR is taken (default: --gar)")
     asm.add_argument("--out", required=True)
+    asm.add_argument("--codec", default=None, metavar="DIR",
+                     help="embed this codec instead of --gar's: a decoder fine-tuned with `ella-v train-codec --decoder-only` "
+                          "(its encoder and quantiser must equal the checkpoint's: the GAR and NAR were trained on their codes)")
     asm.add_argument("--fp32", action="store_true", help="keep float32 weights")
     asm.add_argument("--no-remote-code", action="store_true", help="write no Hub remote code (demos bundled with the package)")
     asm.add_argument("--generation", action="append", default=[], metavar="KEY=VALUE",

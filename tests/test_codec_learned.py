@@ -296,3 +296,53 @@ def test_assemble_compares_codecs_without_their_ema_statistics():
     with torch.no_grad():
         next(new.parameters()).add_(1.0)
     assert not _same_state(old, new)
+
+
+def test_decoder_only_fine_tuning_keeps_the_codes_and_swaps_into_a_checkpoint(flite_corpus, tmp_path):
+    """`train-codec --init-from CHECKPOINT --decoder-only`: encoder, quantiser and normalisation stay
+    (same codes, so a GAR and NAR trained on them stay valid), the decoder learns on; `assemble
+    --codec` embeds it, and refuses a codec whose codes would differ."""
+    from ella_v_hf import EllaVForTextToSpeech
+    from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor, load_audio, read_corpus
+    from ella_v_hf.training.assemble import assemble_checkpoint
+
+    base = train_codec(tiny_recipe(max_steps=6), flite_corpus, tmp_path / "base", progress=False)
+    codec = EllaVCodecModel.from_pretrained(tmp_path / "base" / "model")
+    tok = EllaVPhonemeTokenizer()
+    dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+    checkpoint = EllaVForTextToSpeech(EllaVTTSConfig(gar_config=dims, nar_config=dims, codec_config=codec.config))
+    checkpoint.codec.load_state_dict(codec.state_dict())
+    checkpoint.save_pretrained(tmp_path / "tts")
+    EllaVProcessor(tok, sampling_rate=16000).save_pretrained(tmp_path / "tts")
+
+    with pytest.raises(ValueError, match="needs init_from"):
+        tiny_recipe(train_decoder_only=True).validate()
+    with pytest.raises(ValueError, match="leave `codec` empty"):
+        tiny_recipe(init_from=str(tmp_path / "tts")).validate()
+    with pytest.raises(ValueError, match="phoneme_loss_weight"):
+        tiny_recipe(codec={}, init_from=str(tmp_path / "tts"), train_decoder_only=True, phoneme_loss_weight=0.5).validate()
+    recipe = tiny_recipe(codec={}, init_from=str(tmp_path / "tts"), train_decoder_only=True, max_steps=20, eval_every=20,
+                         save_every=20, learning_rate=3e-3)
+    tuned = train_codec(recipe, flite_corpus, tmp_path / "decoder", progress=False)  # from the TTS checkpoint's codec
+    after = EllaVCodecModel.from_pretrained(tmp_path / "decoder" / "model").eval()
+    mine, theirs = codec.state_dict(), after.state_dict()
+    kept = required_keys(codec, mine.keys())
+    assert all(torch.equal(mine[k], theirs[k]) for k in kept if not k.startswith("decoder."))
+    assert not all(torch.equal(mine[k], theirs[k]) for k in kept if k.startswith("decoder."))
+    assert tuned["eval"]["all"] < base["eval"]["all"] and tuned["parameters"] == sum(p.numel() for p in codec.parameters())
+    wave, rate = load_audio(read_corpus(flite_corpus)[0][0].audio_path)
+    wave = torch.as_tensor(wave, dtype=torch.float32)[None]
+    assert torch.equal(codec.eval().encode(wave), after.encode(wave))
+
+    out = assemble_checkpoint(tmp_path / "tts", tmp_path / "out", codec_dir=tmp_path / "decoder" / "model", remote_code=False)
+    swapped = EllaVForTextToSpeech.from_pretrained(out)
+    for name, value in swapped.codec.state_dict().items():
+        if name in theirs and name in kept:
+            assert torch.equal(value, theirs[name].half().float()), name
+    assert json.loads((out / "assembled_from.json").read_text())["codec_from"].endswith("decoder/model")
+    with torch.no_grad():
+        after.encoder[0].weight.add_(0.1)  # other codes: refused, nothing written
+    after.save_pretrained(tmp_path / "foreign")
+    with pytest.raises(ValueError, match="only the decoder may change"):
+        assemble_checkpoint(tmp_path / "tts", tmp_path / "out2", codec_dir=tmp_path / "foreign")
+    assert not (tmp_path / "out2").exists()

@@ -51,6 +51,23 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in keys)
 
 
+def _decoder_swap(embedded: torch.nn.Module, codec_dir: str | os.PathLike) -> torch.nn.Module:
+    """The codec of ``codec_dir`` if it differs from ``embedded`` in its decoder only; else ``ValueError``."""
+    from .train_codec import load_trained_codec
+
+    codec = load_trained_codec(codec_dir)
+    if type(codec) is not type(embedded) or codec.config.to_diff_dict() != embedded.config.to_diff_dict():
+        raise ValueError(f"{codec_dir}: another codec configuration than the checkpoint's; --codec takes a decoder "
+                         "fine-tuned from this checkpoint's codec (`ella-v train-codec --init-from CHECKPOINT --decoder-only`)")
+    mine, theirs = embedded.state_dict(), codec.state_dict()
+    kept = [k for k in required_keys(embedded, mine.keys()) if not k.startswith("decoder.")]
+    changed = [k for k in kept if not torch.equal(mine[k], theirs[k].to(mine[k].dtype))]
+    if changed:
+        raise ValueError(f"{codec_dir}: its {', '.join(changed[:3])}{' …' if len(changed) > 3 else ''} differ from the checkpoint's "
+                         "codec, so its codes would not be the ones the GAR and NAR were trained on; only the decoder may change")
+    return codec
+
+
 def _apply_generation(config: EllaVGenerationConfig, generation: dict[str, Any]) -> None:
     """Set ``generation``'s fields on ``config``; ``ValueError`` for an unknown or unsupported one."""
     unknown = config.update(**generation)
@@ -66,6 +83,7 @@ def assemble_checkpoint(
     half: bool = True,
     remote_code: bool = True,
     generation: dict[str, Any] | None = None,
+    codec_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``out``: the GAR of ``gar_dir``, the NAR of ``nar_dir`` (default: ``gar_dir``), their
     shared codec and the processor, ready for ``ella-v synthesize`` and ``from_pretrained``.
@@ -81,10 +99,14 @@ def assemble_checkpoint(
         generation: :class:`~ella_v_hf.modeling.EllaVGenerationConfig` fields for the checkpoint's
             ``generation_config.json`` (its decoding defaults, e.g. ``{"eop_quantile": 0.5}``);
             the others come from the model configuration.
+        codec_dir: A learned codec to embed instead of ``gar_dir``'s (a codec directory or a TTS
+            checkpoint): a decoder fine-tuned by ``ella-v train-codec --decoder-only``. Everything
+            but its decoder (configuration, normalisation, encoder, quantiser) must equal the
+            embedded codec's, so that the codes the GAR and NAR were trained on stay the same.
 
     Raises:
         ValueError: The two checkpoints were trained on different codecs or phoneme vocabularies,
-            or ``generation`` names an unknown or unsupported field.
+            ``codec_dir`` would change the codes, or ``generation`` names an unknown or unsupported field.
     """
     from ..processing import EllaVProcessor
 
@@ -103,6 +125,9 @@ def assemble_checkpoint(
         nar_vocab = EllaVProcessor.from_pretrained(nar_dir).tokenizer.get_vocab()
         if processor.tokenizer.get_vocab() != nar_vocab:
             raise ValueError(f"{gar_dir} and {nar_dir} use different phoneme vocabularies")
+    codec = gar_model.codec
+    if codec_dir is not None:
+        codec = _decoder_swap(gar_model.codec, codec_dir)
     source = gar_model.config
     config = EllaVTTSConfig(
         gar_config=source.gar_config,
@@ -118,7 +143,7 @@ def assemble_checkpoint(
         _apply_generation(model.generation_config, generation)
     model.gar.load_state_dict(gar_model.gar.state_dict())
     model.nar.load_state_dict(nar_model.nar.state_dict())
-    model.codec.load_state_dict(gar_model.codec.state_dict())
+    model.codec.load_state_dict(codec.state_dict())
     if model.aligner is not None:
         model.aligner.load_state_dict(gar_model.aligner.state_dict())
 
@@ -127,6 +152,8 @@ def assemble_checkpoint(
     model.save_pretrained(temporary, remote_code=remote_code)
     processor.save_pretrained(temporary, remote_code=remote_code)
     provenance = {"gar_from": gar_dir.as_posix(), "nar_from": nar_dir.as_posix(), "weights_dtype": "float16" if half else "float32"}
+    if codec_dir is not None:
+        provenance["codec_from"] = Path(codec_dir).as_posix()
     for key, folder in (("gar_trained_steps", gar_dir), ("nar_trained_steps", nar_dir)):
         steps = folder / "trained_steps.txt"
         if steps.is_file():

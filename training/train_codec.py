@@ -8,6 +8,11 @@ plus the commitment loss, with AdamW, warmup and cosine decay under Accelerate. 
 from the first codebook alone and from all codebooks; checkpoints are atomic and ``--resume``
 continues exactly where a run stopped. ``OUT/model`` always holds the newest codec.
 
+Decoder fine-tuning (``init_from`` a trained codec, ``train_decoder_only: true``): the encoder,
+the quantiser and the feature normalisation are kept frozen, so every code stays what it was and
+the GARs and NARs trained on those codes stay valid; only the decoder (codes -> log-mel) trains on.
+``ella-v assemble --codec`` then swaps the new decoder into a release checkpoint.
+
 Phoneme distillation (``phoneme_loss_weight > 0`` with ``alignments=`` an ``ella-v prepare``
 output of the same corpus): a linear classifier reads each frame's aligned phoneme from the first
 codebook's quantised latents and its cross-entropy joins the loss, so that the first codebook, the
@@ -55,9 +60,15 @@ class CodecTrainConfig(JsonRecipe):
     ``first_level_fraction``: share of training examples that keep only the first quantiser level
     (the others keep ``n`` uniform in ``1..K``); above 0 it weights the decoder toward speaking
     from the first codebook alone, which is what a GAR generates.
+    ``init_from``: a trained codec to start from (a codec directory, or a TTS checkpoint whose
+    embedded codec is taken), with its feature normalisation; ``codec`` must then be empty.
+    ``train_decoder_only``: with ``init_from``, freeze the encoder and quantiser (the codes do not
+    change) and train the decoder alone.
     """
 
     codec: dict = field(default_factory=dict)
+    init_from: str | None = None
+    train_decoder_only: bool = False
     max_steps: int = 20000
     batch_size: int = 32
     crop_frames: int = 96
@@ -79,6 +90,12 @@ class CodecTrainConfig(JsonRecipe):
 
     def validate(self) -> None:
         EllaVCodecConfig(**self.codec)  # raises on bad codec fields
+        if self.init_from is not None and self.codec:
+            raise ValueError(f"init_from takes the codec's architecture from {self.init_from}; leave `codec` empty (got {sorted(self.codec)})")
+        if self.train_decoder_only and self.init_from is None:
+            raise ValueError("train_decoder_only needs init_from: a trained codec whose encoder and quantiser are kept")
+        if self.train_decoder_only and self.phoneme_loss_weight:
+            raise ValueError("phoneme_loss_weight trains the first codebook, which train_decoder_only freezes: set it to 0")
         for name in ("max_steps", "batch_size", "crop_frames", "eval_every", "save_every", "keep_last", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -175,6 +192,23 @@ def frame_phoneme_labels(
         print(f"phoneme distillation: {len(utterances) - found} of {len(utterances)} utterances have no alignment "
               f"in {folder} and are trained without the phoneme loss", file=sys.stderr)
     return labels, num_classes
+
+
+def load_trained_codec(path: str | os.PathLike) -> EllaVCodecModel:
+    """A trained learned codec in float32: a codec directory (``ella-v train-codec``'s ``OUT/model``)
+    or the codec embedded in a TTS checkpoint (e.g. a bundled demo).
+
+    Raises:
+        ValueError: ``path`` holds another kind of model.
+    """
+    from ..processing.prepare import load_codec
+
+    if not (Path(path) / "config.json").is_file():
+        raise ValueError(f"No model at {path} (no config.json)")
+    codec = load_codec("auto", str(path))
+    if not isinstance(codec, EllaVCodecModel):
+        raise ValueError(f"{path} holds a {type(codec).__name__}, not the learned codec (EllaVCodecModel)")
+    return codec.float()
 
 
 def _levels(batch: int, num_codebooks: int, dropout: bool, generator: torch.Generator, first_fraction: float = 0.0) -> torch.LongTensor:
@@ -283,7 +317,7 @@ def train_codec(
     record_recipe(out, "codec_train_config.json", config, resuming=bool(checkpoints))
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.mixed_precision)
     set_seed(config.seed)
-    model = EllaVCodecModel(EllaVCodecConfig(**config.codec))
+    model = load_trained_codec(config.init_from) if config.init_from is not None else EllaVCodecModel(EllaVCodecConfig(**config.codec))
     utterances, features = corpus_features(model, data, progress and accelerator.is_main_process)
     labels, num_classes = frame_phoneme_labels(utterances, features, alignments) if distil else (None, 0)
     train_set, held = split_by_prompt(utterances, config.eval_fraction, config.seed)
@@ -292,11 +326,12 @@ def train_codec(
     eval_rows = [i for i, u in enumerate(utterances) if u.id in held_ids][: config.eval_utterances]
     if not train_rows:
         raise ValueError(f"{data}: no training utterance has {config.crop_frames} frames ({config.crop_frames / model.config.frame_rate:.1f} s)")
-    stacked = np.concatenate([features[i] for i in train_rows])
-    with torch.no_grad():
-        model.feature_mean.copy_(torch.from_numpy(stacked.mean(0)))
-        model.feature_std.copy_(torch.from_numpy(stacked.std(0) + 1e-5))
-    mean, std = stacked.mean(0), stacked.std(0) + 1e-5
+    if config.init_from is None:  # a new codec normalises by its training corpus; a trained one keeps its own
+        stacked = np.concatenate([features[i] for i in train_rows])
+        with torch.no_grad():
+            model.feature_mean.copy_(torch.from_numpy(stacked.mean(0)))
+            model.feature_std.copy_(torch.from_numpy(stacked.std(0) + 1e-5))
+    mean, std = model.feature_mean.numpy().copy(), model.feature_std.numpy().copy()
     down = model.config.downsample
     frames = math.ceil(config.crop_frames / down) * down
     normalise = lambda f: ((f - mean) / std).astype(np.float32)  # noqa: E731
@@ -311,7 +346,10 @@ def train_codec(
 
     # The phoneme classifier (distillation only) trains with the codec but is not saved with it.
     head = torch.nn.Linear(model.config.codebook_dim, num_classes) if distil else None
-    parameters = list(model.parameters()) + (list(head.parameters()) if distil else [])
+    frozen = (model.encoder, model.quantizer) if config.train_decoder_only else ()  # the codes stay as they are
+    for module in frozen:
+        module.requires_grad_(False)
+    parameters = [p for p in model.parameters() if p.requires_grad] + (list(head.parameters()) if distil else [])
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
     if distil:
@@ -325,7 +363,12 @@ def train_codec(
     # Draws depend on the step only, so a resumed run sees the crops an uninterrupted one would.
     seed_of = lambda step: step_seed(config.seed, step * accelerator.num_processes + accelerator.process_index)  # noqa: E731
 
-    model.train()
+    def train_mode() -> None:
+        model.train()
+        for module in frozen:  # no EMA codebook updates, no dead-code restarts
+            module.eval()
+
+    train_mode()
     bar = tqdm(total=config.max_steps, initial=state["step"], desc="train-codec", disable=not progress or not accelerator.is_main_process, file=sys.stderr)
     steps_this_run, last_eval, parts = 0, {}, {}
     while state["step"] < config.max_steps:
@@ -356,6 +399,7 @@ def train_codec(
             append_log(out, record)
         if state["step"] % config.eval_every == 0 or state["step"] == config.max_steps:
             last_eval = reconstruction_losses(unwrapped, eval_tensors, head, eval_labels)
+            train_mode()
             if accelerator.is_main_process:
                 append_log(out, {"step": state["step"], **{f"eval_{k}": v for k, v in last_eval.items()}})
         if state["step"] % config.save_every == 0 or state["step"] == config.max_steps:
@@ -381,4 +425,4 @@ def train_codec(
     return summary
 
 
-__all__ = ["CodecTrainConfig", "corpus_features", "frame_phoneme_labels", "reconstruction_losses", "train_codec"]
+__all__ = ["CodecTrainConfig", "corpus_features", "frame_phoneme_labels", "load_trained_codec", "reconstruction_losses", "train_codec"]
