@@ -127,6 +127,14 @@ def test_trainer_collator_draws_other_text_dropout_rows_at_every_call():
     draws = blanked(collator(0))
     assert len(set(draws)) > 1 and all(any(d) for d in draws)  # other rows at every call, not one fixed pattern
     assert draws == blanked(collator(0)) and draws != blanked(collator(1))  # reproducible from the seed
+    # Two dataloader workers (batches 0, 2 | 1, 3) draw what one process draws.
+    from torch.utils.data import DataLoader
+
+    def loaded(workers):
+        loader = DataLoader(rows, batch_size=4, collate_fn=collator(0), num_workers=workers)
+        return [tuple((~gar.token_space.phoneme_mask(batch["input_ids"]).any(1)).tolist()) for batch in loader]
+
+    assert loaded(2) == loaded(0) and len(set(loaded(0))) > 1
 
 
 def test_prompt_pairs_join_ids_as_the_processor_does():

@@ -31,9 +31,11 @@ class TTSDataCollator:
     """Rows of a prepared dataset -> ``EllaVForTextToSpeech.forward`` inputs (GAR + NAR).
 
     The Trainer reuses one collator, while a :class:`GarCollator` draws from a fixed seed: each call
-    therefore collates with the GAR collator reseeded from ``seed`` and the call count, so text
-    dropout (and prompt pairing) draw other rows at every step, reproducibly. With several
-    dataloader workers each worker counts its own calls.
+    therefore collates with the GAR collator reseeded from ``seed`` and the batch's index, so text
+    dropout (and prompt pairing) draw other rows at every step, reproducibly. The index is the
+    call count; in dataloader worker ``k`` of ``n`` (which collates batches ``k, k + n, …``) its
+    ``j``-th call is batch ``j * n + k``, so several workers draw what one process would. Workers
+    that are not persistent restart their count every epoch (the rows of a shuffled epoch differ).
     """
 
     gar: GarCollator
@@ -42,7 +44,11 @@ class TTSDataCollator:
     calls: int = field(default=0, init=False)
 
     def __call__(self, rows: list[dict]) -> dict:
-        gar = replace(self.gar, seed=step_seed(self.seed, self.calls))
+        from torch.utils.data import get_worker_info
+
+        worker = get_worker_info()  # None in the main process
+        index = self.calls if worker is None else self.calls * worker.num_workers + worker.id
+        gar = replace(self.gar, seed=step_seed(self.seed, index))
         self.calls += 1
         return {**gar(rows), "nar_inputs": self.nar(rows)}
 
