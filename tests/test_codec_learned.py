@@ -321,7 +321,7 @@ def test_decoder_only_fine_tuning_keeps_the_codes_and_swaps_into_a_checkpoint(fl
         tiny_recipe(init_from=str(tmp_path / "tts")).validate()
     with pytest.raises(ValueError, match="phoneme_loss_weight"):
         tiny_recipe(codec={}, init_from=str(tmp_path / "tts"), train_decoder_only=True, phoneme_loss_weight=0.5).validate()
-    recipe = tiny_recipe(codec={}, init_from=str(tmp_path / "tts"), train_decoder_only=True, max_steps=20, eval_every=20,
+    recipe = tiny_recipe(codec={}, init_from=str(tmp_path / "tts"), train_decoder_only=True, max_steps=20, eval_every=10,
                          save_every=20, learning_rate=3e-3)
     tuned = train_codec(recipe, flite_corpus, tmp_path / "decoder", progress=False)  # from the TTS checkpoint's codec
     after = EllaVCodecModel.from_pretrained(tmp_path / "decoder" / "model").eval()

@@ -43,12 +43,20 @@ def halve_safetensors(directory: str | os.PathLike) -> list[Path]:
     return rewritten
 
 
-def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    """Same tensors, less those a weights file may leave out (``_keys_to_ignore_on_load_missing``:
-    the learned codec's EMA training statistics, zero when a checkpoint saved without them loads)."""
+def _differing_keys(a: torch.nn.Module, b: torch.nn.Module, skip: str | None = None) -> list[str]:
+    """Names of the tensors that differ between ``a`` and ``b`` (those only one of them has, or
+    unequal ones), less those a weights file may leave out (``_keys_to_ignore_on_load_missing``:
+    the learned codec's EMA training statistics, zero when a checkpoint saved without them loads)
+    and those whose name starts with ``skip``."""
     sa, sb = a.state_dict(), b.state_dict()
-    keys = required_keys(a, sa.keys())
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in keys)
+    if sa.keys() != sb.keys():
+        return sorted(sa.keys() ^ sb.keys())
+    return [k for k in required_keys(a, sa.keys()) if not (skip and k.startswith(skip)) and not torch.equal(sa[k], sb[k])]
+
+
+def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Same tensors, less those a weights file may leave out (see :func:`_differing_keys`)."""
+    return not _differing_keys(a, b)
 
 
 def _decoder_swap(embedded: torch.nn.Module, codec_dir: str | os.PathLike) -> torch.nn.Module:
@@ -59,9 +67,7 @@ def _decoder_swap(embedded: torch.nn.Module, codec_dir: str | os.PathLike) -> to
     if type(codec) is not type(embedded) or codec.config.to_diff_dict() != embedded.config.to_diff_dict():
         raise ValueError(f"{codec_dir}: another codec configuration than the checkpoint's; --codec takes a decoder "
                          "fine-tuned from this checkpoint's codec (`ella-v train-codec --init-from CHECKPOINT --decoder-only`)")
-    mine, theirs = embedded.state_dict(), codec.state_dict()
-    kept = [k for k in required_keys(embedded, mine.keys()) if not k.startswith("decoder.")]
-    changed = [k for k in kept if not torch.equal(mine[k], theirs[k].to(mine[k].dtype))]
+    changed = _differing_keys(embedded, codec, skip="decoder.")  # both float32
     if changed:
         raise ValueError(f"{codec_dir}: its {', '.join(changed[:3])}{' …' if len(changed) > 3 else ''} differ from the checkpoint's "
                          "codec, so its codes would not be the ones the GAR and NAR were trained on; only the decoder may change")

@@ -248,7 +248,9 @@ def reconstruction_losses(
     labels: list[torch.LongTensor] | None = None,
 ) -> dict[str, float]:
     """Mean held-out reconstruction loss (L1 + L2, normalised log-mel) from the first codebook and
-    from all; with a phoneme ``head`` and ``labels`` also the first level's frame accuracy."""
+    from all; with a phoneme ``head`` and ``labels`` also the first level's frame accuracy. Every
+    module is left in the mode it was in (a decoder-only run keeps its frozen parts in eval mode)."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     totals = {"level_1": 0.0, "all": 0.0}
     correct = counted = 0
@@ -267,7 +269,8 @@ def reconstruction_losses(
                 counted += int(keep.sum())
     if counted:
         totals["phone_accuracy"] = correct / counted
-    model.train()
+    for module, training in modes:
+        module.training = training
     return totals
 
 
@@ -363,12 +366,9 @@ def train_codec(
     # Draws depend on the step only, so a resumed run sees the crops an uninterrupted one would.
     seed_of = lambda step: step_seed(config.seed, step * accelerator.num_processes + accelerator.process_index)  # noqa: E731
 
-    def train_mode() -> None:
-        model.train()
-        for module in frozen:  # no EMA codebook updates, no dead-code restarts
-            module.eval()
-
-    train_mode()
+    model.train()
+    for module in frozen:  # no EMA codebook updates, no dead-code restarts
+        module.eval()
     bar = tqdm(total=config.max_steps, initial=state["step"], desc="train-codec", disable=not progress or not accelerator.is_main_process, file=sys.stderr)
     steps_this_run, last_eval, parts = 0, {}, {}
     while state["step"] < config.max_steps:
@@ -399,7 +399,6 @@ def train_codec(
             append_log(out, record)
         if state["step"] % config.eval_every == 0 or state["step"] == config.max_steps:
             last_eval = reconstruction_losses(unwrapped, eval_tensors, head, eval_labels)
-            train_mode()
             if accelerator.is_main_process:
                 append_log(out, {"step": state["step"], **{f"eval_{k}": v for k, v in last_eval.items()}})
         if state["step"] % config.save_every == 0 or state["step"] == config.max_steps:
