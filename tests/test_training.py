@@ -84,6 +84,30 @@ def test_prompt_pairs_lay_out_rows_as_a_prompted_generate_does():
         recipe(gar_prompt_pairs=-0.1).validate()
 
 
+def test_input_noise_swaps_only_acoustic_inputs_for_batch_codes_and_keeps_targets():
+    from ella_v_hf.modeling import EllaVConfig
+
+    gar = EllaVConfig(num_phonemes=65, codebook_size=32, num_codebooks=2, frame_rate=50.0, **SMALL)
+    space = gar.token_space
+    row = lambda i, n: {"id": str(i), "speaker_id": "a", "prompt_id": f"p{i}", "phoneme_ids": [i + 1] * n,  # noqa: E731
+                        "durations": [3] * n, "codes": [[(i + t) % 7 for t in range(3 * n)], [0] * (3 * n)], "num_frames": 3 * n}
+    rows = [row(i, 2 + i % 3) for i in range(40)]
+    plain = GarCollator(gar, prompt_pair_probability=0.5, seed=3)(rows)
+    noisy = GarCollator(gar, prompt_pair_probability=0.5, seed=3, input_noise=0.2)(rows)
+    # Same pairing, mask and targets; only acoustic inputs change, each to a code the batch uses.
+    assert torch.equal(noisy["attention_mask"], plain["attention_mask"]) and torch.equal(noisy["labels"], plain["labels"])
+    acoustic = space.acoustic_mask(plain["input_ids"])
+    changed = noisy["input_ids"] != plain["input_ids"]
+    assert changed.any() and not changed[~acoustic].any()
+    assert set(noisy["input_ids"][changed].tolist()) <= set(plain["input_ids"][acoustic].tolist())
+    assert 0.1 < changed.sum() / acoustic.sum() < 0.25  # 20 % drawn, 1 in 7 keep their own code (7 in use): ~17 %
+    assert torch.equal(GarCollator(gar, seed=3, input_noise=0.2)(rows)["input_ids"], GarCollator(gar, seed=3, input_noise=0.2)(rows)["input_ids"])
+    with pytest.raises(ValueError, match="input_noise"):
+        GarCollator(gar, input_noise=1.0)
+    with pytest.raises(ValueError, match="gar_input_noise"):
+        recipe(gar_input_noise=-0.1).validate()
+
+
 def test_text_dropout_blanks_every_phoneme_of_the_drawn_rows_and_nothing_else():
     from ella_v_hf.modeling import EllaVConfig
 

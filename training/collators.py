@@ -40,6 +40,10 @@ class GarCollator:
             embedding; the labels are unchanged, phonemes are never targets): the text-unconditional
             rows that classifier-free guidance needs (``EllaVConfig.text_dropout``). Drawn from its
             own stream, so the prompt pairing does not change with it.
+        input_noise: Chance in ``[0, 1)`` that an acoustic *input* token is replaced by an acoustic
+            token drawn from the batch's own (its empirical code distribution); labels are unchanged.
+            Trains the GAR to continue from codes it would not have chosen itself, as it must after
+            a sampled step at inference (exposure bias; not in the paper). Its own stream too.
         separator_ids / word_boundary_id: The tokenizer's separator ids and ``|`` id
             (``EllaVPhonemeTokenizer.separator_token_ids`` / ``word_boundary_token_id``); without
             them rows are joined as they are.
@@ -52,12 +56,15 @@ class GarCollator:
     separator_ids: tuple[int, ...] = ()
     word_boundary_id: int | None = None
     text_dropout: float = 0.0
+    input_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prompt_pair_probability <= 1.0:
             raise ValueError(f"prompt_pair_probability must lie in [0, 1], got {self.prompt_pair_probability}")
         if not 0.0 <= self.text_dropout < 1.0:
             raise ValueError(f"text_dropout must lie in [0, 1), got {self.text_dropout}")
+        if not 0.0 <= self.input_noise < 1.0:
+            raise ValueError(f"input_noise must lie in [0, 1), got {self.input_noise}")
 
     def _joined(self, rows: Sequence[dict], rng: random.Random) -> list[tuple[list[int], list[int], list[int], int]]:
         """Per row ``(phoneme_ids, durations, first codebook, prompt tokens)``, a row's prompt row
@@ -109,6 +116,12 @@ class GarCollator:
             for i in range(len(rows)):
                 if rng.random() < self.text_dropout:
                     ids[i] = space.without_text(ids[i])  # attention_mask stays 1: an empty, visible token
+        if self.input_noise:
+            generator = torch.Generator().manual_seed(random.Random(f"input-noise-{self.seed}").getrandbits(63))
+            acoustic = space.acoustic_mask(ids) & mask.bool()  # [B, L]
+            pool = ids[acoustic]  # [N] the batch's acoustic tokens
+            hit = acoustic & (torch.rand(ids.shape, generator=generator) < self.input_noise)
+            ids[hit] = pool[torch.randint(pool.numel(), (int(hit.sum()),), generator=generator)]
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 

@@ -63,6 +63,7 @@ class TrainConfig(JsonRecipe):
     nar_frame_phonemes: bool = False  # EllaVNARConfig.frame_phonemes (ELLA-V layout only; not in the paper)
     gar_prompt_pairs: float = 0.0  # chance a training row follows a same-speaker prompt row (GarCollator; not in the paper)
     gar_text_dropout: float = 0.0  # chance a training row loses its phonemes, for classifier-free guidance (EllaVConfig.text_dropout; not in the paper)
+    gar_input_noise: float = 0.0  # chance an acoustic input token is swapped for another of the batch (GarCollator.input_noise; not in the paper)
     max_steps: int = 2000
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
@@ -93,6 +94,8 @@ class TrainConfig(JsonRecipe):
             raise ValueError(f"gar_prompt_pairs must lie in [0, 1], got {self.gar_prompt_pairs}")
         if not 0.0 <= self.gar_text_dropout < 1.0:
             raise ValueError(f"gar_text_dropout must lie in [0, 1), got {self.gar_text_dropout}")
+        if not 0.0 <= self.gar_input_noise < 1.0:
+            raise ValueError(f"gar_input_noise must lie in [0, 1), got {self.gar_input_noise}")
         for name in ("max_steps", "max_tokens_per_batch", "gradient_accumulation_steps", "save_every", "eval_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -258,15 +261,17 @@ def train(
         batches = [[train_rows[i] for i in b] for b in local]
         return batches[accelerator.process_index :: accelerator.num_processes]
 
-    def losses(rows: list[dict], draw_seed: int, pairs: float = 0.0, text_dropout: float = 0.0) -> tuple[torch.Tensor, dict[str, float], int]:
-        """Loss of one batch through the prepared (possibly distributed) model; ``pairs`` and
-        ``text_dropout``: the GAR collator's prompt-pair and text-dropout probabilities (training
-        batches only, so held-out losses stay comparable)."""
+    def losses(
+        rows: list[dict], draw_seed: int, pairs: float = 0.0, text_dropout: float = 0.0, input_noise: float = 0.0
+    ) -> tuple[torch.Tensor, dict[str, float], int]:
+        """Loss of one batch through the prepared (possibly distributed) model; ``pairs``,
+        ``text_dropout`` and ``input_noise``: the GAR collator's prompt-pair, text-dropout and
+        input-noise probabilities (training batches only, so held-out losses stay comparable)."""
         inputs: dict = {}
         tokens = 0
         if config.stage in ("both", "gar"):
             gar_batch = GarCollator(
-                model_config.gar_config, prompt_pair_probability=pairs, seed=draw_seed, text_dropout=text_dropout, **joining
+                model_config.gar_config, prompt_pair_probability=pairs, seed=draw_seed, text_dropout=text_dropout, input_noise=input_noise, **joining
             )(rows)
             inputs.update({k: v.to(accelerator.device) for k, v in gar_batch.items()})
             tokens += int(inputs["attention_mask"].sum())
@@ -325,7 +330,13 @@ def train(
         state["batch_in_epoch"] += 1
         started = time.time()
         with accelerator.accumulate(model):
-            loss, parts, tokens = losses(rows, draw_seed=step_seed(config.seed, state["step"]), pairs=config.gar_prompt_pairs, text_dropout=config.gar_text_dropout)
+            loss, parts, tokens = losses(
+                rows,
+                draw_seed=step_seed(config.seed, state["step"]),
+                pairs=config.gar_prompt_pairs,
+                text_dropout=config.gar_text_dropout,
+                input_noise=config.gar_input_noise,
+            )
             if not torch.isfinite(loss):
                 state["nonfinite_steps"] += 1
                 optimizer.zero_grad()
