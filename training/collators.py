@@ -121,7 +121,8 @@ class GarCollator:
             acoustic = space.acoustic_mask(ids) & mask.bool()  # [B, L]
             pool = ids[acoustic]  # [N] the batch's acoustic tokens
             hit = acoustic & (torch.rand(ids.shape, generator=generator) < self.input_noise)
-            ids[hit] = pool[torch.randint(pool.numel(), (int(hit.sum()),), generator=generator)]
+            if hit.any():  # (a batch without acoustic tokens has nothing to draw from or swap)
+                ids[hit] = pool[torch.randint(pool.numel(), (int(hit.sum()),), generator=generator)]
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
