@@ -261,18 +261,19 @@ def train(
         batches = [[train_rows[i] for i in b] for b in local]
         return batches[accelerator.process_index :: accelerator.num_processes]
 
-    def losses(
-        rows: list[dict], draw_seed: int, pairs: float = 0.0, text_dropout: float = 0.0, input_noise: float = 0.0
-    ) -> tuple[torch.Tensor, dict[str, float], int]:
-        """Loss of one batch through the prepared (possibly distributed) model; ``pairs``,
-        ``text_dropout`` and ``input_noise``: the GAR collator's prompt-pair, text-dropout and
-        input-noise probabilities (training batches only, so held-out losses stay comparable)."""
+    def losses(rows: list[dict], draw_seed: int, augment: bool = False) -> tuple[torch.Tensor, dict[str, float], int]:
+        """Loss of one batch through the prepared (possibly distributed) model; ``augment`` applies
+        the recipe's GAR prompt pairs, text dropout and input noise (training batches only, so
+        held-out losses stay comparable)."""
         inputs: dict = {}
         tokens = 0
         if config.stage in ("both", "gar"):
-            gar_batch = GarCollator(
-                model_config.gar_config, prompt_pair_probability=pairs, seed=draw_seed, text_dropout=text_dropout, input_noise=input_noise, **joining
-            )(rows)
+            drawn = (
+                dict(prompt_pair_probability=config.gar_prompt_pairs, text_dropout=config.gar_text_dropout, input_noise=config.gar_input_noise)
+                if augment
+                else {}
+            )
+            gar_batch = GarCollator(model_config.gar_config, seed=draw_seed, **drawn, **joining)(rows)
             inputs.update({k: v.to(accelerator.device) for k, v in gar_batch.items()})
             tokens += int(inputs["attention_mask"].sum())
         if config.stage in ("both", "nar"):
@@ -330,13 +331,7 @@ def train(
         state["batch_in_epoch"] += 1
         started = time.time()
         with accelerator.accumulate(model):
-            loss, parts, tokens = losses(
-                rows,
-                draw_seed=step_seed(config.seed, state["step"]),
-                pairs=config.gar_prompt_pairs,
-                text_dropout=config.gar_text_dropout,
-                input_noise=config.gar_input_noise,
-            )
+            loss, parts, tokens = losses(rows, draw_seed=step_seed(config.seed, state["step"]), augment=True)
             if not torch.isfinite(loss):
                 state["nonfinite_steps"] += 1
                 optimizer.zero_grad()
