@@ -516,6 +516,28 @@ class EllaVForCausalLM(EllaVPreTrainedModel, GenerationMixin):
             loss = self._loss(logits, labels, num_items_in_batch)
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=outputs.cache)
 
+    def distillation_loss(
+        self,
+        logits: torch.Tensor,  # [B, L, V] this model's
+        teacher_logits: torch.Tensor,  # [B, L, V] a teacher's, on the same input_ids
+        labels: torch.LongTensor,  # [B, L], as for forward()
+    ) -> torch.Tensor:
+        """Token-level knowledge distillation: KL(teacher || this model) of the next-token
+        distributions, averaged over the positions the cross-entropy counts (acoustic, EOP and EOS
+        targets; Hinton et al. 2015 at temperature 1; a same-size teacher makes it a "born-again"
+        student, Furlanello et al. 2018).
+
+        Raises:
+            ValueError: The teacher's logits have another shape (another vocabulary or sequence).
+        """
+        if teacher_logits.shape != logits.shape:
+            raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match the student's {tuple(logits.shape)}")
+        counted = self.masked_labels(labels.to(logits.device))[:, 1:] != IGNORE_INDEX  # [B, L-1]
+        student = F.log_softmax(logits[:, :-1][counted].float(), dim=-1)  # [N, V]
+        teacher = F.log_softmax(teacher_logits[:, :-1][counted].float(), dim=-1)  # [N, V]
+        kl = F.kl_div(student, teacher, log_target=True, reduction="sum")
+        return kl / counted.sum().clamp(min=1)
+
     def _loss(self, logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch=None) -> torch.Tensor:
         targets = self.masked_labels(labels.to(logits.device))[:, 1:]  # [B, L-1]
         logits = logits[:, :-1].float()  # [B, L-1, V]

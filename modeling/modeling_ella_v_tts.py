@@ -162,11 +162,14 @@ class EllaVTTSOutput(ModelOutput):
 
 @dataclass
 class EllaVTTSTrainingOutput(ModelOutput):
-    """Losses of :meth:`EllaVForTextToSpeech.forward` (``loss = gar_loss + nar_loss``)."""
+    """Losses of :meth:`EllaVForTextToSpeech.forward`: ``loss = gar_loss + nar_loss``, or with a
+    teacher's logits ``(1 - w) gar_loss + w gar_distill_loss + nar_loss`` (``w`` =
+    ``gar_distill_weight``; ``gar_loss`` stays the plain cross-entropy, comparable across runs)."""
 
     loss: torch.FloatTensor | None = None
     gar_loss: torch.FloatTensor | None = None
     nar_loss: torch.FloatTensor | None = None
+    gar_distill_loss: torch.FloatTensor | None = None
 
 
 class EllaVForTextToSpeech(EllaVPreTrainedModel):
@@ -222,19 +225,36 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         nar_inputs: dict | None = None,  # EllaVNARModel.forward kwargs (NarCollator)
+        gar_teacher_logits: torch.Tensor | None = None,  # [B, L, V] a teacher GAR's logits on input_ids
+        gar_distill_weight: float = 0.5,
         **kwargs,
     ) -> EllaVTTSTrainingOutput:
         """Training forward: GAR loss, NAR loss, or both summed (one call, so distributed
-        wrappers see every parameter that gets a gradient)."""
-        gar_loss = nar_loss = None
+        wrappers see every parameter that gets a gradient).
+
+        Args:
+            gar_teacher_logits: With ``labels``, mixes token-level distillation from a teacher into
+                the GAR's loss (:meth:`EllaVForCausalLM.distillation_loss`).
+            gar_distill_weight: The distillation term's weight ``w`` in ``[0, 1]``.
+        """
+        gar_loss = nar_loss = distill = None
+        gar_total = None
         if input_ids is not None:
-            gar_loss = self.gar(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False, **kwargs).loss
+            out = self.gar(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False, **kwargs)
+            gar_loss = gar_total = out.loss
+            if gar_teacher_logits is not None:
+                if labels is None:
+                    raise ValueError("gar_teacher_logits needs labels (distillation counts the same targets as the loss).")
+                if not 0.0 <= gar_distill_weight <= 1.0:
+                    raise ValueError(f"gar_distill_weight must lie in [0, 1], got {gar_distill_weight}")
+                distill = self.gar.distillation_loss(out.logits, gar_teacher_logits, labels)
+                gar_total = (1.0 - gar_distill_weight) * gar_loss + gar_distill_weight * distill
         if nar_inputs is not None:
             nar_loss = self.nar(**nar_inputs).loss
-        parts = [x for x in (gar_loss, nar_loss) if x is not None]
+        parts = [x for x in (gar_total, nar_loss) if x is not None]
         if not parts:
             raise ValueError("Pass GAR inputs (input_ids, labels) and/or nar_inputs.")
-        return EllaVTTSTrainingOutput(loss=sum(parts), gar_loss=gar_loss, nar_loss=nar_loss)
+        return EllaVTTSTrainingOutput(loss=sum(parts), gar_loss=gar_loss, nar_loss=nar_loss, gar_distill_loss=distill)
 
     # -- inference ----------------------------------------------------------------------------
     def build_prompts(

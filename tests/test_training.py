@@ -224,9 +224,54 @@ def test_interrupted_run_resumes_exactly(prepared_corpus, tmp_path):
         assert straight[step] == pytest.approx(resumed[step], rel=1e-5, abs=1e-5)
 
 
+def test_distillation_loss_is_the_kl_over_counted_targets_only():
+    from ella_v_hf import EllaVConfig, EllaVForCausalLM
+    from ella_v_hf.modeling import build_gar_sequence
+
+    config = EllaVConfig(num_phonemes=10, codebook_size=16, hidden_size=32, num_hidden_layers=2)
+    model = EllaVForCausalLM(config)
+    seq = build_gar_sequence([3, 5], [2, 3], [1, 2, 3, 4, 5], config.token_space, config.layout_spec)
+    labels = torch.tensor([seq.labels])
+    student = torch.randn(1, len(seq.input_ids), config.vocab_size)
+    assert float(model.distillation_loss(student, student.clone(), labels)) == pytest.approx(0.0, abs=1e-6)
+    teacher = torch.randn_like(student)
+    counted = model.masked_labels(labels)[0, 1:] != -100
+    expected = torch.stack([
+        (teacher[0, t].softmax(-1) * (teacher[0, t].log_softmax(-1) - student[0, t].log_softmax(-1))).sum()
+        for t in range(len(seq.input_ids) - 1) if counted[t]
+    ]).mean()
+    assert float(model.distillation_loss(student, teacher, labels)) == pytest.approx(float(expected), rel=1e-5)
+    shifted = teacher.clone()
+    shifted[0, 0] += 100.0  # the BOS-predicting position is not a counted target
+    assert not counted[0] and float(model.distillation_loss(student, shifted, labels)) == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="do not match"):
+        model.distillation_loss(student, teacher[..., :-1], labels)
+
+
+def test_a_gar_distils_from_a_teacher_and_refuses_a_foreign_one(prepared_corpus, tmp_path):
+    train(recipe(stage="gar", max_steps=8), prepared_corpus, tmp_path / "teacher", progress=False)
+    teacher = str(tmp_path / "teacher" / "model")
+    summary = train(recipe(stage="gar", max_steps=4, gar_teacher=teacher, gar_distill_weight=0.5), prepared_corpus,
+                    tmp_path / "student", progress=False)
+    log = [json.loads(line) for line in (tmp_path / "student" / "log.jsonl").read_text().splitlines() if '"lr"' in line]
+    assert summary["step"] == 4 and all(r["gar_distill"] > 0 for r in log)
+    assert "gar_distill" not in summary["eval"]  # held-out losses stay the plain cross-entropy
+    from ella_v_hf import EllaVForTextToSpeech
+
+    foreign = EllaVForTextToSpeech.from_pretrained(teacher)
+    foreign.config.phoneme_vocab_sha256 = "0" * 64
+    foreign.save_pretrained(tmp_path / "foreign")
+    with pytest.raises(ValueError, match="another phoneme vocabulary"):
+        train(recipe(stage="gar", max_steps=2, gar_teacher=str(tmp_path / "foreign")), prepared_corpus, tmp_path / "s2", progress=False)
+    with pytest.raises(ValueError, match="not a model directory"):
+        train(recipe(stage="gar", max_steps=2, gar_teacher=str(tmp_path)), prepared_corpus, tmp_path / "s3", progress=False)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
+        (dict(gar_distill_weight=1.5), "gar_distill_weight must lie in"),
+        (dict(stage="nar", gar_teacher="x"), "stage 'nar' trains no GAR"),
         (dict(layout="valle"), "Unknown layout"),
         (dict(stage="ar+nar"), "Unknown stage"),
         (dict(mixed_precision="fp8"), "mixed_precision"),

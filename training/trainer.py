@@ -64,6 +64,8 @@ class TrainConfig(JsonRecipe):
     gar_prompt_pairs: float = 0.0  # chance a training row follows a same-speaker prompt row (GarCollator; not in the paper)
     gar_text_dropout: float = 0.0  # chance a training row loses its phonemes, for classifier-free guidance (EllaVConfig.text_dropout; not in the paper)
     gar_input_noise: float = 0.0  # chance an acoustic input token is swapped for another of the batch (GarCollator.input_noise; not in the paper)
+    gar_teacher: str | None = None  # a trained EllaVForTextToSpeech directory whose GAR's logits the GAR is also distilled from (not in the paper)
+    gar_distill_weight: float = 0.5  # the distillation term's share of the GAR loss when gar_teacher is set
     max_steps: int = 2000
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
@@ -96,6 +98,10 @@ class TrainConfig(JsonRecipe):
             raise ValueError(f"gar_text_dropout must lie in [0, 1), got {self.gar_text_dropout}")
         if not 0.0 <= self.gar_input_noise < 1.0:
             raise ValueError(f"gar_input_noise must lie in [0, 1), got {self.gar_input_noise}")
+        if not 0.0 <= self.gar_distill_weight <= 1.0:
+            raise ValueError(f"gar_distill_weight must lie in [0, 1], got {self.gar_distill_weight}")
+        if self.gar_teacher is not None and self.stage == "nar":
+            raise ValueError("gar_teacher distils the GAR; stage 'nar' trains no GAR")
         for name in ("max_steps", "max_tokens_per_batch", "gradient_accumulation_steps", "save_every", "eval_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -182,6 +188,27 @@ def load_components(model: EllaVForTextToSpeech, data: str | os.PathLike) -> Non
         module.requires_grad_(False)
 
 
+def load_teacher(path: str | os.PathLike, student: EllaVTTSConfig) -> torch.nn.Module:
+    """The frozen GAR of a trained EllaVForTextToSpeech directory, checked against the student's.
+
+    Raises:
+        ValueError: Not a model directory, or a GAR whose logits would mean something else (another
+            layout, token space or phoneme vocabulary than the student's).
+    """
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"gar_teacher {path} is not a model directory (no config.json)")
+    teacher = EllaVForTextToSpeech.from_pretrained(path, dtype=torch.float32).gar
+    mine, theirs = student.gar_config, teacher.config
+    for name in ("layout", "vocab_size", "num_phonemes", "codebook_size"):
+        if getattr(mine, name) != getattr(theirs, name):
+            raise ValueError(f"gar_teacher {path}: {name} {getattr(theirs, name)!r} differs from the student's {getattr(mine, name)!r}")
+    fingerprint = EllaVTTSConfig.from_pretrained(path).phoneme_vocab_sha256
+    if fingerprint != student.phoneme_vocab_sha256:
+        raise ValueError(f"gar_teacher {path} was trained with another phoneme vocabulary than this corpus's")
+    return teacher.eval().requires_grad_(False)
+
+
 @holds_run_lock("ella-v train")
 def train(
     config: TrainConfig,
@@ -232,6 +259,7 @@ def train(
     model_config = build_model_config(config, data)
     model = EllaVForTextToSpeech(model_config)
     load_components(model, data)
+    teacher = load_teacher(config.gar_teacher, model_config).to(accelerator.device) if config.gar_teacher is not None else None
     if config.stage == "gar":
         model.nar.requires_grad_(False)
     elif config.stage == "nar":
@@ -263,8 +291,8 @@ def train(
 
     def losses(rows: list[dict], draw_seed: int, augment: bool = False) -> tuple[torch.Tensor, dict[str, float], int]:
         """Loss of one batch through the prepared (possibly distributed) model; ``augment`` applies
-        the recipe's GAR prompt pairs, text dropout and input noise (training batches only, so
-        held-out losses stay comparable)."""
+        the recipe's GAR prompt pairs, text dropout, input noise and teacher (training batches only,
+        so held-out losses stay comparable)."""
         inputs: dict = {}
         tokens = 0
         if config.stage in ("both", "gar"):
@@ -276,12 +304,16 @@ def train(
             gar_batch = GarCollator(model_config.gar_config, seed=draw_seed, **drawn, **joining)(rows)
             inputs.update({k: v.to(accelerator.device) for k, v in gar_batch.items()})
             tokens += int(inputs["attention_mask"].sum())
+            if teacher is not None and augment:
+                with torch.no_grad():
+                    logits = teacher(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False).logits
+                inputs.update(gar_teacher_logits=logits, gar_distill_weight=config.gar_distill_weight)
         if config.stage in ("both", "nar"):
             nar_batch = NarCollator(model_config.nar_config, seed=draw_seed)(rows)
             inputs["nar_inputs"] = {k: v.to(accelerator.device) for k, v in nar_batch.items()}
             tokens += int(nar_batch["codes_attention_mask"].sum())
         out = model(**inputs)
-        parts = {k: float(getattr(out, f"{k}_loss").detach()) for k in ("gar", "nar") if getattr(out, f"{k}_loss") is not None}
+        parts = {k: float(getattr(out, f"{k}_loss").detach()) for k in ("gar", "nar", "gar_distill") if getattr(out, f"{k}_loss") is not None}
         return out.loss, parts, tokens
 
     def evaluate() -> dict[str, float]:
@@ -393,4 +425,4 @@ def train(
     return summary
 
 
-__all__ = ["STAGES", "TrainConfig", "bucket_batches", "build_model_config", "load_components", "padding_waste", "train"]
+__all__ = ["STAGES", "TrainConfig", "bucket_batches", "build_model_config", "load_components", "load_teacher", "padding_waste", "train"]
