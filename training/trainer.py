@@ -198,15 +198,14 @@ def load_teacher(path: str | os.PathLike, student: EllaVTTSConfig) -> torch.nn.M
     path = Path(path)
     if not (path / "config.json").is_file():
         raise ValueError(f"gar_teacher {path} is not a model directory (no config.json)")
-    teacher = EllaVForTextToSpeech.from_pretrained(path, dtype=torch.float32).gar
-    mine, theirs = student.gar_config, teacher.config
+    loaded = EllaVForTextToSpeech.from_pretrained(path, dtype=torch.float32)
+    mine, theirs = student.gar_config, loaded.gar.config
     for name in ("layout", "vocab_size", "num_phonemes", "codebook_size"):
         if getattr(mine, name) != getattr(theirs, name):
             raise ValueError(f"gar_teacher {path}: {name} {getattr(theirs, name)!r} differs from the student's {getattr(mine, name)!r}")
-    fingerprint = EllaVTTSConfig.from_pretrained(path).phoneme_vocab_sha256
-    if fingerprint != student.phoneme_vocab_sha256:
+    if loaded.config.phoneme_vocab_sha256 != student.phoneme_vocab_sha256:
         raise ValueError(f"gar_teacher {path} was trained with another phoneme vocabulary than this corpus's")
-    return teacher.eval().requires_grad_(False)
+    return loaded.gar.eval().requires_grad_(False)
 
 
 @holds_run_lock("ella-v train")
