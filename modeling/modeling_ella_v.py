@@ -532,14 +532,18 @@ class EllaVForCausalLM(EllaVPreTrainedModel, GenerationMixin):
         """
         if teacher_logits.shape != logits.shape:
             raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match the student's {tuple(logits.shape)}")
-        counted = self.masked_labels(labels.to(logits.device))[:, 1:] != IGNORE_INDEX  # [B, L-1]
+        counted = self._next_token_targets(labels, logits.device) != IGNORE_INDEX  # [B, L-1]
         student = F.log_softmax(logits[:, :-1][counted].float(), dim=-1)  # [N, V]
         teacher = F.log_softmax(teacher_logits[:, :-1][counted].float(), dim=-1)  # [N, V]
         kl = F.kl_div(student, teacher, log_target=True, reduction="sum")
         return kl / counted.sum().clamp(min=1)
 
+    def _next_token_targets(self, labels: torch.LongTensor, device: torch.device) -> torch.LongTensor:
+        """The target of each position ``0..L-2`` (labels shifted left), -100 where nothing is counted."""
+        return self.masked_labels(labels.to(device))[:, 1:]  # [B, L-1]
+
     def _loss(self, logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch=None) -> torch.Tensor:
-        targets = self.masked_labels(labels.to(logits.device))[:, 1:]  # [B, L-1]
+        targets = self._next_token_targets(labels, logits.device)  # [B, L-1]
         logits = logits[:, :-1].float()  # [B, L-1, V]
         summed = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
