@@ -175,7 +175,7 @@ def _eop_quantile(value: str) -> float | None:
 def _generation_options(args: argparse.Namespace) -> dict:
     """``generate()`` options from ``ella-v synthesize``'s flags; unset ones keep the model's ``generation_config``."""
     options = dict(do_sample=not args.greedy, max_frames_per_phone=args.max_frames_per_phone)
-    for key in ("top_p", "temperature", "eop_quantile", "guidance_scale"):
+    for key in ("top_p", "temperature", "eop_quantile", "guidance_scale", "first_level_decoding"):
         if hasattr(args, key):  # given (argparse.SUPPRESS leaves it out otherwise)
             options[key] = getattr(args, key)
     return options
@@ -479,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--guidance-scale", type=float, default=argparse.SUPPRESS, metavar="W",
                        help="classifier-free guidance on the text (1: none; needs a GAR trained with text dropout); "
                        "default: the model's generation_config")
+    synth.add_argument("--first-level-decoding", choices=("code", "expected"), default=argparse.SUPPRESS,  # FIRST_LEVEL_DECODINGS
+                       help="decode a sampled frame's first level from its drawn code ('code') or from its expected vector under "
+                       "the distribution it was drawn from ('expected'); default: the model's generation_config (demo: expected)")
     synth.add_argument("--batch-file", default=None, help="one text per line; writes OUTPUT_0000.wav, …")
     synth.add_argument("--plot", action="store_true", help="also write a PNG of the waveform and spectrogram")
     synth.add_argument("--stream", action="store_true", help="write the audio to OUTPUT as it is generated (phoneme runs)")

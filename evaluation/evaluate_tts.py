@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._optional import require
-from ..modeling.generation_ella_v import NAR_DECODINGS, parse_eop_quantile
+from ..modeling.generation_ella_v import FIRST_LEVEL_DECODINGS, NAR_DECODINGS, parse_eop_quantile
 from ..processing import EllaVProcessor, load_audio, prepare_waveform, read_corpus
 from ..processing.tokenization_ella_v import token_words
 from ..synthesis import load_checkpoint
@@ -115,15 +115,15 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def parse_strategy(spec: str) -> dict:
-    """``"greedy"``, ``"top_p=0.9,temperature=0.8"``, ``"greedy,nar_decoding=argmax"`` or
-    ``"greedy,eop_quantile=0.5"`` (``eop_quantile=off``: the paper's decoding), ``"top_p=0.9,guidance_scale=2"``
-    -> generate kwargs."""
+    """``"greedy"``, ``"top_p=0.9,temperature=0.8"``, ``"greedy,nar_decoding=argmax"``,
+    ``"top_p=0.9,first_level_decoding=code"`` or ``"greedy,eop_quantile=0.5"`` (``eop_quantile=off``:
+    the paper's decoding), ``"top_p=0.9,guidance_scale=2"`` -> generate kwargs."""
     parts = spec.split(",")
     greedy = parts[0] == "greedy"
     kwargs: dict = {"do_sample": False} if greedy else {"do_sample": True, "top_p": 1.0, "top_k": 0, "temperature": 1.0}
     for part in parts[1:] if greedy else parts:
         key, _, value = part.partition("=")
-        if key == "nar_decoding" and value in NAR_DECODINGS:
+        if (key == "nar_decoding" and value in NAR_DECODINGS) or (key == "first_level_decoding" and value in FIRST_LEVEL_DECODINGS):
             kwargs[key] = value
             continue
         if key == "eop_quantile":  # "off": EOP sampled like any token, whatever the model's generation_config says
@@ -135,7 +135,8 @@ def parse_strategy(spec: str) -> dict:
         if greedy or key not in ("top_p", "top_k", "temperature"):
             raise ValueError(
                 f"Unknown decoding option {part!r} in {spec!r}; use greedy or top_p=, top_k=, temperature=, "
-                f"and optionally nar_decoding={'|'.join(NAR_DECODINGS)}, eop_quantile=Q|off, guidance_scale=W"
+                f"and optionally nar_decoding={'|'.join(NAR_DECODINGS)}, first_level_decoding={'|'.join(FIRST_LEVEL_DECODINGS)}, "
+                "eop_quantile=Q|off, guidance_scale=W"
             )
         kwargs[key] = int(value) if key == "top_k" else float(value)
     return kwargs
@@ -311,8 +312,10 @@ def evaluate_model(
                 score(name, item, audio, {**outcome, **({"rtf": elapsed / (len(audio) / rate)} if audio.size else {})})
                 if stages:
                     first = generated.codes[0][:1]  # [1, T] the GAR's codebook alone
+                    drawn = generated.first_code_probabilities  # decoded as the system decoded it
                     score(f"{name} [first codebook]", item,
-                          decode_codes(model.codec, first) if first.shape[-1] else np.zeros(0, np.float32), outcome)
+                          decode_codes(model.codec, first, None if drawn is None else drawn[0]) if first.shape[-1]
+                          else np.zeros(0, np.float32), outcome)
     summary = {name: summarize(items_rows) for name, items_rows in rows.items()}
     layout = model.config.gar_config.layout
     if Path(eval_path).is_file():  # a text file: one fixed prompt for every line, or none

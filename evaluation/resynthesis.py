@@ -16,9 +16,14 @@ def encode_waveform(codec, waveform: np.ndarray, sampling_rate: int) -> torch.Lo
 
 
 @torch.no_grad()
-def decode_codes(codec, codes: torch.LongTensor) -> np.ndarray:
-    """Codes ``[K', T]`` (the first K' codebooks) -> float32 waveform ``[S]`` at the codec's rate."""
-    return codec.decode(codes[None].to(codec.device))[0, 0].float().cpu().numpy()
+def decode_codes(codec, codes: torch.LongTensor, first_probabilities: torch.Tensor | None = None) -> np.ndarray:
+    """Codes ``[K', T]`` (the first K' codebooks) -> float32 waveform ``[S]`` at the codec's rate.
+
+    ``first_probabilities`` ``[T, C_1]``: decode the first level from its expected vectors under
+    these distributions (a generation's ``first_code_probabilities`` row) instead of its codes.
+    """
+    extra = {} if first_probabilities is None else {"first_code_probabilities": first_probabilities[None].to(codec.device)}
+    return codec.decode(codes[None].to(codec.device), **extra)[0, 0].float().cpu().numpy()
 
 
 __all__ = ["decode_codes", "encode_waveform"]

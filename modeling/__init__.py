@@ -63,7 +63,12 @@ from .aligner_ella_v import Alignment, AlignmentError, EllaVAlignerConfig, EllaV
 from .codec_encodec import EllaVEncodecConfig, EllaVEncodecModel
 from .codec_learned import EllaVCodecConfig, EllaVCodecModel
 from .codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel
-from .generation_ella_v import EllaVClassifierFreeGuidanceLogitsProcessor, EllaVGenerationConfig, EllaVPhonemeAdvanceLogitsProcessor
+from .generation_ella_v import (
+    EllaVClassifierFreeGuidanceLogitsProcessor,
+    EllaVFirstLevelRecorder,
+    EllaVGenerationConfig,
+    EllaVPhonemeAdvanceLogitsProcessor,
+)
 from .mel import LogMel
 from .modeling_ella_v_tts import EllaVForTextToSpeech, EllaVTTSConfig, EllaVTTSOutput
 from .registry import CODECS
@@ -85,6 +90,7 @@ __all__ += [
     "EllaVAudioStreamer",
     "EllaVGenerationConfig",
     "EllaVClassifierFreeGuidanceLogitsProcessor",
+    "EllaVFirstLevelRecorder",
     "EllaVPhonemeAdvanceLogitsProcessor",
     "EllaVTTSConfig",
     "EllaVTTSOutput",

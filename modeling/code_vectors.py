@@ -5,7 +5,9 @@ distribution over each level 2..K's codes; decoding its argmax picks one vector 
 where the NAR is unsure, and a wrong deep-level vector is as loud as a right one. The expected
 vector ``sum_c p(c) e_c`` is the minimum-mean-square-error latent under the NAR's distribution:
 confident levels keep their code's vector, unsure ones shrink towards their codebook's mean.
-This file needs only torch, so it travels as remote code with a checkpoint.
+The first level can be decoded the same way from the distribution the GAR sampled each frame's
+code from (``first_level_decoding="expected"``). This file needs only torch, so it travels as
+remote code with a checkpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ def summed_code_vectors(
     codebooks: Sequence[torch.Tensor],
     codes: torch.LongTensor,
     probabilities: torch.Tensor | None = None,
+    first_probabilities: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The latents a residual quantiser decodes: ``[B, K', T]`` codes -> ``[B, T, D]``.
 
@@ -28,7 +31,10 @@ def summed_code_vectors(
         codes: ``[B, K', T]`` codes of the first ``K'`` levels, each within its codebook.
         probabilities: Optional ``[B, K' - 1, T, C]``: a distribution over the codes of each level
             after the first (the NAR's); those levels then add their expected vector instead of
-            their code's. The first level always uses its code.
+            their code's.
+        first_probabilities: Optional ``[B, T, C_1]`` with ``C_1`` at most the first codebook's size: a
+            distribution over the first level's codes (the GAR's sampling distribution); the first
+            level then adds its expected vector instead of its code's.
 
     Returns:
         ``[B, T, D]`` summed vectors.
@@ -57,7 +63,21 @@ def summed_code_vectors(
                 raise ValueError(
                     f"probabilities cover {probabilities.shape[-1]} codes but codebook {level} has {codebooks[level].shape[0]}"
                 )
-    total = codebooks[0][codes[:, 0]]  # [B, T, D]
+    if first_probabilities is not None:
+        batch, _, frames = codes.shape
+        if (
+            first_probabilities.dim() != 3
+            or tuple(first_probabilities.shape[:2]) != (batch, frames)
+            or first_probabilities.shape[-1] > codebooks[0].shape[0]
+        ):
+            raise ValueError(
+                f"first_probabilities must be [B, T, C_1] = [{batch}, {frames}, C_1] with C_1 <= {codebooks[0].shape[0]} for "
+                f"codes of shape {tuple(codes.shape)}, got {tuple(first_probabilities.shape)}"
+            )
+        first = codebooks[0][: first_probabilities.shape[-1]]  # [C_1, D]
+        total = first_probabilities.to(first.dtype) @ first  # [B, T, D]
+    else:
+        total = codebooks[0][codes[:, 0]]  # [B, T, D]
     for level in range(1, levels):
         if probabilities is None:
             total = total + codebooks[level][codes[:, level]]

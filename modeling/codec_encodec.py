@@ -65,16 +65,23 @@ class EllaVEncodecModel(StrictLoadingMixin, EncodecModel):
         return out.audio_codes[0]  # one chunk: the 24 kHz model does not chunk
 
     @torch.no_grad()
-    def decode(self, audio_codes: torch.LongTensor, code_probabilities: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def decode(
+        self,
+        audio_codes: torch.LongTensor,
+        code_probabilities: torch.Tensor | None = None,
+        first_code_probabilities: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
         """Codes ``[B, K', T]`` -> waveform ``[B, 1, S]``.
 
         ``code_probabilities`` ``[B, K' - 1, T, codebook_size]``: distributions over the codes of
-        levels 2..K' (the NAR's), decoded from their expected vectors (see :mod:`.code_vectors`).
+        levels 2..K' (the NAR's), decoded from their expected vectors; ``first_code_probabilities``
+        ``[B, T, C_1]``: the first level likewise (the GAR's); see :mod:`.code_vectors`.
         """
-        if code_probabilities is None:
+        if code_probabilities is None and first_code_probabilities is None:
             return super().decode(audio_codes[None].long(), [None], return_dict=True).audio_values
         codebooks = [layer.codebook.embed for layer in self.quantizer.layers]  # [C, D] each
-        latents = summed_code_vectors(codebooks, audio_codes.long(), code_probabilities)  # [B, T, D]
+        latents = summed_code_vectors(codebooks, audio_codes.long(), code_probabilities, first_code_probabilities)  # [B, T, D]
         return self.decoder(latents.transpose(1, 2))  # [B, 1, S]
 
 

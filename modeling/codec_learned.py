@@ -144,14 +144,17 @@ class ResidualVectorQuantizer(nn.Module):
             codes.append(index)
         return torch.stack(codes, dim=1)
 
-    def dequantize(self, codes: torch.LongTensor, probabilities: torch.Tensor | None = None) -> torch.Tensor:
+    def dequantize(
+        self, codes: torch.LongTensor, probabilities: torch.Tensor | None = None, first_probabilities: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Codes ``[B, K', T]`` (the first K' codebooks) -> summed latents ``[B, T, D]``.
 
         ``probabilities`` ``[B, K' - 1, T, codebook_size]``: distributions over the codes of levels
-        2..K' (the NAR's), which then add their expected vector (see :mod:`.code_vectors`).
+        2..K' (the NAR's), which then add their expected vector; ``first_probabilities``
+        ``[B, T, C_1]``: the same for the first level (the GAR's); see :mod:`.code_vectors`.
         """
         codebooks = [self.codebooks[level, :size] for level, size in enumerate(self.sizes)]
-        return summed_code_vectors(codebooks, codes, probabilities)
+        return summed_code_vectors(codebooks, codes, probabilities, first_probabilities)
 
     @torch.no_grad()
     def _kmeans(self, data: torch.Tensor, size: int, iterations: int = 10) -> torch.Tensor:
@@ -331,22 +334,34 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
         return self.quantizer.quantize(self.latents(self.features(input_values)))
 
     @torch.no_grad()
-    def decode_features(self, audio_codes: torch.LongTensor, code_probabilities: torch.Tensor | None = None) -> torch.Tensor:
+    def decode_features(
+        self,
+        audio_codes: torch.LongTensor,
+        code_probabilities: torch.Tensor | None = None,
+        first_code_probabilities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Codes ``[B, K', T]`` (the first K' codebooks) -> log-mel ``[B, T * downsample, n_mels]``.
 
         ``code_probabilities`` ``[B, K' - 1, T, codebook_size]``: decode levels 2..K' from their
-        expected vectors under these distributions (see :mod:`.code_vectors`).
+        expected vectors under these distributions; ``first_code_probabilities`` ``[B, T, C_1]``:
+        the first level likewise (see :mod:`.code_vectors`).
         """
-        latents = self.quantizer.dequantize(audio_codes.long(), code_probabilities)
+        latents = self.quantizer.dequantize(audio_codes.long(), code_probabilities, first_code_probabilities)
         return self.reconstruct(latents) * self.feature_std + self.feature_mean
 
     @torch.no_grad()
-    def decode(self, audio_codes: torch.LongTensor, code_probabilities: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def decode(
+        self,
+        audio_codes: torch.LongTensor,
+        code_probabilities: torch.Tensor | None = None,
+        first_code_probabilities: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
         """Codes ``[B, K', T]`` -> waveform ``[B, 1, T * samples_per_frame]`` (log-mel, then Griffin-Lim).
 
-        ``code_probabilities``: as in :meth:`decode_features`.
+        ``code_probabilities``, ``first_code_probabilities``: as in :meth:`decode_features`.
         """
-        log_mel = self.decode_features(audio_codes, code_probabilities)
+        log_mel = self.decode_features(audio_codes, code_probabilities, first_code_probabilities)
         return self.frontend.to_waveform(log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum)[:, None]
 
 

@@ -102,13 +102,19 @@ class EllaVMelCodecModel(StrictLoadingMixin, PreTrainedModel):
         return torch.stack(codes, dim=1)
 
     @torch.no_grad()
-    def dequantize(self, audio_codes: torch.LongTensor, code_probabilities: torch.Tensor | None = None) -> torch.Tensor:
+    def dequantize(
+        self,
+        audio_codes: torch.LongTensor,
+        code_probabilities: torch.Tensor | None = None,
+        first_code_probabilities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Codes ``[B, K', T]`` (the first K' codebooks) -> log-mel ``[B, T, n_mels]``.
 
         ``code_probabilities`` ``[B, K' - 1, T, codebook_size]``: distributions over the codes of
-        levels 2..K' (the NAR's), which then add their expected centroid (see :mod:`.code_vectors`).
+        levels 2..K' (the NAR's), which then add their expected centroid; ``first_code_probabilities``
+        ``[B, T, C_1]``: the first level likewise (the GAR's); see :mod:`.code_vectors`.
         """
-        features = summed_code_vectors(self.codebooks, audio_codes.long(), code_probabilities)
+        features = summed_code_vectors(self.codebooks, audio_codes.long(), code_probabilities, first_code_probabilities)
         return features * self.feature_std + self.feature_mean
 
     @torch.no_grad()
@@ -117,12 +123,18 @@ class EllaVMelCodecModel(StrictLoadingMixin, PreTrainedModel):
         return self.quantize(self.normalized_features(input_values))
 
     @torch.no_grad()
-    def decode(self, audio_codes: torch.LongTensor, code_probabilities: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def decode(
+        self,
+        audio_codes: torch.LongTensor,
+        code_probabilities: torch.Tensor | None = None,
+        first_code_probabilities: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
         """Codes ``[B, K', T]`` -> waveform ``[B, 1, T * hop]`` by mel inversion and Griffin-Lim.
 
-        ``code_probabilities``: as in :meth:`dequantize`.
+        ``code_probabilities``, ``first_code_probabilities``: as in :meth:`dequantize`.
         """
-        log_mel = self.dequantize(audio_codes, code_probabilities)  # [B, T, M]
+        log_mel = self.dequantize(audio_codes, code_probabilities, first_code_probabilities)  # [B, T, M]
         return self.frontend.to_waveform(log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum)[:, None]
 
     def forward(self, input_values: torch.Tensor, **kwargs) -> torch.LongTensor:

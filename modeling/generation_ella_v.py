@@ -32,6 +32,16 @@ from typing import Any
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor
+from transformers.generation.logits_process import (
+    EpsilonLogitsWarper,
+    EtaLogitsWarper,
+    MinPLogitsWarper,
+    TemperatureLogitsWarper,
+    TopHLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+    TypicalLogitsWarper,
+)
 
 from .sequence_layout import LayoutSpec, TokenSpace, parse_gar_sequence
 
@@ -257,11 +267,111 @@ GAR_GENERATION_FIELDS = (
 HANDLED_GENERATION_FIELDS = (
     "max_new_tokens", "num_return_sequences", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
     "return_dict_in_generate", "transformers_version", "max_frames_per_phone", "vall_e_max_frames_per_phone",
-    "sentence_pause_seconds", "nar_decoding", "eop_quantile", "guidance_scale",
+    "sentence_pause_seconds", "nar_decoding", "first_level_decoding", "eop_quantile", "guidance_scale",
 )
 #: How the NAR's codebooks 2..K become audio: ``"expected"`` decodes each from its expected code
 #: vector under the NAR's distribution, ``"argmax"`` from its most likely code's vector.
 NAR_DECODINGS = ("expected", "argmax")
+#: How the GAR's first-codebook frames become audio: ``"code"`` decodes each frame's drawn code's
+#: vector, ``"expected"`` its expected vector under the distribution the code was drawn from.
+FIRST_LEVEL_DECODINGS = ("code", "expected")
+
+
+def sampling_warpers(generation_config: GenerationConfig, device: torch.device | str = "cpu") -> list[LogitsProcessor]:
+    """The warpers the stock ``generate()`` appends after every other processor when sampling.
+
+    The same fields, the same stock classes, the same order (temperature, top-h, top-k, top-p, min-p,
+    typical, epsilon, eta) as transformers' ``GenerationMixin._get_logits_processor`` builds for one
+    beam (``tests/test_generation.py`` checks the result against ``generate(output_scores=True)``).
+    Empty for greedy decoding.
+    """
+    c = generation_config
+    if not c.do_sample:
+        return []
+    warpers: list[LogitsProcessor] = []
+    if c.temperature is not None and c.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(c.temperature))
+    if c.top_h is not None:
+        warpers.append(TopHLogitsWarper(top_h=c.top_h))
+    if c.top_k is not None and c.top_k != 0:
+        warpers.append(TopKLogitsWarper(top_k=c.top_k, min_tokens_to_keep=1))
+    if c.top_p is not None and c.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=c.top_p, min_tokens_to_keep=1))
+    if c.min_p is not None:
+        warpers.append(MinPLogitsWarper(min_p=c.min_p, min_tokens_to_keep=1))
+    if c.typical_p is not None and c.typical_p < 1.0:
+        warpers.append(TypicalLogitsWarper(mass=c.typical_p, min_tokens_to_keep=1))
+    if c.epsilon_cutoff is not None and 0.0 < c.epsilon_cutoff < 1.0:
+        warpers.append(EpsilonLogitsWarper(epsilon=c.epsilon_cutoff, min_tokens_to_keep=1))
+    if c.eta_cutoff is not None and 0.0 < c.eta_cutoff < 1.0:
+        warpers.append(EtaLogitsWarper(epsilon=c.eta_cutoff, min_tokens_to_keep=1, device=device))
+    return warpers
+
+
+class EllaVFirstLevelRecorder(LogitsProcessor):
+    """Records, at every GAR step, the distribution the step's first-codebook code is drawn from.
+
+    For ``first_level_decoding="expected"``: the codec then decodes each generated frame from its
+    expected first-level vector ``sum_c p(c) e_c`` under this distribution instead of from the drawn
+    code's vector alone, as ``nar_decoding="expected"`` does for codebooks 2..K. The drawn codes still
+    drive the GAR, the phoneme structure and the NAR; only the first level's rendering changes.
+
+    Placed last among ``generate()``'s custom processors (after guidance and the phoneme-advance
+    rule), it passes the scores through unchanged and applies, to them, the sampling warpers that
+    the stock ``generate()`` appends after the custom processors (:func:`sampling_warpers`); the
+    recorded distribution is the warped one restricted to the acoustic tokens (a frame's code is
+    drawn on the condition that the step is acoustic), ``[B, C_1]`` per step, zero on steps where
+    no acoustic token may be drawn. Greedy decoding draws each code from a point mass, so it has
+    nothing to record (``ValueError``). Like :class:`EllaVPhonemeAdvanceLogitsProcessor`, a call
+    whose ``input_ids`` do not extend the previous call's by one token starts a new generation.
+
+    Args:
+        space: The GAR's token space.
+        codes: First-level codes the codec decodes (``C_1``; acoustic tokens beyond them are never
+            drawn).
+        generation_config: The GAR's stock generation config (its sampling fields).
+    """
+
+    def __init__(self, space: TokenSpace, codes: int, generation_config: GenerationConfig) -> None:
+        if not generation_config.do_sample:
+            raise ValueError("first_level_decoding='expected' needs sampling: greedy decoding draws each code from a point mass.")
+        if not 1 <= codes <= space.codebook_size:
+            raise ValueError(f"codes must be in [1, {space.codebook_size}], got {codes}")
+        self.offset, self.codes = space.acoustic_offset, int(codes)
+        self.generation_config = generation_config
+        self.warpers: list[LogitsProcessor] | None = None
+        self.steps: list[torch.Tensor] = []  # [B, C_1] per generated token
+        self.start: int | None = None  # input length of the generation's first call
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        # input_ids [B, L]; scores [B, V] (after guidance and the phoneme-advance rule)
+        if self.start is None or input_ids.shape[1] != self.start + len(self.steps):
+            self.start, self.steps = input_ids.shape[1], []
+        if self.warpers is None:
+            self.warpers = sampling_warpers(self.generation_config, scores.device)
+        warped = scores.clone()
+        for warper in self.warpers:
+            warped = warper(input_ids, warped)
+        acoustic = warped[:, self.offset : self.offset + self.codes].float()  # [B, C_1]
+        drawable = torch.isfinite(acoustic).any(-1, keepdim=True)  # [B, 1]
+        self.steps.append(torch.where(drawable, acoustic.softmax(-1), torch.zeros_like(acoustic)))
+        return scores
+
+    def frame_probabilities(self, row: int, generated: list[int], space: TokenSpace) -> torch.Tensor:
+        """``[T, C_1]``: the distributions of ``row``'s generated acoustic frames, in order.
+
+        Args:
+            row: The batch row.
+            generated: The row's generated tokens so far (the prompt excluded), each drawn at the
+                recorded step of the same index.
+            space: The GAR's token space.
+        """
+        if len(generated) > len(self.steps):
+            raise ValueError(f"{len(generated)} generated tokens but {len(self.steps)} recorded steps")
+        rows = [self.steps[i][row] for i, token in enumerate(generated) if space.is_acoustic(token)]
+        if not rows:
+            return torch.zeros(0, self.codes)
+        return torch.stack(rows)
 
 
 class EllaVClassifierFreeGuidanceLogitsProcessor(LogitsProcessor):
@@ -336,6 +446,15 @@ class EllaVGenerationConfig(GenerationConfig):
             minimum-mean-square-error latent: an unsure deep level shrinks towards its codebook's
             mean instead of adding a wrong code's vector); ``"argmax"``: from the NAR's most likely
             codes, as VALL-E does. The returned ``codes`` are the argmax codes either way.
+        first_level_decoding: ``"code"`` (``None``, the default, means this): the codec decodes each
+            generated frame's first level from the drawn code's vector. ``"expected"``: from its
+            expected vector under the distribution the code was drawn from (after guidance, the
+            phoneme-advance rule and the sampling warpers such as ``top_p``;
+            :class:`EllaVFirstLevelRecorder`), which keeps what the draw decided (phoneme lengths,
+            the path of the GAR and the NAR's input) and averages out which of the likely codes it
+            was. Greedy decoding draws from a point mass, so it decodes the code either way. The
+            returned ``codes`` are the drawn codes; the distributions are in the output's
+            ``first_code_probabilities``.
         eop_quantile: ``None`` (the default, the paper): EOP is sampled, or picked by greedy
             decoding, like any token. A value ``q`` in ``(0, 1)``: each phoneme ends where the
             probability that it has ended (from the GAR's EOP probabilities along the path) first
@@ -356,9 +475,11 @@ class EllaVGenerationConfig(GenerationConfig):
         sentence_pause_seconds: float | None = None,
         nar_decoding: str | None = None,
         eop_quantile: float | None = None,
+        first_level_decoding: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.nar_decoding = nar_decoding
+        self.first_level_decoding = first_level_decoding
         self.eop_quantile = eop_quantile
         self.max_frames_per_phone = max_frames_per_phone
         self.vall_e_max_frames_per_phone = vall_e_max_frames_per_phone
@@ -398,7 +519,7 @@ class EllaVGenerationConfig(GenerationConfig):
                 f"EllaVForTextToSpeech.generate() does not support {', '.join(unsupported)}: the GAR samples (or greedily "
                 "picks) one token at a time under the forced phoneme structure. Supported: "
                 f"{', '.join(GAR_GENERATION_FIELDS)}, max_new_tokens, num_return_sequences, max_frames_per_phone, nar_decoding, "
-                "eop_quantile, guidance_scale."
+                "first_level_decoding, eop_quantile, guidance_scale."
             )
         if self.do_sample:
             if self.temperature is not None and not self.temperature > 0:
@@ -415,6 +536,10 @@ class EllaVGenerationConfig(GenerationConfig):
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
         if self.nar_decoding is not None and self.nar_decoding not in NAR_DECODINGS:
             raise ValueError(f"nar_decoding must be one of {', '.join(map(repr, NAR_DECODINGS))}, got {self.nar_decoding!r}")
+        if self.first_level_decoding is not None and self.first_level_decoding not in FIRST_LEVEL_DECODINGS:
+            raise ValueError(
+                f"first_level_decoding must be one of {', '.join(map(repr, FIRST_LEVEL_DECODINGS))}, got {self.first_level_decoding!r}"
+            )
         check_eop_quantile(self.eop_quantile)
         check_guidance_scale(self.guidance_scale)
         if self.sentence_pause_seconds is not None and self.sentence_pause_seconds < 0:
@@ -449,4 +574,11 @@ def merge_generation_config(
     return config, unused
 
 
-__all__ = ["EllaVClassifierFreeGuidanceLogitsProcessor", "EllaVGenerationConfig", "EllaVPhonemeAdvanceLogitsProcessor", "merge_generation_config"]
+__all__ = [
+    "EllaVClassifierFreeGuidanceLogitsProcessor",
+    "EllaVFirstLevelRecorder",
+    "EllaVGenerationConfig",
+    "EllaVPhonemeAdvanceLogitsProcessor",
+    "merge_generation_config",
+    "sampling_warpers",
+]

@@ -15,6 +15,7 @@ from .aligner_ella_v import AlignmentError
 from .configuration_ella_v import EllaVConfig, EllaVNARConfig
 from .generation_ella_v import (
     EllaVClassifierFreeGuidanceLogitsProcessor,
+    EllaVFirstLevelRecorder,
     EllaVGenerationConfig,
     EllaVPhonemeAdvanceLogitsProcessor,
     merge_generation_config,
@@ -149,6 +150,9 @@ class EllaVTTSOutput(ModelOutput):
         cuts: ``[B]`` EOPs forced by the frame cap (ELLA-V).
         infinite: ``[B]`` rows that hit the length cap without EOS (VALL-E's failure mode).
         prompt_frames: ``[B]`` codec frames of each row's prompt (0 without one).
+        first_code_probabilities: With ``first_level_decoding="expected"`` while sampling, per row
+            ``[T, C_1]``: the distribution each generated frame's first-level code was drawn from,
+            which the audio's first level was decoded from (``None`` otherwise).
     """
 
     audio: torch.FloatTensor | None = None
@@ -158,6 +162,7 @@ class EllaVTTSOutput(ModelOutput):
     cuts: torch.LongTensor | None = None
     infinite: torch.BoolTensor | None = None
     prompt_frames: torch.LongTensor | None = None
+    first_code_probabilities: list[torch.Tensor] | None = None
 
 
 @dataclass
@@ -434,15 +439,19 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             ids[b, length - len(prompt) :] = torch.tensor(prompt)
             mask[b, length - len(prompt) :] = 1
         first_codes = getattr(self.config.codec_config, "first_codebook_size", None)  # codes the codec's first level decodes
+        first_codes = min(first_codes, space.codebook_size) if first_codes else space.codebook_size
         processor = EllaVPhonemeAdvanceLogitsProcessor(
             space, spec, cap, phonemes=phonemes if spec.interleaved else None,
-            acoustic_codes=min(first_codes, space.codebook_size) if first_codes else None,
+            acoustic_codes=first_codes,
             eop_quantile=config.eop_quantile if spec.interleaved else None,
         )
         gar_generation = config.gar_generation_config(
             max_new_tokens=max_new_tokens, eos_token_id=space.EOS, pad_token_id=space.PAD, bos_token_id=space.BOS, num_beams=1
         )
         expected = (config.nar_decoding or "expected") == "expected"
+        recorder = None  # the first level's sampling distributions, for first_level_decoding="expected"
+        if (config.first_level_decoding or "code") == "expected" and gar_generation.do_sample:
+            recorder = EllaVFirstLevelRecorder(space, first_codes, gar_generation)
         watcher = None
         if streamer is not None:
             streamer.start(self.config.sampling_rate)
@@ -454,19 +463,22 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
                 ),
                 decode_audio=self._codec_decode,
                 samples_per_frame=round(self.config.sampling_rate / self.config.codec_config.frame_rate),
+                first_probabilities=None if recorder is None else (lambda generated: recorder.frame_probabilities(0, generated, space)),
             )
         guidance = [EllaVClassifierFreeGuidanceLogitsProcessor(config.guidance_scale)] if guided else []
         sequences = self.gar.generate(
             ids.to(device),
             attention_mask=mask.to(device),
-            logits_processor=LogitsProcessorList([*guidance, *(logits_processor or []), processor]),
+            logits_processor=LogitsProcessorList([*guidance, *(logits_processor or []), processor, *([recorder] if recorder else [])]),
             generation_config=gar_generation,
             streamer=watcher,
             text_free_rows=guided,  # guidance's text-free branch as B more rows of the same forward
         )
-        audio, lengths, code_rows, infinite = [], [], [], []
+        audio, lengths, code_rows, infinite, first_rows = [], [], [], [], []
         for b in range(len(prompts)):
             parsed = parse_gar_sequence(sequences[b].tolist(), space, spec, strict=False)
+            first_probabilities = None if recorder is None else recorder.frame_probabilities(b, sequences[b, length:].tolist(), space).to(device)
+            first_rows.append(first_probabilities)
             prompt_frames = 0 if prompt_code_rows[b] is None else prompt_code_rows[b].shape[-1]
             infinite.append(not parsed.complete)
             if watcher is not None:  # the stream, joined, is the output
@@ -475,7 +487,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             else:
                 first = torch.tensor(parsed.codes[prompt_frames:], dtype=torch.long, device=device)
                 codes, probabilities = self._nar_decode(phonemes[b], first, prompt_code_rows[b], parsed, return_probabilities=expected)
-                wave = self._codec_decode(codes, probabilities) if codes.shape[-1] else torch.zeros(0, device=device)
+                wave = self._codec_decode(codes, probabilities, first_probabilities) if codes.shape[-1] else torch.zeros(0, device=device)
             code_rows.append(codes)
             audio.append(wave)
             lengths.append(wave.shape[-1])
@@ -489,6 +501,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             cuts=processor.cuts.cpu(),
             infinite=torch.tensor(infinite),
             prompt_frames=torch.tensor([0 if c is None else c.shape[-1] for c in prompt_code_rows]),
+            first_code_probabilities=None if recorder is None else first_rows,
         )
 
     def _nar_decode(
@@ -527,10 +540,13 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             return decoded[0][0], decoded[1][0]
         return decoded[0], None
 
-    def _codec_decode(self, codes: torch.LongTensor, probabilities: torch.Tensor | None = None) -> torch.FloatTensor:
-        """``[K, T]`` (and optionally the NAR's ``[K - 1, T, C]`` distributions of codebooks 2..K,
-        decoded from their expected vectors) -> waveform ``[S]``."""
-        return self.codec.decode(codes[None], code_probabilities=None if probabilities is None else probabilities[None])[0, 0]
+    def _codec_decode(
+        self, codes: torch.LongTensor, probabilities: torch.Tensor | None = None, first_probabilities: torch.Tensor | None = None
+    ) -> torch.FloatTensor:
+        """``[K, T]`` (and optionally the NAR's ``[K - 1, T, C]`` distributions of codebooks 2..K and
+        the GAR's ``[T, C_1]`` of the first, decoded from their expected vectors) -> waveform ``[S]``."""
+        extra = {} if first_probabilities is None else {"first_code_probabilities": first_probabilities[None]}
+        return self.codec.decode(codes[None], code_probabilities=None if probabilities is None else probabilities[None], **extra)[0, 0]
 
     @torch.no_grad()
     def encode_prompt(

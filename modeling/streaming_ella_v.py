@@ -122,9 +122,11 @@ class GarTokenWatcher(BaseStreamer):
         prompt_frames: Frames of the acoustic prompt (not streamed).
         decode_codes: ``(first [T], parsed) -> (codes [K, T], probabilities [K - 1, T, C] | None)``
             (the NAR pass of the model; the NAR's distributions for ``nar_decoding="expected"``).
-        decode_audio: ``(codes [K, T'], probabilities [K - 1, T', C] | None) -> waveform [S']``
-            (the codec).
+        decode_audio: ``(codes [K, T'], probabilities [K - 1, T', C] | None, first_probabilities
+            [T', C_1] | None) -> waveform [S']`` (the codec).
         samples_per_frame: Waveform samples per codec frame.
+        first_probabilities: Optional ``(generated tokens) -> [T, C_1]``: the distributions the
+            generated frames' first-level codes were drawn from (``first_level_decoding="expected"``).
     """
 
     def __init__(
@@ -134,10 +136,13 @@ class GarTokenWatcher(BaseStreamer):
         spec: LayoutSpec,
         prompt_frames: int,
         decode_codes: Callable,
-        decode_audio: Callable[[torch.LongTensor, torch.Tensor | None], torch.Tensor],
+        decode_audio: Callable[[torch.LongTensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor],
         samples_per_frame: int,
+        first_probabilities: Callable[[list[int]], torch.Tensor] | None = None,
     ) -> None:
         self.out, self.space, self.spec = audio_streamer, space, spec
+        self.first_probabilities = first_probabilities
+        self.prompt_tokens = 0  # tokens of the GAR's input (the first put)
         self.prompt_frames = prompt_frames
         self.decode_codes, self.decode_audio = decode_codes, decode_audio
         self.hop = int(samples_per_frame)
@@ -152,7 +157,7 @@ class GarTokenWatcher(BaseStreamer):
     def put(self, value: torch.Tensor) -> None:
         ids = value.reshape(-1).tolist()
         if not self.tokens:  # the prompt: nothing to stream yet
-            self.tokens = ids
+            self.tokens, self.prompt_tokens = ids, len(ids)
             return
         for token in ids:
             self.tokens.append(token)
@@ -190,7 +195,10 @@ class GarTokenWatcher(BaseStreamer):
         window = max(0, start - self.out.left_context)
         right = total if final else min(total, end + self.out.right_context)
         window_probabilities = None if probabilities is None else probabilities[:, window:right]
-        wave = self.decode_audio(codes[:, window:right], window_probabilities).detach().float().cpu().numpy().reshape(-1)
+        first = None
+        if self.first_probabilities is not None:
+            first = self.first_probabilities(self.tokens[self.prompt_tokens :])[window:right].to(codes.device)  # [T', C_1]
+        wave = self.decode_audio(codes[:, window:right], window_probabilities, first).detach().float().cpu().numpy().reshape(-1)
         piece = wave[(start - window) * self.hop : (end - window) * self.hop]
         if overlap and self.tail.size:
             fade = np.linspace(0.0, 1.0, self.tail.size, dtype=np.float32)

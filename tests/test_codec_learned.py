@@ -75,6 +75,16 @@ def test_a_smaller_first_codebook_uses_only_its_entries():
     with pytest.raises(ValueError, match=r"codes of codebook 0 must lie in \[0, 5\)"):  # an unused entry is no code
         model.decode(torch.full((1, 1, 5), 5))
     assert model.decode(torch.tensor([[[4, 4], [15, 0]]])).shape == (1, 1, 2 * model.config.samples_per_frame)  # level 2 keeps all 16
+    # The first level decoded from distributions over its 5 codes (first_level_decoding="expected"):
+    # certain ones decode as the codes, a spread one as the mixture of its codes' vectors.
+    codes = torch.tensor([[[4, 1, 2], [15, 0, 3]]])
+    certain = torch.nn.functional.one_hot(codes[:, 0], 5).float()  # [1, 3, 5]
+    torch.testing.assert_close(model.decode(codes, first_code_probabilities=certain), model.decode(codes))
+    spread = torch.full((1, 3, 5), 0.2)
+    first = model.quantizer.codebooks[0, :5].mean(0)
+    torch.testing.assert_close(
+        model.quantizer.dequantize(codes, first_probabilities=spread), first + model.quantizer.codebooks[1][codes[:, 1]]
+    )
     with pytest.raises(ValueError, match="first_codebook_size must lie in"):
         EllaVCodecConfig(**TINY_CODEC, first_codebook_size=17)
 

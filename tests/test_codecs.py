@@ -76,6 +76,17 @@ def test_summed_code_vectors_hard_and_expected():
         summed_code_vectors(codebooks, codes, uniform[..., :5])
     with pytest.raises(ValueError, match=r"codes of codebook 0 must lie in \[0, 4\)"):
         summed_code_vectors(codebooks, codes.clamp(min=5))
+    # The first level from its (GAR) distribution: one-hot gives the codes' vectors, uniform the mean.
+    one_hot = torch.nn.functional.one_hot(codes[:, 0], 4).float()  # [2, 5, 4]
+    torch.testing.assert_close(summed_code_vectors(codebooks, codes, first_probabilities=one_hot), hard)
+    flat = summed_code_vectors(codebooks, codes, uniform, first_probabilities=torch.full((2, 5, 4), 0.25))
+    torch.testing.assert_close(flat, codebooks[0].mean(0) + codebooks[1].mean(0) + codebooks[2].mean(0) + 0 * hard)
+    half = summed_code_vectors(codebooks, codes[:, :1], first_probabilities=torch.full((2, 5, 2), 0.5))  # fewer codes than the codebook
+    torch.testing.assert_close(half, (codebooks[0][0] + codebooks[0][1]).expand(2, 5, 3) / 2)
+    with pytest.raises(ValueError, match=r"first_probabilities must be \[B, T, C_1\]"):
+        summed_code_vectors(codebooks, codes, first_probabilities=torch.full((2, 5, 5), 0.2))
+    with pytest.raises(ValueError, match=r"first_probabilities must be \[B, T, C_1\]"):
+        summed_code_vectors(codebooks, codes, first_probabilities=one_hot[:, :4])
 
 
 @pytest.mark.parametrize("kind", ["learned", "mel", "encodec"])

@@ -427,6 +427,111 @@ def test_nar_decoding_expected_and_argmax(tts_model, tts_dir):
         model.generate(**inputs, nar_decoding="mean")
 
 
+def test_first_level_recorder_matches_stock_sampling_distribution(tts_model, tts_dir):
+    """The recorder's distributions are the ones the stock generate() samples from: its warped scores
+    (output_scores) restricted to the first level's codes, with temperature, top-k and top-p together."""
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    from ella_v_hf.modeling import EllaVFirstLevelRecorder, EllaVPhonemeAdvanceLogitsProcessor
+    from ella_v_hf.processing import EllaVProcessor
+
+    model, processor = tts_model, EllaVProcessor.from_pretrained(tts_dir)
+    gar, space, spec = model.gar, model.config.gar_config.token_space, model.config.gar_config.layout_spec
+    inputs = processor(["Hello there.", "A second, longer row."])
+    prompts, phonemes, _ = model.build_prompts(inputs["input_ids"], inputs["attention_mask"])
+    length = max(map(len, prompts))
+    ids = torch.full((len(prompts), length), space.PAD, dtype=torch.long)
+    for b, prompt in enumerate(prompts):
+        ids[b, length - len(prompt):] = torch.tensor(prompt)
+    config = GenerationConfig(do_sample=True, temperature=0.7, top_k=20, top_p=0.8, max_new_tokens=40, output_scores=True,
+                              return_dict_in_generate=True, eos_token_id=space.EOS, pad_token_id=space.PAD, bos_token_id=space.BOS)
+    codes = space.codebook_size - 3  # a first level smaller than the codebook, as the demo codec's
+    rule = EllaVPhonemeAdvanceLogitsProcessor(space, spec, 6, phonemes=phonemes, acoustic_codes=codes)
+    recorder = EllaVFirstLevelRecorder(space, codes, config)
+    torch.manual_seed(0)
+    out = gar.generate(ids, attention_mask=(ids != space.PAD).long(), generation_config=config,
+                       logits_processor=LogitsProcessorList([rule, recorder]))
+    assert len(recorder.steps) == len(out.scores) and recorder.start == length
+    offset = space.acoustic_offset
+    for step, scores in zip(recorder.steps, out.scores):  # [B, C_1], [B, V]
+        acoustic = scores[:, offset: offset + codes]
+        stock = acoustic.softmax(-1)
+        drawable = torch.isfinite(acoustic).any(-1)
+        torch.testing.assert_close(step[drawable], stock[drawable])
+        assert (step[~drawable] == 0).all()
+    for b in range(2):  # every drawn code had probability > 0 under its recorded distribution
+        generated = out.sequences[b, length:].tolist()
+        frames = recorder.frame_probabilities(b, generated, space)
+        drawn = [t - offset for t in generated if space.is_acoustic(t)]
+        assert frames.shape == (len(drawn), codes)
+        if drawn:
+            assert (frames[torch.arange(len(drawn)), torch.tensor(drawn)] > 0).all()
+            torch.testing.assert_close(frames.sum(-1), torch.ones(len(drawn)))
+    with pytest.raises(ValueError, match="needs sampling"):
+        EllaVFirstLevelRecorder(space, codes, GenerationConfig(do_sample=False))
+
+
+def test_first_level_decoding_expected(tts_model, tts_dir):
+    """``expected`` draws the same tokens and codes as ``code`` (the default) and decodes the first
+    level from the drawn distributions; greedy decoding is the same either way; streaming decodes
+    its windows from the same distributions."""
+    from ella_v_hf import EllaVAudioStreamer
+    from ella_v_hf.processing import EllaVProcessor
+
+    model, processor = tts_model, EllaVProcessor.from_pretrained(tts_dir)
+    inputs = processor(["Hello there, again."])
+    runs = {}
+    for mode in ("code", "expected", None):
+        torch.manual_seed(0)
+        runs[mode] = model.generate(**inputs, do_sample=True, nar_decoding="argmax",
+                                    **({} if mode is None else {"first_level_decoding": mode}))
+    code, expected = runs["code"], runs["expected"]
+    assert torch.equal(code.sequences, expected.sequences) and torch.equal(code.codes[0], expected.codes[0])
+    assert torch.equal(runs[None].audio, code.audio) and code.first_code_probabilities is None  # the default
+    first = expected.first_code_probabilities[0]  # [T, C_1]
+    codes = expected.codes[0]
+    assert first.shape[0] == codes.shape[-1] > 0
+    torch.testing.assert_close(first.sum(-1), torch.ones(first.shape[0]))
+    assert (first[torch.arange(codes.shape[-1]), codes[0]] > 0).all()
+    length = int(expected.audio_lengths[0])
+    assert length == int(code.audio_lengths[0])
+    by_hand = model.codec.decode(codes[None], first_code_probabilities=first[None])[0, 0]
+    torch.testing.assert_close(expected.audio[0, :length], by_hand)
+    assert not torch.allclose(expected.audio[0, :length], code.audio[0, :length])  # a random GAR is unsure
+    # Certain distributions decode exactly as the codes do.
+    certain = torch.nn.functional.one_hot(codes[0], first.shape[-1]).float()[None]  # [1, T, C_1]
+    torch.testing.assert_close(model.codec.decode(codes[None], first_code_probabilities=certain), model.codec.decode(codes[None]))
+    greedy = [model.generate(**inputs, do_sample=False, first_level_decoding=mode) for mode in ("code", "expected")]
+    assert torch.equal(greedy[0].audio, greedy[1].audio) and greedy[1].first_code_probabilities is None
+    # Streaming decodes each window's first level from the same distributions as the one-shot rows
+    # (its deeper levels come from NAR passes over the frames so far, so only level 1 is compared).
+    calls, decode = [], model._codec_decode
+
+    def spy(window_codes, probabilities=None, first_probabilities=None):
+        calls.append((window_codes, first_probabilities))
+        return decode(window_codes, probabilities, first_probabilities)
+
+    chunks = []
+    model._codec_decode = spy
+    try:
+        torch.manual_seed(0)
+        streamed = model.generate(**inputs, do_sample=True, nar_decoding="argmax", first_level_decoding="expected",
+                                  streamer=EllaVAudioStreamer(on_audio=chunks.append, chunk_frames=4))
+    finally:
+        del model._codec_decode
+    assert torch.equal(streamed.sequences, expected.sequences) and sum(map(len, chunks)) == length
+    assert len(calls) >= 2
+    for window_codes, window_first in calls:
+        span = window_codes.shape[-1]
+        assert window_first is not None and window_first.shape == (span, first.shape[-1])
+        assert any(
+            torch.equal(window_codes[0], codes[0, o: o + span]) and torch.allclose(window_first, first[o: o + span])
+            for o in range(codes.shape[-1] - span + 1)
+        )
+    with pytest.raises(ValueError, match="first_level_decoding must be one of 'code', 'expected', got 'mean'"):
+        model.generate(**inputs, first_level_decoding="mean")
+
+
 def test_streaming_matches_one_shot_generation(tts_model, tts_dir):
     import threading
 
@@ -496,6 +601,13 @@ def test_synthesize_cli_sampling_options_default_to_the_model():
     assert options("--temperature", "0.7")["temperature"] == 0.7 and options("--guidance-scale", "2")["guidance_scale"] == 2.0
     assert options("--eop-quantile", "0.5")["eop_quantile"] == 0.5
     assert options("--eop-quantile", "off")["eop_quantile"] is None  # the paper's decoding, whatever the model says
+    from ella_v_hf.modeling.generation_ella_v import FIRST_LEVEL_DECODINGS
+
+    assert "first_level_decoding" not in options()
+    for mode in FIRST_LEVEL_DECODINGS:  # the CLI's choices are the generation config's
+        assert options("--first-level-decoding", mode)["first_level_decoding"] == mode
+    with pytest.raises(SystemExit):
+        options("--first-level-decoding", "mean")
     for bad in ("1", "0", "half"):
         with pytest.raises(SystemExit):
             options("--eop-quantile", bad)
