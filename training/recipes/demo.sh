@@ -58,9 +58,11 @@ done
 # --no-remote-code: the bundled demos load through the installed classes (`ella-v push` writes the code).
 # The ELLA-V demo's decoding defaults: each phoneme ends at the median of the GAR's duration
 # distribution (eop_quantile 0.5; VALL-E has no EOP), and classifier-free guidance on the text with
-# weight 2 (see the README's Synthesis section).
+# weight 2 (see the README's Synthesis section). Both demos decode a sampled frame's first level
+# from its expected vector under the distribution the code was drawn from (first_level_decoding).
 ella-v assemble --gar demo_train/ella-v/model --nar demo_train/nar-aligned/model --out ella-v-demo --no-remote-code \
-    --generation eop_quantile=0.5 --generation guidance_scale=2
-ella-v assemble --gar demo_train/vall-e/model --nar demo_train/nar/model --out vall-e-demo --no-remote-code
+    --generation eop_quantile=0.5 --generation guidance_scale=2 --generation first_level_decoding=expected
+ella-v assemble --gar demo_train/vall-e/model --nar demo_train/nar/model --out vall-e-demo --no-remote-code \
+    --generation first_level_decoding=expected
 python3 -m ella_v_hf.evaluation.eval_sets --out harvard50 --n 50 --sentences "$SHARED/harvard-sentences.txt" \
     --exclude combined --exclude kathleen_heldout --voice rms
