@@ -337,7 +337,7 @@ class EllaVFirstLevelRecorder(LogitsProcessor):
             raise ValueError("first_level_decoding='expected' needs sampling: greedy decoding draws each code from a point mass.")
         if not 1 <= codes <= space.codebook_size:
             raise ValueError(f"codes must be in [1, {space.codebook_size}], got {codes}")
-        self.offset, self.codes = space.acoustic_offset, int(codes)
+        self.space, self.offset, self.codes = space, space.acoustic_offset, int(codes)
         self.generation_config = generation_config
         self.warpers: list[LogitsProcessor] | None = None
         self.steps: list[torch.Tensor] = []  # [B, C_1] per generated token
@@ -357,18 +357,17 @@ class EllaVFirstLevelRecorder(LogitsProcessor):
         self.steps.append(torch.where(drawable, acoustic.softmax(-1), torch.zeros_like(acoustic)))
         return scores
 
-    def frame_probabilities(self, row: int, generated: list[int], space: TokenSpace) -> torch.Tensor:
+    def frame_probabilities(self, row: int, generated: list[int]) -> torch.Tensor:
         """``[T, C_1]``: the distributions of ``row``'s generated acoustic frames, in order.
 
         Args:
             row: The batch row.
             generated: The row's generated tokens so far (the prompt excluded), each drawn at the
                 recorded step of the same index.
-            space: The GAR's token space.
         """
         if len(generated) > len(self.steps):
             raise ValueError(f"{len(generated)} generated tokens but {len(self.steps)} recorded steps")
-        rows = [self.steps[i][row] for i, token in enumerate(generated) if space.is_acoustic(token)]
+        rows = [self.steps[i][row] for i, token in enumerate(generated) if self.space.is_acoustic(token)]
         if not rows:
             return torch.zeros(0, self.codes)
         return torch.stack(rows)

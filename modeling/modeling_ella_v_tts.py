@@ -463,7 +463,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
                 ),
                 decode_audio=self._codec_decode,
                 samples_per_frame=round(self.config.sampling_rate / self.config.codec_config.frame_rate),
-                first_probabilities=None if recorder is None else (lambda generated: recorder.frame_probabilities(0, generated, space)),
+                first_probabilities=None if recorder is None else (lambda generated: recorder.frame_probabilities(0, generated)),
             )
         guidance = [EllaVClassifierFreeGuidanceLogitsProcessor(config.guidance_scale)] if guided else []
         sequences = self.gar.generate(
@@ -477,7 +477,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         audio, lengths, code_rows, infinite, first_rows = [], [], [], [], []
         for b in range(len(prompts)):
             parsed = parse_gar_sequence(sequences[b].tolist(), space, spec, strict=False)
-            first_probabilities = None if recorder is None else recorder.frame_probabilities(b, sequences[b, length:].tolist(), space).to(device)
+            first_probabilities = None if recorder is None else recorder.frame_probabilities(b, sequences[b, length:].tolist()).to(device)
             first_rows.append(first_probabilities)
             prompt_frames = 0 if prompt_code_rows[b] is None else prompt_code_rows[b].shape[-1]
             infinite.append(not parsed.complete)

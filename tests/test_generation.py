@@ -461,7 +461,7 @@ def test_first_level_recorder_matches_stock_sampling_distribution(tts_model, tts
         assert (step[~drawable] == 0).all()
     for b in range(2):  # every drawn code had probability > 0 under its recorded distribution
         generated = out.sequences[b, length:].tolist()
-        frames = recorder.frame_probabilities(b, generated, space)
+        frames = recorder.frame_probabilities(b, generated)
         drawn = [t - offset for t in generated if space.is_acoustic(t)]
         assert frames.shape == (len(drawn), codes)
         if drawn:
