@@ -80,7 +80,7 @@ def test_summed_code_vectors_hard_and_expected():
     one_hot = torch.nn.functional.one_hot(codes[:, 0], 4).float()  # [2, 5, 4]
     torch.testing.assert_close(summed_code_vectors(codebooks, codes, first_probabilities=one_hot), hard)
     flat = summed_code_vectors(codebooks, codes, uniform, first_probabilities=torch.full((2, 5, 4), 0.25))
-    torch.testing.assert_close(flat, codebooks[0].mean(0) + codebooks[1].mean(0) + codebooks[2].mean(0) + 0 * hard)
+    torch.testing.assert_close(flat, (codebooks[0].mean(0) + codebooks[1].mean(0) + codebooks[2].mean(0)).expand_as(hard))
     half = summed_code_vectors(codebooks, codes[:, :1], first_probabilities=torch.full((2, 5, 2), 0.5))  # fewer codes than the codebook
     torch.testing.assert_close(half, (codebooks[0][0] + codebooks[0][1]).expand(2, 5, 3) / 2)
     with pytest.raises(ValueError, match=r"first_probabilities must be \[B, T, C_1\]"):

@@ -203,6 +203,14 @@ def test_training_lowers_the_loss_and_writes_a_model(prepared_corpus, tmp_path):
     for guidance in (None, 2.0):
         out = model.generate(**inputs, guidance_scale=guidance)
         assert torch.isfinite(out.audio).all() and out.audio_lengths[0] > 0 and not out.infinite.any()
+    # Guidance's 2B rows reach the first-level recorder as B guided rows: same draws, expected rendering.
+    runs = []
+    for mode in ("code", "expected"):
+        torch.manual_seed(0)
+        runs.append(model.generate(**inputs, guidance_scale=2.0, first_level_decoding=mode))
+    assert torch.equal(runs[0].sequences, runs[1].sequences)
+    frames = runs[1].first_code_probabilities[0]
+    assert frames.shape[0] == runs[1].codes[0].shape[-1] and torch.allclose(frames.sum(-1), torch.ones(frames.shape[0]))
 
 
 def test_interrupted_run_resumes_exactly(prepared_corpus, tmp_path):
