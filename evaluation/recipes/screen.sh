@@ -7,7 +7,8 @@
 #   bash evaluation/recipes/screen.sh RUNS_DIR MODEL NAME [SWEEP] [SEED NSEEDS]
 #
 # SWEEP defaults to "greedy;top_p=0.9" (the model's generation_config supplies the rest, e.g. the
-# demo's eop_quantile and guidance_scale). SEED NSEEDS split the three seeds over two processes
+# demo's eop_quantile, guidance_scale and first_level_decoding; add e.g. ",first_level_decoding=code"
+# to a strategy to override one). SEED NSEEDS split the three seeds over two processes
 # (e.g. "0 2" and "2 1"): per-item seeds make the draws the same as in one run.
 # Writes RUNS_DIR/screens/NAME.{json,md,png,log}.
 set -euo pipefail
