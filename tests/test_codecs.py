@@ -91,7 +91,8 @@ def test_summed_code_vectors_hard_and_expected():
 
 @pytest.mark.parametrize("kind", ["learned", "mel", "encodec"])
 def test_every_codec_decodes_expected_code_vectors(kind, small_codec):
-    """Certain distributions decode exactly like their codes; unsure ones change the audio."""
+    """Certain distributions (of codebooks 2..K or of the first) decode exactly like their codes; unsure
+    ones change the audio."""
     from ella_v_hf.modeling import EllaVCodecConfig, EllaVCodecModel
 
     torch.manual_seed(0)
@@ -114,6 +115,12 @@ def test_every_codec_decodes_expected_code_vectors(kind, small_codec):
     assert not torch.allclose(codec.decode(codes, code_probabilities=unsure), codec.decode(codes))
     with pytest.raises(ValueError, match="probabilities must be"):
         codec.decode(codes, code_probabilities=certain[:, :, :3])
+    # The first level likewise (first_level_decoding="expected": the GAR's distributions), alone or with the NAR's.
+    first_certain = torch.nn.functional.one_hot(codes[:, 0], first_size).float()  # [1, 6, C_1]
+    torch.testing.assert_close(codec.decode(codes, first_code_probabilities=first_certain), codec.decode(codes))
+    torch.testing.assert_close(codec.decode(codes, certain, first_code_probabilities=first_certain), codec.decode(codes))
+    first_unsure = torch.softmax(torch.randn(1, 6, first_size), -1)
+    assert not torch.allclose(codec.decode(codes, first_code_probabilities=first_unsure), codec.decode(codes))
 
 
 def test_fit_rejects_too_little_audio():
