@@ -22,8 +22,8 @@ def decode_codes(codec, codes: torch.LongTensor, first_probabilities: torch.Tens
     ``first_probabilities`` ``[T, C_1]``: decode the first level from its expected vectors under
     these distributions (a generation's ``first_code_probabilities`` row) instead of its codes.
     """
-    extra = {} if first_probabilities is None else {"first_code_probabilities": first_probabilities[None].to(codec.device)}
-    return codec.decode(codes[None].to(codec.device), **extra)[0, 0].float().cpu().numpy()
+    first = None if first_probabilities is None else first_probabilities[None].to(codec.device)  # [1, T, C_1]
+    return codec.decode(codes[None].to(codec.device), first_code_probabilities=first)[0, 0].float().cpu().numpy()
 
 
 __all__ = ["decode_codes", "encode_waveform"]

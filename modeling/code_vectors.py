@@ -43,7 +43,7 @@ def summed_code_vectors(
         ValueError: More levels than codebooks, a code outside its codebook, or probabilities whose
             shape does not match the codes and codebooks.
     """
-    levels = codes.shape[1]
+    batch, levels, frames = codes.shape
     if levels > len(codebooks):
         raise ValueError(f"{levels} codebooks given; the codec has {len(codebooks)}")
     for level in range(levels):
@@ -52,7 +52,6 @@ def summed_code_vectors(
         if level_codes.numel() and (level_codes.min() < 0 or level_codes.max() >= size):
             raise ValueError(f"codes of codebook {level} must lie in [0, {size})")
     if probabilities is not None:
-        batch, _, frames = codes.shape
         if probabilities.dim() != 4 or tuple(probabilities.shape[:3]) != (batch, levels - 1, frames):
             raise ValueError(
                 f"probabilities must be [B, K' - 1, T, C] = [{batch}, {levels - 1}, {frames}, C] for codes of shape "
@@ -64,7 +63,6 @@ def summed_code_vectors(
                     f"probabilities cover {probabilities.shape[-1]} codes but codebook {level} has {codebooks[level].shape[0]}"
                 )
     if first_probabilities is not None:
-        batch, _, frames = codes.shape
         if (
             first_probabilities.dim() != 3
             or tuple(first_probabilities.shape[:2]) != (batch, frames)

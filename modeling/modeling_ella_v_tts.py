@@ -545,8 +545,11 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
     ) -> torch.FloatTensor:
         """``[K, T]`` (and optionally the NAR's ``[K - 1, T, C]`` distributions of codebooks 2..K and
         the GAR's ``[T, C_1]`` of the first, decoded from their expected vectors) -> waveform ``[S]``."""
-        extra = {} if first_probabilities is None else {"first_code_probabilities": first_probabilities[None]}
-        return self.codec.decode(codes[None], code_probabilities=None if probabilities is None else probabilities[None], **extra)[0, 0]
+        return self.codec.decode(
+            codes[None],
+            code_probabilities=None if probabilities is None else probabilities[None],
+            first_code_probabilities=None if first_probabilities is None else first_probabilities[None],
+        )[0, 0]
 
     @torch.no_grad()
     def encode_prompt(
