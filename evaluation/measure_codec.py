@@ -6,6 +6,12 @@ resynthesis from the first k codebooks, for every k = 1 … K.
 ``--codec`` is any saved codec (``AutoModel.from_pretrained``: the learned codec, the k-means mel
 codec, EnCodec). Measure on held-out utterances the codec never saw.
 
+``--stages`` adds where a log-mel codec loses intelligibility: ``waveform_stage`` (the reference's
+own log-mel through the codec's mel inversion and Griffin-Lim, the ceiling of any decoder that
+ends in that stage) and, for the learned codec, ``unquantised`` (the encoder's latents through the
+decoder without any codebook). ``--griffin-lim-iters N`` replaces the codec's iteration count in
+every row.
+
 How hard the first codebook is for a GAR, from an ``ella-v prepare`` output made with the codec
 (its codes and forced alignments; no audio is decoded):
 
@@ -30,10 +36,19 @@ from ..processing.audio import load_audio
 from ..processing.corpus import read_corpus
 from .asr import PocketsphinxASR
 from .judges import wer_cer
-from .resynthesis import decode_codes, encode_waveform
+from .resynthesis import decode_codes, encode_waveform, unquantised_resynthesis, waveform_stage_ceiling
 
 
-def measure_codec(codec_dir: str, data: str, n: int | None = None, levels: list[int] | None = None, progress: bool = True, asr=None) -> dict:
+def measure_codec(
+    codec_dir: str,
+    data: str,
+    n: int | None = None,
+    levels: list[int] | None = None,
+    progress: bool = True,
+    asr=None,
+    stages: bool = False,
+    griffin_lim_iters: int | None = None,
+) -> dict:
     """WER/CER of ground truth and of resynthesis from the first k codebooks.
 
     Args:
@@ -43,16 +58,30 @@ def measure_codec(codec_dir: str, data: str, n: int | None = None, levels: list[
         levels: Which k to measure (default: every k from 1 to K).
         progress: Show a progress bar.
         asr: Anything with ``transcribe(waveform, sampling_rate) -> str`` (default: pocketsphinx).
+        stages: Also measure the waveform stage's ceiling and the unquantised autoencoder (where the
+            codec has them; see the module docstring).
+        griffin_lim_iters: Griffin-Lim iterations for every row (default: the codec's own).
+
+    Raises:
+        ValueError: ``griffin_lim_iters`` for a codec without Griffin-Lim, or below 1.
     """
     from ..processing.prepare import load_codec
 
     codec = load_codec("auto", codec_dir).eval()
     config = codec.config
+    if griffin_lim_iters is not None:
+        if not hasattr(config, "griffin_lim_iters"):
+            raise ValueError(f"{codec_dir}: a {config.model_type} codec has no Griffin-Lim stage to set iterations for.")
+        if griffin_lim_iters < 1:
+            raise ValueError(f"griffin_lim_iters must be at least 1, got {griffin_lim_iters}.")
+        config.griffin_lim_iters = griffin_lim_iters
     levels = levels or list(range(1, config.num_codebooks + 1))
     utterances = read_corpus(data)[0][:n]
     asr = asr or PocketsphinxASR()
     references, source = [], []
     first_k: dict[int, list[str]] = {k: [] for k in levels}
+    stage_rows: dict[str, list[str]] = {"waveform_stage": [], "unquantised": []}
+    stage_functions = {"waveform_stage": waveform_stage_ceiling, "unquantised": unquantised_resynthesis}
     for u in tqdm(utterances, desc="codec resynthesis", disable=not progress, file=sys.stderr):
         waveform, rate = load_audio(u.audio_path)
         codes = encode_waveform(codec, waveform, rate)
@@ -60,7 +89,11 @@ def measure_codec(codec_dir: str, data: str, n: int | None = None, levels: list[
         source.append(asr.transcribe(waveform, rate))
         for k in levels:
             first_k[k].append(asr.transcribe(decode_codes(codec, codes[:k]), config.sampling_rate))
-    return {
+        for name, function in stage_functions.items() if stages else ():
+            audio = function(codec, waveform, rate)
+            if audio is not None:
+                stage_rows[name].append(asr.transcribe(audio, config.sampling_rate))
+    result = {
         "codec": codec_dir,
         "data": data,
         "utterances": len(references),
@@ -68,6 +101,11 @@ def measure_codec(codec_dir: str, data: str, n: int | None = None, levels: list[
         "ground_truth": wer_cer(references, source),
         "first_codebooks": {str(k): wer_cer(references, v) for k, v in first_k.items()},
     }
+    if hasattr(config, "griffin_lim_iters"):
+        result["config"]["griffin_lim_iters"] = config.griffin_lim_iters
+    if stages:  # rows the codec has no stage for are absent
+        result["stages"] = {name: wer_cer(references, rows) for name, rows in stage_rows.items() if rows}
+    return result
 
 
 def first_codebook_statistics(prepared: str) -> dict:
@@ -120,12 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepared", default=None, help="instead: first-codebook entropies of an `ella-v prepare` output")
     parser.add_argument("--n", type=int, default=None, help="utterances to measure (default: all)")
     parser.add_argument("--levels", type=int, nargs="*", default=None, help="k values (default: 1..K)")
+    parser.add_argument("--stages", action="store_true", help="also the waveform stage's ceiling and the unquantised autoencoder")
+    parser.add_argument("--griffin-lim-iters", type=int, default=None, help="Griffin-Lim iterations (default: the codec's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.prepared:
         result = first_codebook_statistics(args.prepared)
     elif args.codec and args.data:
-        result = measure_codec(args.codec, args.data, args.n, args.levels)
+        try:
+            result = measure_codec(
+                args.codec, args.data, args.n, args.levels, stages=args.stages, griffin_lim_iters=args.griffin_lim_iters
+            )
+        except ValueError as error:
+            parser.error(str(error))
     else:
         parser.error("give --codec and --data (resynthesis WER), or --prepared (first-codebook entropies)")
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))

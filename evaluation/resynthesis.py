@@ -26,4 +26,36 @@ def decode_codes(codec, codes: torch.LongTensor, first_probabilities: torch.Tens
     return codec.decode(codes[None].to(codec.device), first_code_probabilities=first)[0, 0].float().cpu().numpy()
 
 
-__all__ = ["decode_codes", "encode_waveform"]
+@torch.no_grad()
+def waveform_stage_ceiling(codec, waveform: np.ndarray, sampling_rate: int) -> np.ndarray | None:
+    """The reference's own log-mel through ``codec``'s waveform stage (mel inversion + Griffin-Lim):
+    the best any decoder that ends in this stage can resynthesise. ``None`` for a codec without one
+    (EnCodec decodes waveforms directly).
+
+    Mono ``[S]`` (any rate) -> float32 waveform ``[S']`` at the codec's rate.
+    """
+    frontend, config = getattr(codec, "frontend", None), codec.config
+    if frontend is None or not hasattr(config, "griffin_lim_iters"):
+        return None
+    audio = torch.from_numpy(prepare_waveform(waveform, sampling_rate, config.sampling_rate))[None].to(codec.device)  # [1, S]
+    log_mel = frontend(audio)  # [1, T, n_mels]
+    return frontend.to_waveform(log_mel, config.griffin_lim_iters, config.griffin_lim_momentum)[0].float().cpu().numpy()
+
+
+@torch.no_grad()
+def unquantised_resynthesis(codec, waveform: np.ndarray, sampling_rate: int) -> np.ndarray | None:
+    """The encoder's latents decoded without quantisation (a learned autoencoder codec's ceiling
+    before any codebook); ``None`` for a codec without separate encoder latents and decoder.
+
+    Mono ``[S]`` (any rate) -> float32 waveform ``[S']`` at the codec's rate.
+    """
+    if not all(hasattr(codec, name) for name in ("features", "latents", "reconstruct", "frontend")):
+        return None
+    config = codec.config
+    audio = torch.from_numpy(prepare_waveform(waveform, sampling_rate, config.sampling_rate))[None, None].to(codec.device)  # [1, 1, S]
+    normalised = codec.reconstruct(codec.latents(codec.features(audio)))  # [1, T_mel, n_mels]
+    log_mel = normalised * codec.feature_std + codec.feature_mean
+    return codec.frontend.to_waveform(log_mel, config.griffin_lim_iters, config.griffin_lim_momentum)[0].float().cpu().numpy()
+
+
+__all__ = ["decode_codes", "encode_waveform", "unquantised_resynthesis", "waveform_stage_ceiling"]

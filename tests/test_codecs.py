@@ -178,3 +178,55 @@ def test_encodec_codec_shapes_and_save_load(tmp_path):
 def test_bad_audio(waveform, message):
     with pytest.raises(AudioError, match=message):
         prepare_waveform(waveform, 16000, 16000)
+
+
+class _CountingASR:
+    """Stands in for pocketsphinx: counts the waveforms it is given (and their rates)."""
+
+    def __init__(self):
+        self.rates: list[int] = []
+
+    def transcribe(self, waveform, sampling_rate):
+        assert waveform.ndim == 1 and np.isfinite(waveform).all()
+        self.rates.append(sampling_rate)
+        return "text"
+
+
+def test_measure_codec_stage_rows(flite_corpus, small_codec, tmp_path, capsys):
+    from ella_v_hf.evaluation.measure_codec import main, measure_codec
+    from ella_v_hf.evaluation.resynthesis import unquantised_resynthesis, waveform_stage_ceiling
+    from ella_v_hf.modeling import EllaVCodecConfig, EllaVCodecModel
+    from ella_v_hf.processing import load_audio, read_corpus
+
+    learned = EllaVCodecModel(EllaVCodecConfig(hidden_size=16, codebook_dim=8, num_codebooks=2, codebook_size=16, dilations=[1], griffin_lim_iters=2)).eval()
+    learned.save_pretrained(tmp_path / "learned")
+    small_codec.save_pretrained(tmp_path / "mel")
+    waveform, rate = load_audio(read_corpus(flite_corpus)[0][0].audio_path)
+    # The waveform stage's ceiling: the reference's own log-mel inverted, close to the source when re-analysed.
+    ceiling = waveform_stage_ceiling(small_codec, waveform, rate)
+    source = small_codec.normalized_features(torch.from_numpy(waveform)[None])
+    again = small_codec.normalized_features(torch.from_numpy(ceiling)[None])[:, : source.shape[1]]
+    shuffled = (source[:, torch.randperm(source.shape[1])] - source).pow(2).mean()
+    assert (again - source).pow(2).mean() < 0.5 * shuffled
+    # The unquantised autoencoder differs from every quantised decode (random codebooks quantise coarsely).
+    unquantised = unquantised_resynthesis(learned, waveform, rate)
+    codes = encode_waveform(learned, waveform, rate)
+    assert unquantised.shape == decode_codes(learned, codes).shape and not np.allclose(unquantised, decode_codes(learned, codes))
+    assert unquantised_resynthesis(small_codec, waveform, rate) is None  # k-means codec: no encoder latents
+
+    asr = _CountingASR()
+    result = measure_codec(str(tmp_path / "learned"), str(flite_corpus), n=3, levels=[1], progress=False, asr=asr, stages=True)
+    assert set(result["stages"]) == {"waveform_stage", "unquantised"} and result["config"]["griffin_lim_iters"] == 2
+    assert len(asr.rates) == 3 * (1 + 1 + 2)  # per utterance: the source, k = 1, two stages
+    asr = _CountingASR()
+    result = measure_codec(str(tmp_path / "mel"), str(flite_corpus), n=2, levels=[2], progress=False, asr=asr, stages=True,
+                           griffin_lim_iters=3)
+    assert set(result["stages"]) == {"waveform_stage"} and result["config"]["griffin_lim_iters"] == 3
+    assert len(asr.rates) == 2 * (1 + 1 + 1)
+    assert "stages" not in measure_codec(str(tmp_path / "mel"), str(flite_corpus), n=1, levels=[1], progress=False, asr=_CountingASR())
+    with pytest.raises(ValueError, match="at least 1"):
+        measure_codec(str(tmp_path / "mel"), str(flite_corpus), n=1, progress=False, asr=_CountingASR(), griffin_lim_iters=0)
+    tiny_encodec().save_pretrained(tmp_path / "encodec")
+    with pytest.raises(SystemExit):  # the command line refuses Griffin-Lim iterations for EnCodec
+        main(["--codec", str(tmp_path / "encodec"), "--data", str(flite_corpus), "--n", "1", "--griffin-lim-iters", "10"])
+    assert "has no Griffin-Lim stage" in capsys.readouterr().err

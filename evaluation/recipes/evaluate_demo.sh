@@ -6,9 +6,9 @@
 # MODELS_DIR holds ella-v-demo and vall-e-demo (default: the bundled ones); NAMES picks among them
 # ("ella-v vall-e", the default, or one of the two: e.g. to evaluate one as soon as it is trained).
 # Kathleen held-out utterances without a prompt (what `ella-v synthesize` does by default; greedy and
-# top-p) and, at top-p, with Harvard's 50 unseen sentences (flite rms references), with
-# cross-sentence prompts from the same speaker (each item the next utterance with another
-# sentence), and the hard-sentence list with a fixed Kathleen prompt (greedy and top-p); pocketsphinx WER/CER, resemblyzer SIM, INF, CUT, duration ratio, RTF, and
+# top-p), with cross-sentence prompts from the same speaker (each item the next utterance with
+# another sentence), Harvard's 50 unseen sentences (flite rms references) prompted the same way, and
+# the hard-sentence list with a fixed Kathleen prompt, each greedy and at top-p; pocketsphinx WER/CER, resemblyzer SIM, INF, CUT, duration ratio, RTF, and
 # (without a prompt) the stage rows: the codec's first codebook alone and the GAR's generated first
 # codebook alone; for ELLA-V also with EOP sampled like any token (eop_quantile=off, the paper's
 # decoding). Every sampling strategy runs with three seeds (--seeds 3: the tables give the mean and
@@ -31,9 +31,9 @@ for model in $NAMES; do
         ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/kathleen_heldout" --prompt-mode none --seeds 3 \
             --stages --sweep "$SWEEP" --out "$RUNS/eval/$model-kathleen-none.json"
         ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/kathleen_heldout" --prompt-mode cross --seeds 3 \
-            --sweep "top_p=0.9" --out "$RUNS/eval/$model-kathleen.json"
+            --sweep "greedy;top_p=0.9" --out "$RUNS/eval/$model-kathleen.json"
         ella-v evaluate --model "$MODELS/$model-demo" --eval "$RUNS/harvard50" --prompt-mode cross --seeds 3 \
-            --sweep "top_p=0.9" --out "$RUNS/eval/$model-harvard50.json"
+            --stages --sweep "greedy;top_p=0.9" --out "$RUNS/eval/$model-harvard50.json"
         ella-v evaluate --model "$MODELS/$model-demo" --eval "$HARD" --prompt-audio "$PROMPT_AUDIO" \
             --prompt-text "$PROMPT_TEXT" --seeds 3 --sweep "greedy;top_p=0.9" --out "$RUNS/eval/$model-hard.json"
     ) > "$RUNS/eval/$model.log" 2>&1 &
