@@ -7,8 +7,8 @@ resynthesis from the first k codebooks, for every k = 1 … K.
 codec, EnCodec). Measure on held-out utterances the codec never saw.
 
 ``--stages`` adds where a log-mel codec loses intelligibility: ``waveform_stage`` (the reference's
-own log-mel through the codec's mel inversion and Griffin-Lim, the ceiling of any decoder that
-ends in that stage) and, for the learned codec, ``unquantised`` (the encoder's latents through the
+own log-mel through the codec's mel inversion and Griffin-Lim: what a decoder that reproduced the
+log-mel exactly would score) and, for the learned codec, ``unquantised`` (the encoder's latents through the
 decoder without any codebook). ``--griffin-lim-iters N`` replaces the codec's iteration count in
 every row.
 

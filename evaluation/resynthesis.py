@@ -29,8 +29,8 @@ def decode_codes(codec, codes: torch.LongTensor, first_probabilities: torch.Tens
 @torch.no_grad()
 def waveform_stage_ceiling(codec, waveform: np.ndarray, sampling_rate: int) -> np.ndarray | None:
     """The reference's own log-mel through ``codec``'s waveform stage (mel inversion + Griffin-Lim):
-    the best any decoder that ends in this stage can resynthesise. ``None`` for a codec without one
-    (EnCodec decodes waveforms directly).
+    what a decoder that reproduced the log-mel exactly would give. ``None`` for a codec without
+    such a stage (EnCodec decodes waveforms directly).
 
     Mono ``[S]`` (any rate) -> float32 waveform ``[S']`` at the codec's rate.
     """
