@@ -32,7 +32,7 @@ import sys
 from tqdm.auto import tqdm
 
 from ..modeling.sequence_layout import LayoutError, frame_phonemes
-from ..processing.audio import load_audio
+from ..processing.audio import load_audio, prepare_waveform
 from ..processing.corpus import read_corpus
 from .asr import PocketsphinxASR
 from .judges import wer_cer
@@ -80,16 +80,17 @@ def measure_codec(
     asr = asr or PocketsphinxASR()
     references, source = [], []
     first_k: dict[int, list[str]] = {k: [] for k in levels}
-    stage_rows: dict[str, list[str]] = {"waveform_stage": [], "unquantised": []}
-    stage_functions = {"waveform_stage": waveform_stage_ceiling, "unquantised": unquantised_resynthesis}
+    stage_functions = {"waveform_stage": waveform_stage_ceiling, "unquantised": unquantised_resynthesis} if stages else {}
+    stage_rows: dict[str, list[str]] = {name: [] for name in stage_functions}
     for u in tqdm(utterances, desc="codec resynthesis", disable=not progress, file=sys.stderr):
         waveform, rate = load_audio(u.audio_path)
-        codes = encode_waveform(codec, waveform, rate)
         references.append(u.text)
         source.append(asr.transcribe(waveform, rate))
+        waveform, rate = prepare_waveform(waveform, rate, config.sampling_rate), config.sampling_rate  # resampled once
+        codes = encode_waveform(codec, waveform, rate)
         for k in levels:
             first_k[k].append(asr.transcribe(decode_codes(codec, codes[:k]), config.sampling_rate))
-        for name, function in stage_functions.items() if stages else ():
+        for name, function in stage_functions.items():
             audio = function(codec, waveform, rate)
             if audio is not None:
                 stage_rows[name].append(asr.transcribe(audio, config.sampling_rate))

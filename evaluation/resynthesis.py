@@ -26,6 +26,13 @@ def decode_codes(codec, codes: torch.LongTensor, first_probabilities: torch.Tens
     return codec.decode(codes[None].to(codec.device), first_code_probabilities=first)[0, 0].float().cpu().numpy()
 
 
+def _griffin_lim(codec, log_mel: torch.Tensor) -> np.ndarray:
+    """Log-mel ``[1, T, n_mels]`` -> float32 waveform ``[S]`` through ``codec``'s own mel inversion
+    and Griffin-Lim settings (what its ``decode`` ends with)."""
+    config = codec.config
+    return codec.frontend.to_waveform(log_mel, config.griffin_lim_iters, config.griffin_lim_momentum)[0].float().cpu().numpy()
+
+
 @torch.no_grad()
 def waveform_stage_ceiling(codec, waveform: np.ndarray, sampling_rate: int) -> np.ndarray | None:
     """The reference's own log-mel through ``codec``'s waveform stage (mel inversion + Griffin-Lim):
@@ -34,12 +41,10 @@ def waveform_stage_ceiling(codec, waveform: np.ndarray, sampling_rate: int) -> n
 
     Mono ``[S]`` (any rate) -> float32 waveform ``[S']`` at the codec's rate.
     """
-    frontend, config = getattr(codec, "frontend", None), codec.config
-    if frontend is None or not hasattr(config, "griffin_lim_iters"):
+    if getattr(codec, "frontend", None) is None or not hasattr(codec.config, "griffin_lim_iters"):
         return None
-    audio = torch.from_numpy(prepare_waveform(waveform, sampling_rate, config.sampling_rate))[None].to(codec.device)  # [1, S]
-    log_mel = frontend(audio)  # [1, T, n_mels]
-    return frontend.to_waveform(log_mel, config.griffin_lim_iters, config.griffin_lim_momentum)[0].float().cpu().numpy()
+    audio = prepare_waveform(waveform, sampling_rate, codec.config.sampling_rate)
+    return _griffin_lim(codec, codec.frontend(torch.from_numpy(audio)[None].to(codec.device)))  # log-mel [1, T, n_mels]
 
 
 @torch.no_grad()
@@ -49,13 +54,11 @@ def unquantised_resynthesis(codec, waveform: np.ndarray, sampling_rate: int) -> 
 
     Mono ``[S]`` (any rate) -> float32 waveform ``[S']`` at the codec's rate.
     """
-    if not all(hasattr(codec, name) for name in ("features", "latents", "reconstruct", "frontend")):
+    if not all(hasattr(codec, name) for name in ("features", "latents", "decode_latents", "frontend")):
         return None
-    config = codec.config
-    audio = torch.from_numpy(prepare_waveform(waveform, sampling_rate, config.sampling_rate))[None, None].to(codec.device)  # [1, 1, S]
-    normalised = codec.reconstruct(codec.latents(codec.features(audio)))  # [1, T_mel, n_mels]
-    log_mel = normalised * codec.feature_std + codec.feature_mean
-    return codec.frontend.to_waveform(log_mel, config.griffin_lim_iters, config.griffin_lim_momentum)[0].float().cpu().numpy()
+    audio = prepare_waveform(waveform, sampling_rate, codec.config.sampling_rate)
+    latents = codec.latents(codec.features(torch.from_numpy(audio)[None, None].to(codec.device)))  # [1, T, codebook_dim]
+    return _griffin_lim(codec, codec.decode_latents(latents))
 
 
 __all__ = ["decode_codes", "encode_waveform", "unquantised_resynthesis", "waveform_stage_ceiling"]

@@ -346,7 +346,11 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
         expected vectors under these distributions; ``first_code_probabilities`` ``[B, T, C_1]``:
         the first level likewise (see :mod:`.code_vectors`).
         """
-        latents = self.quantizer.dequantize(audio_codes.long(), code_probabilities, first_code_probabilities)
+        return self.decode_latents(self.quantizer.dequantize(audio_codes.long(), code_probabilities, first_code_probabilities))
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """(Quantised or unquantised) latents ``[B, T, codebook_dim]`` -> log-mel ``[B, T * downsample, n_mels]``."""
         return self.reconstruct(latents) * self.feature_std + self.feature_mean
 
     @torch.no_grad()
