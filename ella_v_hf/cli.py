@@ -216,13 +216,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decode_weights_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(  # choices: synthesis.DECODE_WEIGHT_CHOICES (not imported here: the parser stays torch-free)
+        "--decode-weights", choices=("checkpoint", "float32", "float16", "bfloat16"), default="checkpoint",
+        help="weights the GAR's decoding steps read on CPU: the checkpoint's decode_weight_dtype (the demos: float16), "
+        "or float32 for exact float32 decoding",
+    )
+
+
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile as sf
     from tqdm.auto import tqdm
 
     from .processing import load_audio
-    from .synthesis import load_checkpoint, synthesize
+    from .synthesis import load_checkpoint, set_decode_weights, synthesize
 
     check_output_path(args.output)
     set_threads(args.threads)
@@ -246,6 +254,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     elif args.text is None:
         raise ValueError("give TEXT or --batch-file")
     model, processor = load_checkpoint(args.model)
+    set_decode_weights(model, args.decode_weights)
     if args.stream:
         if args.batch_file:
             raise ValueError("--stream synthesises one text; drop --batch-file")
@@ -398,6 +407,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         prompt_audio=args.prompt_audio,
         prompt_text=args.prompt_text,
         stages=args.stages,
+        decode_weights=args.decode_weights,
     )
     if args.json:
         print(json.dumps(result["summary"]))
@@ -486,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--plot", action="store_true", help="also write a PNG of the waveform and spectrogram")
     synth.add_argument("--stream", action="store_true", help="write the audio to OUTPUT as it is generated (phoneme runs)")
     synth.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: half the cores, 1-4)")
+    _decode_weights_argument(synth)
     synth.add_argument("--json", action="store_true")
     synth.set_defaults(func=_cmd_synthesize)
 
@@ -517,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="runs of each sampling strategy (seeds SEED, SEED+1, ...); the table gives the mean and spread; greedy runs once")
     ev.add_argument("--stages", action="store_true",
                     help="also score the first codebook alone: the reference's (codec_first_codebook) and each strategy's generated one")
+    _decode_weights_argument(ev)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
 

@@ -128,6 +128,20 @@ def load_checkpoint(model: str | os.PathLike | None = None) -> tuple[EllaVForTex
     return tts, processor
 
 
+#: ``--decode-weights`` choices: the checkpoint's ``decode_weight_dtype``, or one for this run.
+DECODE_WEIGHT_CHOICES = ("checkpoint", "float32", "float16", "bfloat16")
+
+
+def set_decode_weights(model: EllaVForTextToSpeech, choice: str = "checkpoint") -> str | None:
+    """Set the GAR's ``decode_weight_dtype`` for this run (``"float32"``: none, exact float32
+    decoding) unless ``choice`` is ``"checkpoint"``; returns the value in effect."""
+    if choice not in DECODE_WEIGHT_CHOICES:
+        raise ValueError(f"decode weights must be one of {DECODE_WEIGHT_CHOICES}, got {choice!r}")
+    if choice != "checkpoint":
+        model.gar.config.decode_weight_dtype = None if choice == "float32" else choice
+    return model.gar.config.decode_weight_dtype
+
+
 def default_threads() -> int:
     """Torch threads for synthesis on a CPU: half the cores, 1 to 4.
 

@@ -1,15 +1,20 @@
 """Speed benchmark: ELLA-V GAR generation and training against a stock ``LlamaForCausalLM`` of the same size.
 
-For batch sizes 1 and 16 it times, in the same run and with the same prompt lengths:
-the GAR with the ELLA-V LogitsProcessor (the real decoding path), the same GAR without it, and
-a stock Llama with the same dimensions generating exactly as many tokens, and the same
-``generate()`` call on a one-layer, 8-wide Llama (the loop's own cost per step: the fastest any
-model with this vocabulary can decode through stock ``generate()``). It also times a
+For batch sizes 1 and 16 it times, in the same run and with the same prompt lengths, taking
+turns (best of ``repeats`` rounds each): the GAR with the ELLA-V LogitsProcessor (the real decoding
+path), the same with ``decode_weight_dtype="float16"`` (:mod:`~ella_v_hf.modeling.decode_weights`:
+its decoding steps read float16 copies of the weights), the GAR without the processor, a stock
+Llama with the same dimensions generating exactly as many tokens (and, on CPU, the same Llama cast
+to float16, the stock way to halve the weights), and the same ``generate()`` call on a one-layer,
+8-wide Llama (the loop's own cost per step: the fastest any model with this vocabulary can decode
+through stock ``generate()``). It also times a
 training step (forward, backward, AdamW) of both on the same batches, and end-to-end synthesis
 (GAR + NAR + codec) for the real-time factor. With ``compile=True`` (``ella-v bench --compile``)
-it also times the GAR through generate's own static cache and ``torch.compile`` (a
-:class:`~transformers.CompileConfig`; transformers compiles on CUDA only unless asked), after
-one warm-up call whose compile time is reported, and whether it drew the same tokens as eager decoding.
+it also times the GAR with float16 decoding weights through generate's own static cache and
+``torch.compile`` (a :class:`~transformers.CompileConfig`; transformers compiles on CUDA only
+unless asked), after
+one warm-up call whose compile time is reported, and whether it drew the same tokens as eager
+decoding with the same weights.
 
 Then the bundled demo checkpoint on real sentences (20 Harvard sentences by default): the median
 end-to-end real-time factor of one-shot synthesis, and the median time to first audio of
@@ -20,6 +25,7 @@ streaming synthesis (:class:`~ella_v_hf.modeling.EllaVAudioStreamer`), both afte
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -41,6 +47,9 @@ from ..modeling import (
 from ..presets import preset
 from ..processing.demo_corpus import FALLBACK_SENTENCES
 
+#: ``decode_weight_dtype`` of the bench's half-decode row and compiled figures.
+HALF_DECODE = "float16"
+
 #: Harvard sentences (lists 1-2, public domain): the real text of the end-to-end figures.
 HARVARD_20 = tuple(FALLBACK_SENTENCES[:20])
 
@@ -48,7 +57,10 @@ HARVARD_20 = tuple(FALLBACK_SENTENCES[:20])
 def run_demo_benchmark(model_dir=None, sentences=HARVARD_20, device: str = "cpu", seed: int = 0) -> dict:
     """The bundled demo (or ``model_dir``) on real sentences: median end-to-end RTF (one-shot,
     top-p 0.9), the shares of that time spent in the GAR, the NAR and the codec's decode, and
-    median time to first audio (streaming), all after loading.
+    median time to first audio (streaming), all after loading. When the checkpoint decodes with
+    half-precision weights (``decode_weight_dtype``, on CPU), each sentence is also synthesised
+    with float32 decoding right after: ``rtf_float32_decoding``, the median per-sentence
+    ``speedup_of_half_decoding`` and how many sentences drew the same GAR sequence.
 
     Returns:
         ``{"end_to_end_demo": {...}, "streaming": {...}}``.
@@ -74,20 +86,32 @@ def run_demo_benchmark(model_dir=None, sentences=HARVARD_20, device: str = "cpu"
         return call
 
     rtfs, seconds, audio = [], 0.0, 0.0
-    # Instance attributes shadow the two methods during the one-shot runs: where the time goes.
-    model._nar_decode, model._codec_decode = timed("nar", model._nar_decode), timed("codec", model._codec_decode)
-    try:
-        for sentence in sentences:
-            inputs = processor([sentence])
+    half = model.gar.config.decode_weight_dtype
+    exact_rtfs, same = [], 0  # with half decoding weights: the same sentences decoded in float32, in turns
+    for sentence in sentences:
+        inputs = processor([sentence])
+        # Instance attributes shadow the two methods during the timed runs: where the time goes.
+        model._nar_decode, model._codec_decode = timed("nar", model._nar_decode), timed("codec", model._codec_decode)
+        try:
             torch.manual_seed(seed)
             start = time.perf_counter()
             out = model.generate(**inputs)
             elapsed = time.perf_counter() - start
-            length = float(out.audio_lengths[0]) / rate
-            rtfs.append(elapsed / max(length, 1e-9))
-            seconds, audio = seconds + elapsed, audio + length
-    finally:
-        del model._nar_decode, model._codec_decode
+        finally:
+            del model._nar_decode, model._codec_decode
+        length = float(out.audio_lengths[0]) / rate
+        rtfs.append(elapsed / max(length, 1e-9))
+        seconds, audio = seconds + elapsed, audio + length
+        if half is not None and device == "cpu":
+            model.gar.config.decode_weight_dtype = None
+            try:
+                torch.manual_seed(seed)
+                start = time.perf_counter()
+                exact = model.generate(**inputs)
+                exact_rtfs.append((time.perf_counter() - start) / max(float(exact.audio_lengths[0]) / rate, 1e-9))
+            finally:
+                model.gar.config.decode_weight_dtype = half
+            same += int(torch.equal(exact.sequences, out.sequences))
     first = []
     for sentence in sentences:
         streamer = EllaVAudioStreamer(on_audio=lambda chunk: None)
@@ -95,10 +119,18 @@ def run_demo_benchmark(model_dir=None, sentences=HARVARD_20, device: str = "cpu"
         model.generate(**processor([sentence]), streamer=streamer)
         first.append(streamer.first_audio_seconds)
     words = statistics.median(len(s.split()) for s in sentences)
+    exact_figures = {}
+    if exact_rtfs:  # what the checkpoint's half decoding weights change, measured in turns with it
+        exact_figures = {
+            "rtf_float32_decoding": round(statistics.median(exact_rtfs), 3),
+            "speedup_of_half_decoding": round(statistics.median(e / h for e, h in zip(exact_rtfs, rtfs)), 3),
+            "same_sequences_as_float32": same,
+        }
     return {
         "end_to_end_demo": {
             "rtf": round(statistics.median(rtfs), 3),
             "rtf_mean": round(seconds / max(audio, 1e-9), 3),
+            **exact_figures,
             "sentences": len(sentences),
             "audio_seconds": round(audio, 2),
             # Shares of the one-shot time: the GAR's generate() (and parsing) is what the other two leave.
@@ -107,6 +139,7 @@ def run_demo_benchmark(model_dir=None, sentences=HARVARD_20, device: str = "cpu"
                 "nar": round(stages["nar"] / max(seconds, 1e-9), 3),
                 "codec_decode": round(stages["codec"] / max(seconds, 1e-9), 3),
             },
+            "decode_weight_dtype": half,
             "note": "bundled demo checkpoint, median over the sentences, one-shot synthesis at top-p 0.9 after loading",
         },
         "streaming": {
@@ -126,6 +159,20 @@ class Timing:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds
+
+
+def _interleaved_best(repeats: int, runs: dict[str, Callable[[], Any]]) -> dict[str, float]:
+    """Best seconds of each run over ``repeats`` rounds, the runs taking turns within a round, so a
+    machine whose speed drifts (a shared VM) slows every run alike."""
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def _best_of(repeats: int, fn) -> tuple[float, object]:
@@ -164,7 +211,8 @@ def run_benchmark(
         overrides: Dimension overrides on top of the preset (tests use tiny ones).
         demo_sentences: Sentences for the demo figures (empty: skip them).
         demo_model: Checkpoint for the demo figures (default: the bundled demo).
-        compile: Also time the GAR with a static cache and ``torch.compile`` (generate's options).
+        compile: Also time the GAR (float16 decoding weights) with a static cache and
+            ``torch.compile`` (generate's options).
     """
     torch.manual_seed(seed)
     dims = {**preset(preset_name), **(overrides or {})}
@@ -191,52 +239,66 @@ def run_benchmark(
     prompt = build_gar_sequence(text, None, None, space, spec).input_ids
     cap = config.max_frames_per_phone
     results: dict = {"device": device, "preset": preset_name, "parameters": sum(p.numel() for p in gar.parameters()), "batches": {}}
+    llama_half = copy.deepcopy(llama).to(torch.float16) if device == "cpu" else None  # the stock way to halve the weights
     for batch in (1, 16):
         ids = torch.tensor([prompt] * batch, device=device)
 
-        def ours(processor: bool, **options):
+        def ours(processor: bool, half: bool = False, **options):
             processors = LogitsProcessorList([EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap)] if processor else [])
             generator_args = dict(do_sample=True, top_p=0.9, eos_token_id=space.EOS, pad_token_id=space.PAD, **options)
             torch.manual_seed(seed)
-            return gar.generate(ids, logits_processor=processors, max_new_tokens=phonemes * (cap + 2) + 2, **generator_args)
+            gar.config.decode_weight_dtype = HALF_DECODE if half else None
+            try:
+                return gar.generate(ids, logits_processor=processors, max_new_tokens=phonemes * (cap + 2) + 2, **generator_args)
+            finally:
+                gar.config.decode_weight_dtype = None
 
         with torch.no_grad():
-            ours(True)  # warm-up
-            seconds, out = _best_of(repeats, lambda: ours(True))
+            out = ours(True)  # warm-up, and the tokens every timed run must draw
         generated = out[:, len(prompt) :]
         new_tokens = generated.shape[1]
         lengths = [(row.tolist().index(space.EOS) + 1) if space.EOS in row.tolist() else new_tokens for row in generated]
         frames = int(space.acoustic_mask(generated).sum())
 
-        def stock_seconds(model) -> float:
-            """Best time of plain generate() drawing exactly ``new_tokens`` per row (top-p 0.9), after a warm-up."""
-            model.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)
-            return _best_of(
-                repeats,
-                lambda: model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_p=0.9, pad_token_id=0),
-            )[0]
+        def stock(model) -> Callable[[], Any]:
+            """Plain generate() drawing exactly ``new_tokens`` per row (top-p 0.9)."""
+            return lambda: model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_p=0.9, pad_token_id=0)
 
+        runs = {"ella_v": lambda: ours(True), "ella_v_half_decode": lambda: ours(True, half=True),
+                "ella_v_no_processor": stock(gar), "llama": stock(llama), "floor": stock(floor)}
+        if llama_half is not None:
+            runs["llama_float16"] = stock(llama_half)
         with torch.no_grad():
-            bare_seconds, llama_seconds, floor_seconds = stock_seconds(gar), stock_seconds(llama), stock_seconds(floor)
-        steps = batch * new_tokens  # decoding steps x rows, identical for the four runs
-        results["batches"][str(batch)] = {
+            for model in (gar, llama, floor, *([llama_half] if llama_half is not None else [])):
+                model.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)  # warm-up
+            ours(True, half=True)
+            best = _interleaved_best(repeats, runs)
+        seconds, llama_seconds = best["ella_v"], best["llama"]
+        steps = batch * new_tokens  # decoding steps x rows, identical for every run
+        row = results["batches"][str(batch)] = {
             "new_tokens_per_row": new_tokens,
             "useful_tokens": sum(lengths),
             "acoustic_frames": frames,
             "ella_v_seconds": round(seconds, 4),
-            "ella_v_no_processor_seconds": round(bare_seconds, 4),
+            "ella_v_no_processor_seconds": round(best["ella_v_no_processor"], 4),
             "llama_seconds": round(llama_seconds, 4),
             "ella_v_tokens_per_second": round(steps / seconds, 1),
             "ella_v_frames_per_second": round(frames / seconds, 1),
             "llama_tokens_per_second": round(steps / llama_seconds, 1),
             "ratio_vs_llama": round(llama_seconds / seconds, 3),
-            "processor_overhead": round(seconds / bare_seconds - 1.0, 4),
-            "generate_floor_tokens_per_second": round(steps / floor_seconds, 1),
-            "max_ratio_vs_llama_through_generate": round(llama_seconds / floor_seconds, 3),
+            "ella_v_half_decode_tokens_per_second": round(steps / best["ella_v_half_decode"], 1),
+            "ratio_half_decode_vs_llama": round(llama_seconds / best["ella_v_half_decode"], 3),
+            "processor_overhead": round(seconds / best["ella_v_no_processor"] - 1.0, 4),
+            "generate_floor_tokens_per_second": round(steps / best["floor"], 1),
+            "max_ratio_vs_llama_through_generate": round(llama_seconds / best["floor"], 3),
         }
+        if "llama_float16" in best:
+            row["llama_float16_tokens_per_second"] = round(steps / best["llama_float16"], 1)
         if compile:
             options = compiled_options()  # one CompileConfig for the warm-up and the timed calls
-            results["batches"][str(batch)].update(_compiled_figures(lambda: ours(True, **options), out, repeats, llama_seconds, steps))
+            with torch.no_grad():
+                half_out = ours(True, half=True)  # the eager half-decode tokens the compiled run must draw
+            row.update(_compiled_figures(lambda: ours(True, half=True, **options), half_out, repeats, llama_seconds, steps))
     b1, b16 = results["batches"]["1"], results["batches"]["16"]
     results["batch16_throughput_over_batch1"] = round(b16["ella_v_tokens_per_second"] / b1["ella_v_tokens_per_second"], 2)
 
@@ -339,19 +401,22 @@ def markdown(results: dict) -> str:
     lines = [
         f"GAR `{results['preset']}` ({results['parameters'] / 1e6:.2f} M parameters) on {results['device']}",
         "",
-        "| batch | ELLA-V tok/s | ELLA-V frames/s | Llama tok/s | ratio vs Llama | processor overhead "
+        "| batch | ELLA-V tok/s | ELLA-V frames/s | Llama tok/s | ratio vs Llama | ELLA-V float16 decode weights tok/s "
+        "| its ratio vs Llama | Llama all float16 tok/s | processor overhead "
         "| generate() floor tok/s (1 layer, 8 wide) | floor / Llama |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for batch, row in results["batches"].items():
         lines.append(
             f"| {batch} | {row['ella_v_tokens_per_second']} | {row['ella_v_frames_per_second']} | {row['llama_tokens_per_second']} "
-            f"| {row['ratio_vs_llama']} | {row['processor_overhead'] * 100:.1f} % | {row['generate_floor_tokens_per_second']} "
-            f"| {row['max_ratio_vs_llama_through_generate']} |"
+            f"| {row['ratio_vs_llama']} | {row['ella_v_half_decode_tokens_per_second']} | {row['ratio_half_decode_vs_llama']} "
+            f"| {row.get('llama_float16_tokens_per_second', '-')} | {row['processor_overhead'] * 100:.1f} % "
+            f"| {row['generate_floor_tokens_per_second']} | {row['max_ratio_vs_llama_through_generate']} |"
         )
     compiled = {batch: row for batch, row in results["batches"].items() if "ella_v_compiled_seconds" in row}
     if compiled:
-        lines += ["", "| batch | ELLA-V static cache + torch.compile tok/s | ratio vs Llama (eager) | compile warm-up | same tokens as eager |",
+        lines += ["", "| batch | ELLA-V float16 decode weights, static cache + torch.compile tok/s | ratio vs Llama (eager) "
+                  "| compile warm-up | same tokens as eager |",
                   "|---|---|---|---|---|"]
         lines += [f"| {batch} | {row['ella_v_compiled_tokens_per_second']} | {row['ratio_compiled_vs_llama']} | "
                   f"{row['compile_warmup_seconds']} s | {row['compiled_same_tokens']} |" for batch, row in compiled.items()]

@@ -35,7 +35,7 @@ from .._optional import require
 from ..modeling.generation_ella_v import FIRST_LEVEL_DECODINGS, NAR_DECODINGS, parse_eop_quantile
 from ..processing import EllaVProcessor, load_audio, prepare_waveform, read_corpus
 from ..processing.tokenization_ella_v import token_words
-from ..synthesis import load_checkpoint
+from ..synthesis import load_checkpoint, set_decode_weights
 from .judges import load_asr, load_similarity, wer_cer
 from .resynthesis import decode_codes, encode_waveform
 
@@ -249,6 +249,7 @@ def evaluate_model(
     progress: bool = True,
     stages: bool = False,
     seeds: int = 1,
+    decode_weights: str = "checkpoint",
 ) -> dict:
     """Evaluate a checkpoint (see the module docstring). Writes ``out`` (JSON), ``.md`` and ``.png`` beside it.
 
@@ -259,6 +260,9 @@ def evaluate_model(
     reference resynthesised from its first codebook only: all a perfect GAR could give without a
     NAR) and ``STRATEGY [first codebook]`` (the generated first codebook decoded alone, i.e. the GAR
     without the NAR's codebooks).
+
+    ``decode_weights`` (:data:`~ella_v_hf.synthesis.DECODE_WEIGHT_CHOICES`) overrides the GAR's
+    ``decode_weight_dtype`` (``"float32"``: exact float32 decoding); the result records the one used.
     """
     if mode not in ("continuation", "cross", "none"):
         raise ValueError(f"Unknown prompt mode {mode!r}; expected continuation, cross or none")
@@ -266,6 +270,7 @@ def evaluate_model(
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     strategies = {s: parse_strategy(s) for s in sweep}
     model, processor = load_checkpoint(model_dir)
+    decode_weight_dtype = set_decode_weights(model, decode_weights)
     rate = model.config.sampling_rate
     skipped: list[dict] = []
     items = build_items(model, processor, eval_path, mode, prompt_seconds, limit, prompt_audio, prompt_text, skipped)
@@ -320,7 +325,7 @@ def evaluate_model(
     layout = model.config.gar_config.layout
     if Path(eval_path).is_file():  # a text file: one fixed prompt for every line, or none
         mode = "fixed" if prompt_audio else "none"
-    result = {"model": str(model_dir), "layout": layout, "eval": str(eval_path), "prompt_mode": mode, "asr": asr, "sim": sim,
+    result = {"model": str(model_dir), "decode_weight_dtype": decode_weight_dtype, "layout": layout, "eval": str(eval_path), "prompt_mode": mode, "asr": asr, "sim": sim,
               "seed": seed, "seeds": seeds, "summary": summary, "skipped": skipped, "utterances": rows}
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
+from .decode_weights import decode_weight_dtype
 from .sequence_layout import LAYOUTS, LayoutSpec, TokenSpace
 
 #: Frame cap of the paper (ELLA-V, section 3.3): a phoneme may own at most 0.4 s of audio.
@@ -151,6 +152,12 @@ class EllaVConfig(EllaVBaseConfig):
             ``None`` = 0.4 s at ``frame_rate``, the paper's value.
         prefix_bidirectional_attention: Let the phoneme prefix attend to itself bidirectionally
             (the acoustic part stays causal).
+        decode_weight_dtype: ``"float16"`` (or ``"bfloat16"``) lets ``generate()`` on CPU run its
+            decoding steps' matrix products from half-precision copies of the float32 weights
+            (activations stay float32; :mod:`~ella_v_hf.modeling.decode_weights`): several times
+            faster per product on a CPU, with logits within about 1e-3 relative, so sampled
+            sequences can differ. ``None`` (default): float32 throughout. Forward calls outside
+            ``generate()``, training and the NAR are never affected.
         text_dropout: Chance per training row that all its phoneme tokens (prefix and in-sequence)
             are replaced by ``PAD``, whose embedding is zero: the model also learns the
             text-unconditional distribution that classifier-free guidance (``guidance_scale`` in
@@ -175,6 +182,7 @@ class EllaVConfig(EllaVBaseConfig):
     max_frames_per_phone: int | None = None
     prefix_bidirectional_attention: bool = False
     text_dropout: float = 0.0
+    decode_weight_dtype: str | None = None
 
     def __post_init__(self, **kwargs) -> None:
         if self.layout not in LAYOUTS:
@@ -187,6 +195,7 @@ class EllaVConfig(EllaVBaseConfig):
             raise ValueError(f"max_frames_per_phone must be >= 1, got {self.max_frames_per_phone}")
         if not 0.0 <= self.text_dropout < 1.0:
             raise ValueError(f"text_dropout must lie in [0, 1), got {self.text_dropout}")
+        decode_weight_dtype(self.decode_weight_dtype)  # validates the name
         if self.prefix_bidirectional_attention and not self.global_advance:
             raise ValueError("prefix_bidirectional_attention=True needs global_advance=True (a phoneme prefix).")
         self.layout_spec  # noqa: B018 - validates layout / global_advance / local_advance / inline_phonemes together

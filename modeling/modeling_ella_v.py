@@ -27,6 +27,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_ella_v import EllaVBaseConfig, EllaVConfig, EllaVNARConfig
+from .decode_weights import HalfDecodeMixin, decode_weight_dtype, half_precision_decoding
 from .loading import StrictLoadingMixin
 from .sequence_layout import IGNORE_INDEX, TokenSpace
 
@@ -43,6 +44,8 @@ class EllaVRMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:  # [..., H] -> [..., H]
+        if hidden_states.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.rms_norm(hidden_states, self.weight.shape, self.weight, self.eps)  # one fused kernel
         dtype = hidden_states.dtype
         x = hidden_states.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -115,8 +118,12 @@ def eager_attention_forward(
     return out, weights
 
 
-class EllaVAttention(nn.Module):
-    """Multi-head (grouped-query) self-attention with RoPE and an optional KV cache."""
+class EllaVAttention(HalfDecodeMixin, nn.Module):
+    """Multi-head (grouped-query) self-attention with RoPE and an optional KV cache.
+
+    During ``generate()`` with ``decode_weight_dtype`` set, decoding steps project q, k and v with
+    one half-precision matrix (:mod:`.decode_weights`) and rotate q and k together.
+    """
 
     def __init__(self, config: EllaVBaseConfig, layer_idx: int, is_causal: bool = True) -> None:
         super().__init__()
@@ -141,10 +148,19 @@ class EllaVAttention(nn.Module):
         **kwargs,
     ) -> torch.Tensor:
         shape = (*hidden_states.shape[:-1], -1, self.head_dim)
-        q = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # [B, h, L, D]
-        k = self.k_proj(hidden_states).view(shape).transpose(1, 2)  # [B, h_kv, L, D]
-        v = self.v_proj(hidden_states).view(shape).transpose(1, 2)
-        q, k = apply_rotary(q, k, *position_embeddings)
+        qkv = self.half_linear("qkv", hidden_states)  # [B, L, (h + 2 h_kv) D] in decoding steps, else None
+        if qkv is not None:
+            qkv = qkv.view(shape).transpose(1, 2)  # [B, h + 2 h_kv, L, D]
+            heads = self.config.num_attention_heads
+            cos, sin = (t.unsqueeze(1) for t in position_embeddings)
+            qk = qkv[:, : heads + self.config.num_key_value_heads]
+            qk = qk * cos + _rotate_half(qk) * sin  # q and k rotated in one pass
+            q, k, v = qk[:, :heads], qk[:, heads:], qkv[:, heads + self.config.num_key_value_heads :]
+        else:
+            q = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # [B, h, L, D]
+            k = self.k_proj(hidden_states).view(shape).transpose(1, 2)  # [B, h_kv, L, D]
+            v = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+            q, k = apply_rotary(q, k, *position_embeddings)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -160,11 +176,17 @@ class EllaVAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        return self.o_proj(out.reshape(*hidden_states.shape[:-1], -1).contiguous())
+        out = out.reshape(*hidden_states.shape[:-1], -1).contiguous()  # [B, L, h D]
+        projected = self.half_linear("o", out)
+        return self.o_proj(out) if projected is None else projected
+
+    def half_decode_groups(self) -> dict[str, list[nn.Linear]]:
+        return {"qkv": [self.q_proj, self.k_proj, self.v_proj], "o": [self.o_proj]}
 
 
-class EllaVMLP(nn.Module):
-    """Feed-forward: gated (SwiGLU, 3 matrices) or classic (2 matrices)."""
+class EllaVMLP(HalfDecodeMixin, nn.Module):
+    """Feed-forward: gated (SwiGLU, 3 matrices) or classic (2 matrices). Decoding steps may use one
+    half-precision gate/up matrix (:mod:`.decode_weights`)."""
 
     def __init__(self, config: EllaVBaseConfig) -> None:
         super().__init__()
@@ -176,9 +198,20 @@ class EllaVMLP(nn.Module):
         self.act_fn = ACT2FN[config.hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, H] -> [B, L, H]
-        if self.gated:
-            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
-        return self.down_proj(self.act_fn(self.up_proj(x)))
+        up = self.half_linear("up", x)  # [B, L, (2) I] in decoding steps, else None
+        if up is None:
+            hidden = self.act_fn(self.gate_proj(x)) * self.up_proj(x) if self.gated else self.act_fn(self.up_proj(x))
+        elif self.gated:
+            gate, up = up.chunk(2, dim=-1)
+            hidden = self.act_fn(gate) * up
+        else:
+            hidden = self.act_fn(up)
+        down = self.half_linear("down", hidden)
+        return self.down_proj(hidden) if down is None else down
+
+    def half_decode_groups(self) -> dict[str, list[nn.Linear]]:
+        up = [self.gate_proj, self.up_proj] if self.gated else [self.up_proj]
+        return {"up": up, "down": [self.down_proj]}
 
 
 class EllaVDecoderLayer(GradientCheckpointingLayer):
@@ -390,7 +423,7 @@ class EllaVModel(EllaVPreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache if use_cache else None)
 
 
-class EllaVForCausalLM(EllaVPreTrainedModel, GenerationMixin):
+class EllaVForCausalLM(HalfDecodeMixin, EllaVPreTrainedModel, GenerationMixin):
     """The ELLA-V GAR (or VALL-E AR) model: decoder stack + output head over the flat id space.
 
     The loss counts only targets that are acoustic, EOP or EOS tokens, whatever ``labels`` holds
@@ -464,6 +497,18 @@ class EllaVForCausalLM(EllaVPreTrainedModel, GenerationMixin):
             input_ids, next_sequence_length=next_sequence_length, attention_mask=attention_mask, **kwargs
         )
 
+    def half_decode_groups(self) -> dict[str, list[nn.Linear]]:
+        return {"head": [self.lm_head]}
+
+    def generate(self, *args, **kwargs):
+        """Stock ``GenerationMixin.generate``; with ``config.decode_weight_dtype`` set (CPU, float32
+        weights), its decoding steps read half-precision copies of the weights
+        (:mod:`.decode_weights`: a decoding step on a CPU is bound by its matrix-vector products).
+        Products with more than ``MAX_DECODE_ROWS`` rows (the prefill's layers, large batches) stay
+        float32."""
+        with half_precision_decoding(self, decode_weight_dtype(self.config.decode_weight_dtype)):
+            return super().generate(*args, **kwargs)
+
     def masked_labels(self, labels: torch.LongTensor) -> torch.LongTensor:
         """``labels`` with every non-target position (anything but acoustic/EOP/EOS) set to -100."""
         return labels.masked_fill(~self.config.token_space.loss_target_mask(labels), IGNORE_INDEX)
@@ -510,7 +555,9 @@ class EllaVForCausalLM(EllaVPreTrainedModel, GenerationMixin):
             hidden_states = hidden_states[:, -logits_to_keep:]
         elif isinstance(logits_to_keep, torch.Tensor):
             hidden_states = hidden_states[:, logits_to_keep]
-        logits = self.lm_head(hidden_states)
+        logits = self.half_linear("head", hidden_states)  # decoding steps under half_precision_decoding
+        if logits is None:
+            logits = self.lm_head(hidden_states)
         loss = None
         if labels is not None:
             loss = self._loss(logits, labels, num_items_in_batch)

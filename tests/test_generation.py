@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import subprocess
 import sys
@@ -178,6 +179,67 @@ def test_static_cache_and_compiled_decoding_agree_with_eager(cxx_compiler):
     static, _, _, _ = generate(model, prompts, 5, do_sample=False, cache_implementation="static", disable_compile=True)
     compiled, _, _, _ = generate(model, prompts, 5, do_sample=False, **compiled_options())
     assert torch.equal(eager, static) and torch.equal(eager, compiled)
+
+
+@pytest.mark.parametrize("attention_bias", [False, True])
+def test_half_precision_decoding_steps(attention_bias):
+    """decode_weight_dtype: generate()'s decoding steps (<= MAX_DECODE_ROWS rows) read float16
+    copies of the weights; their logits stay within float16 rounding of the float32 model's, every
+    forward outside generate() stays float32, and the copies follow the weights."""
+    from ella_v_hf.modeling.decode_weights import HalfDecodeMixin
+
+    torch.manual_seed(0)
+    model = EllaVForCausalLM(tiny_config(attention_bias=attention_bias, decode_weight_dtype="float16")).eval()
+    exact = EllaVForCausalLM(tiny_config(attention_bias=attention_bias)).eval()
+    exact.load_state_dict(model.state_dict())
+    with torch.no_grad():  # non-zero biases, so the fused half path must add them
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):
+                parameter.normal_(0, 0.1)
+        exact.load_state_dict(model.state_dict())
+    space, spec = model.config.token_space, model.config.layout_spec
+    prompts = [text_prompt(model, [1, 2, 3, 4])]
+    out, _, length, _ = generate(model, prompts, 4, do_sample=False, return_dict_in_generate=True, output_logits=True)
+    sequences = out.sequences
+    assert parse_gar_sequence(sequences[0].tolist(), space, spec, strict=False).complete
+    with torch.no_grad():
+        reference = exact(sequences).logits[0]  # [L, V], float32 throughout
+        assert torch.equal(model(sequences).logits, exact(sequences).logits)  # outside generate(): float32
+    steps = torch.stack([logits[0] for logits in out.logits])  # [steps, V]
+    target = reference[length - 1 : length - 1 + len(steps)]
+    differences = (steps - target).abs().max(-1).values  # [steps]
+    assert differences.max() < 2e-2 * target.abs().max() and differences.max() > 0  # the half path ran
+    halves = [m for m in model.modules() if isinstance(m, HalfDecodeMixin)]
+    assert len(halves) == 2 * model.config.num_hidden_layers + 1 and not any(m._half_active for m in halves)
+    head, _ = model._half_store["head"]
+    assert head.dtype == torch.float16 and torch.equal(head, model.lm_head.weight.half())
+    q, _ = model.model.layers[0].self_attn._half_store["qkv"]
+    assert torch.equal(q[: model.config.hidden_size], model.model.layers[0].self_attn.q_proj.weight.half())
+    with torch.no_grad():  # a change to the weights (even through .data) is seen by the next call
+        model.lm_head.weight.data.mul_(-1)
+        exact.lm_head.weight.data.mul_(-1)
+    generate(model, prompts, 4, do_sample=False)
+    assert torch.equal(model._half_store["head"][0], model.lm_head.weight.half())
+    # A batch with more rows than MAX_DECODE_ROWS decodes in float32: the exact model's tokens.
+    many = [text_prompt(model, [1 + i, 2, 3]) for i in range(5)]
+    assert torch.equal(generate(model, many, 4, do_sample=False)[0], generate(exact, many, 4, do_sample=False)[0])
+    with pytest.raises(ValueError, match="decode_weight_dtype"):
+        tiny_config(decode_weight_dtype="half")
+
+
+def test_half_precision_decoding_compiled_agrees_with_eager(cxx_compiler):
+    """The half copies are graph inputs of the compiled step, not constants: refreshed weights are used."""
+    from ella_v_hf.evaluation.bench import compiled_options
+
+    model = EllaVForCausalLM(tiny_config(decode_weight_dtype="float16")).eval()
+    prompts = [text_prompt(model, [1, 2, 3])]
+    options = compiled_options()
+    for _ in range(2):
+        eager, _, _, _ = generate(model, prompts, 5, do_sample=False)
+        compiled, _, _, _ = generate(model, prompts, 5, do_sample=False, **options)
+        assert torch.equal(eager, compiled)
+        with torch.no_grad():
+            model.lm_head.weight.mul_(-1)
 
 
 @pytest.mark.parametrize("layout", [dict(local_advance=1), dict(layout="vall-e")])
@@ -611,6 +673,26 @@ def test_synthesize_cli_sampling_options_default_to_the_model():
     for bad in ("1", "0", "half"):
         with pytest.raises(SystemExit):
             options("--eop-quantile", bad)
+
+    from ella_v_hf.synthesis import DECODE_WEIGHT_CHOICES
+
+    assert build_parser().parse_args(["synthesize", "Hi.", "-o", "x.wav"]).decode_weights == "checkpoint"
+    for command in (["synthesize", "Hi.", "-o", "x.wav"], ["evaluate", "--model", "m", "--eval", "e", "--out", "o.json"]):
+        for choice in DECODE_WEIGHT_CHOICES:  # the parser's choices are the library's
+            assert build_parser().parse_args([*command, "--decode-weights", choice]).decode_weights == choice
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*command, "--decode-weights", "int8"])
+
+
+def test_decode_weights_override_the_checkpoint(tts_model):
+    from ella_v_hf.synthesis import set_decode_weights
+
+    model = copy.deepcopy(tts_model)
+    assert set_decode_weights(model, "checkpoint") == model.gar.config.decode_weight_dtype
+    assert set_decode_weights(model, "float16") == "float16" and set_decode_weights(model, "checkpoint") == "float16"
+    assert set_decode_weights(model, "float32") is None and model.gar.config.decode_weight_dtype is None
+    with pytest.raises(ValueError, match="decode weights"):
+        set_decode_weights(model, "int8")
 
 
 def test_synthesize_cli_streams(tts_dir, tmp_path):

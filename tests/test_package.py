@@ -69,13 +69,32 @@ def test_bench_runs_and_reports_every_figure(tts_dir):
         row = results["batches"][batch]
         assert row["ella_v_tokens_per_second"] > 0 and row["llama_tokens_per_second"] > 0 and row["ratio_vs_llama"] > 0
         assert row["generate_floor_tokens_per_second"] > 0 and row["max_ratio_vs_llama_through_generate"] > 0
+        assert row["ella_v_half_decode_tokens_per_second"] > 0 and row["ratio_half_decode_vs_llama"] > 0
+        assert row["llama_float16_tokens_per_second"] > 0
+    assert "float16 decode weights" in markdown(results)
     assert results["end_to_end"]["audio_seconds"] > 0 and results["end_to_end"]["rtf"] > 0
     assert results["training"]["ella_v_tokens_per_second"] > 0 and results["training"]["ratio_vs_llama"] > 0
     assert "ratio vs Llama" in markdown(results) and "generate() floor" in markdown(results)
     assert results["end_to_end_demo"]["rtf"] > 0 and results["end_to_end_demo"]["sentences"] == 2
+    assert "rtf_float32_decoding" not in results["end_to_end_demo"]  # the test checkpoint decodes in float32
     shares = results["end_to_end_demo"]["stage_shares"]
     assert all(0 < shares[k] < 1 for k in ("gar", "nar", "codec_decode")) and abs(sum(shares.values()) - 1) < 0.01
     assert results["streaming"]["time_to_first_audio_seconds"] > 0 and "time to first audio" in markdown(results)
+
+
+def test_demo_bench_measures_half_decoding_against_float32(tts_dir, tmp_path):
+    import shutil
+
+    from ella_v_hf.evaluation.bench import run_demo_benchmark
+
+    half = tmp_path / "half"
+    shutil.copytree(tts_dir, half)
+    config = json.loads((half / "config.json").read_text())
+    config["gar_config"]["decode_weight_dtype"] = "float16"
+    (half / "config.json").write_text(json.dumps(config))
+    demo = run_demo_benchmark(half, ("Hello there.", "A second sentence."))["end_to_end_demo"]
+    assert demo["decode_weight_dtype"] == "float16" and demo["rtf_float32_decoding"] > 0
+    assert demo["speedup_of_half_decoding"] > 0 and 0 <= demo["same_sequences_as_float32"] <= 2
 
 
 def test_push_staging_offline(tmp_path):
