@@ -440,4 +440,10 @@ def markdown(results: dict) -> str:
             f"(max {stream['max_time_to_first_audio_seconds']} s); time shares GAR / NAR / codec decode "
             f"{demo['stage_shares']['gar']} / {demo['stage_shares']['nar']} / {demo['stage_shares']['codec_decode']}",
         ]
+        if "rtf_float32_decoding" in demo:
+            lines.append(
+                f"the same sentences decoded with float32 weights ({demo['decode_weight_dtype']} decoding weights off), in turns: "
+                f"median RTF {demo['rtf_float32_decoding']}, per-sentence speed-up of {demo['decode_weight_dtype']} decoding "
+                f"{demo['speedup_of_half_decoding']}x, same GAR sequences {demo['same_sequences_as_float32']} of {demo['sentences']}"
+            )
     return "\n".join(lines)

