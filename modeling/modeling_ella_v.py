@@ -393,7 +393,10 @@ class EllaVModel(EllaVPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if inputs_embeds is None:
-            if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
+            # The range check reads tensor values: eager only (under torch.compile it would break
+            # the graph at every decoding step; generate() feeds tokens the model itself drew).
+            checked = not torch.compiler.is_compiling() and input_ids.numel()
+            if checked and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
                 raise ValueError(
                     f"input_ids must lie in [0, {self.config.vocab_size}) (the flat ELLA-V token space); "
                     f"got values in [{int(input_ids.min())}, {int(input_ids.max())}]."
