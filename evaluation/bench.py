@@ -7,14 +7,13 @@ its decoding steps read float16 copies of the weights), the GAR without the proc
 Llama with the same dimensions generating exactly as many tokens (and, on CPU, the same Llama cast
 to float16, the stock way to halve the weights), and the same ``generate()`` call on a one-layer,
 8-wide Llama (the loop's own cost per step: the fastest any model with this vocabulary can decode
-through stock ``generate()``). It also times a
-training step (forward, backward, AdamW) of both on the same batches, and end-to-end synthesis
-(GAR + NAR + codec) for the real-time factor. With ``compile=True`` (``ella-v bench --compile``)
+through stock ``generate()``). Each run's tokens per second count its own tokens (float16 decoding
+can draw other tokens, and end elsewhere). It also times a training step (forward, backward, AdamW)
+of both on the same batches, and end-to-end synthesis (GAR + NAR + codec) for the real-time factor. With ``compile=True`` (``ella-v bench --compile``)
 it also times the GAR with float16 decoding weights through generate's own static cache and
 ``torch.compile`` (a :class:`~transformers.CompileConfig`; transformers compiles on CUDA only
-unless asked), after
-one warm-up call whose compile time is reported, and whether it drew the same tokens as eager
-decoding with the same weights.
+unless asked), after one warm-up call whose compile time is reported, taking turns with stock
+Llama again, and whether it drew the same tokens as eager decoding with the same weights.
 
 Then the bundled demo checkpoint on real sentences (20 Harvard sentences by default): the median
 end-to-end real-time factor of one-shot synthesis, and the median time to first audio of
@@ -271,8 +270,9 @@ def run_benchmark(
         with torch.no_grad():
             for model in (gar, llama, floor, *([llama_half] if llama_half is not None else [])):
                 model.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)  # warm-up
-            ours(True, half=True)
+            half_out = ours(True, half=True)  # warm-up; its tokens can differ from float32's (top-p draws)
             best = _interleaved_best(repeats, runs)
+        half_steps = batch * (half_out.shape[1] - len(prompt))
         seconds, llama_seconds = best["ella_v"], best["llama"]
         steps = batch * new_tokens  # decoding steps x rows, identical for every run
         row = results["batches"][str(batch)] = {
@@ -286,8 +286,8 @@ def run_benchmark(
             "ella_v_frames_per_second": round(frames / seconds, 1),
             "llama_tokens_per_second": round(steps / llama_seconds, 1),
             "ratio_vs_llama": round(llama_seconds / seconds, 3),
-            "ella_v_half_decode_tokens_per_second": round(steps / best["ella_v_half_decode"], 1),
-            "ratio_half_decode_vs_llama": round(llama_seconds / best["ella_v_half_decode"], 3),
+            "ella_v_half_decode_tokens_per_second": round(half_steps / best["ella_v_half_decode"], 1),
+            "ratio_half_decode_vs_llama": round((half_steps / best["ella_v_half_decode"]) / (steps / llama_seconds), 3),
             "processor_overhead": round(seconds / best["ella_v_no_processor"] - 1.0, 4),
             "generate_floor_tokens_per_second": round(steps / best["floor"], 1),
             "max_ratio_vs_llama_through_generate": round(llama_seconds / best["floor"], 3),
@@ -296,9 +296,7 @@ def run_benchmark(
             row["llama_float16_tokens_per_second"] = round(steps / best["llama_float16"], 1)
         if compile:
             options = compiled_options()  # one CompileConfig for the warm-up and the timed calls
-            with torch.no_grad():
-                half_out = ours(True, half=True)  # the eager half-decode tokens the compiled run must draw
-            row.update(_compiled_figures(lambda: ours(True, half=True, **options), half_out, repeats, runs["llama"], llama_seconds, steps))
+            row.update(_compiled_figures(lambda: ours(True, half=True, **options), half_out, len(prompt), repeats, runs["llama"], llama_seconds, steps))
     b1, b16 = results["batches"]["1"], results["batches"]["16"]
     results["batch16_throughput_over_batch1"] = round(b16["ella_v_tokens_per_second"] / b1["ella_v_tokens_per_second"], 2)
 
@@ -353,23 +351,27 @@ def compiled_options() -> dict:
 
 
 def _compiled_figures(
-    generate: Callable[[], torch.Tensor], eager_out: torch.Tensor, repeats: int, llama: Callable[[], Any], llama_seconds: float, steps: int
+    generate: Callable[[], torch.Tensor], eager_out: torch.Tensor, prompt_length: int, repeats: int,
+    llama: Callable[[], Any], llama_seconds: float, llama_steps: int,
 ) -> dict:
     """Warm-up (compile) time, best time, ratio vs Llama and token equality of compiled decoding.
 
-    The compiled runs take turns with stock Llama's again; the ratio is against the fastest Llama
-    run of the whole benchmark (``llama_seconds`` or one of these)."""
+    The compiled runs take turns with stock Llama's again (``llama`` draws ``llama_steps`` tokens,
+    rows x new tokens); the ratio of tokens per second is against the fastest Llama run of the whole
+    benchmark (``llama_seconds`` or one of these). The compiled run's own tokens are counted."""
     with torch.no_grad():
         start = time.perf_counter()
         out = generate()
         warm_up = time.perf_counter() - start
         best = _interleaved_best(repeats, {"compiled": generate, "llama": llama})
-    seconds, llama_seconds = best["compiled"], min(llama_seconds, best["llama"])
+    llama_tokens_per_second = llama_steps / min(llama_seconds, best["llama"])
+    steps = out.shape[0] * (out.shape[1] - prompt_length)  # rows x new tokens
+    seconds = best["compiled"]
     same = out.shape == eager_out.shape and bool((out == eager_out).all())
     return {
         "ella_v_compiled_seconds": round(seconds, 4),
         "ella_v_compiled_tokens_per_second": round(steps / seconds, 1),
-        "ratio_compiled_vs_llama": round(llama_seconds / seconds, 3),
+        "ratio_compiled_vs_llama": round(steps / seconds / llama_tokens_per_second, 3),
         "compile_warmup_seconds": round(warm_up, 2),
         "compiled_same_tokens": same,
     }
