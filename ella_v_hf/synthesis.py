@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .hub import check_checkpoint
 from .modeling import EllaVForTextToSpeech, parse_gar_sequence
+from .modeling.decode_weights import DECODE_WEIGHT_DTYPES
 from .processing import EllaVProcessor
 
 #: Longest phoneme sequence synthesised as one GAR sequence (longer sentences are split).
@@ -129,7 +130,7 @@ def load_checkpoint(model: str | os.PathLike | None = None) -> tuple[EllaVForTex
 
 
 #: ``--decode-weights`` choices: the checkpoint's ``decode_weight_dtype``, or one for this run.
-DECODE_WEIGHT_CHOICES = ("checkpoint", "float32", "float16", "bfloat16")
+DECODE_WEIGHT_CHOICES = ("checkpoint", "float32", *DECODE_WEIGHT_DTYPES)
 
 
 def set_decode_weights(model: EllaVForTextToSpeech, choice: str = "checkpoint") -> str | None:

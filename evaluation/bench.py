@@ -27,7 +27,8 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,14 +103,11 @@ def run_demo_benchmark(model_dir=None, sentences=HARVARD_20, device: str = "cpu"
         rtfs.append(elapsed / max(length, 1e-9))
         seconds, audio = seconds + elapsed, audio + length
         if half is not None and device == "cpu":
-            model.gar.config.decode_weight_dtype = None
-            try:
+            with _decode_weight_dtype(model.gar.config, None):
                 torch.manual_seed(seed)
                 start = time.perf_counter()
                 exact = model.generate(**inputs)
                 exact_rtfs.append((time.perf_counter() - start) / max(float(exact.audio_lengths[0]) / rate, 1e-9))
-            finally:
-                model.gar.config.decode_weight_dtype = half
             same += int(torch.equal(exact.sequences, out.sequences))
     first = []
     for sentence in sentences:
@@ -160,29 +158,41 @@ class Timing:
         return self.tokens / self.seconds
 
 
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds ``fn()`` took (CUDA synchronised) and its result."""
+    start = time.perf_counter()
+    result = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, result
+
+
 def _interleaved_best(repeats: int, runs: dict[str, Callable[[], Any]]) -> dict[str, float]:
     """Best seconds of each run over ``repeats`` rounds, the runs taking turns within a round, so a
     machine whose speed drifts (a shared VM) slows every run alike."""
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
         for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], _timed(run)[0])
     return best
 
 
 def _best_of(repeats: int, fn) -> tuple[float, object]:
     best, result = float("inf"), None
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
+        seconds, result = _timed(fn)
+        best = min(best, seconds)
     return best, result
+
+
+@contextmanager
+def _decode_weight_dtype(config: EllaVConfig, value: str | None) -> Iterator[None]:
+    """``config.decode_weight_dtype`` set to ``value`` for the block, then restored."""
+    saved, config.decode_weight_dtype = config.decode_weight_dtype, value
+    try:
+        yield
+    finally:
+        config.decode_weight_dtype = saved
 
 
 def run_benchmark(
@@ -246,11 +256,8 @@ def run_benchmark(
             processors = LogitsProcessorList([EllaVPhonemeAdvanceLogitsProcessor(space, spec, cap)] if processor else [])
             generator_args = dict(do_sample=True, top_p=0.9, eos_token_id=space.EOS, pad_token_id=space.PAD, **options)
             torch.manual_seed(seed)
-            gar.config.decode_weight_dtype = HALF_DECODE if half else None
-            try:
+            with _decode_weight_dtype(gar.config, HALF_DECODE if half else None):
                 return gar.generate(ids, logits_processor=processors, max_new_tokens=phonemes * (cap + 2) + 2, **generator_args)
-            finally:
-                gar.config.decode_weight_dtype = None
 
         with torch.no_grad():
             out = ours(True)  # warm-up, and the tokens every timed run must draw

@@ -75,10 +75,15 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE on heads ``x`` ``[B, h, L, D]`` with cos/sin ``[B, 1, L, D]``."""
+    return x * cos + _rotate_half(x) * sin
+
+
 def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """q ``[B, h, L, D]``, k ``[B, h_kv, L, D]``, cos/sin ``[B, L, D]``."""
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+    return _rotate(q, cos, sin), _rotate(k, cos, sin)
 
 
 def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -154,7 +159,7 @@ class EllaVAttention(HalfDecodeMixin, nn.Module):
             heads = self.config.num_attention_heads
             cos, sin = (t.unsqueeze(1) for t in position_embeddings)
             qk = qkv[:, : heads + self.config.num_key_value_heads]
-            qk = qk * cos + _rotate_half(qk) * sin  # q and k rotated in one pass
+            qk = _rotate(qk, cos, sin)  # q and k rotated in one pass
             q, k, v = qk[:, :heads], qk[:, heads:], qkv[:, heads + self.config.num_key_value_heads :]
         else:
             q = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # [B, h, L, D]
