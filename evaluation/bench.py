@@ -7,8 +7,11 @@ its decoding steps read float16 copies of the weights), the GAR without the proc
 Llama with the same dimensions generating exactly as many tokens (and, on CPU, the same Llama cast
 to float16, the stock way to halve the weights), and the same ``generate()`` call on a one-layer,
 8-wide Llama (the loop's own cost per step: the fastest any model with this vocabulary can decode
-through stock ``generate()``). Each run's tokens per second count its own tokens (float16 decoding
-can draw other tokens, and end elsewhere). It also times a training step (forward, backward, AdamW)
+through stock ``generate()``); at batch 1 also the float16-decoding GAR with ``jump_forward=True``
+(:mod:`~ella_v_hf.modeling.jump_forward`: stock assisted decoding fed the rule's forced tokens,
+which share a forward with the token before them). Each run's tokens per second count its own
+tokens (float16 decoding can draw other tokens, and end elsewhere; jump-forward counts every token
+of its sequence, forced ones included). It also times a training step (forward, backward, AdamW)
 of both on the same batches, and end-to-end synthesis (GAR + NAR + codec) for the real-time factor. With ``compile=True`` (``ella-v bench --compile``)
 it also times the GAR with float16 decoding weights through generate's own static cache and
 ``torch.compile`` (a :class:`~transformers.CompileConfig`; transformers compiles on CUDA only
@@ -60,7 +63,9 @@ def run_demo_benchmark(model_dir=None, sentences=HARVARD_20, device: str = "cpu"
     median time to first audio (streaming), all after loading. When the checkpoint decodes with
     half-precision weights (``decode_weight_dtype``, on CPU), each sentence is also synthesised
     with float32 decoding right after: ``rtf_float32_decoding``, the median per-sentence
-    ``speedup_of_half_decoding`` and how many sentences drew the same GAR sequence.
+    ``speedup_of_half_decoding`` and how many sentences drew the same GAR sequence. For the ELLA-V
+    layouts each sentence is also synthesised without jump-forward (``jump_forward=False``):
+    ``rtf_without_jump_forward`` and the median per-sentence ``speedup_of_jump_forward``.
 
     Returns:
         ``{"end_to_end_demo": {...}, "streaming": {...}}``.
@@ -88,6 +93,7 @@ def run_demo_benchmark(model_dir=None, sentences=HARVARD_20, device: str = "cpu"
     rtfs, seconds, audio = [], 0.0, 0.0
     half = model.gar.config.decode_weight_dtype
     exact_rtfs, same = [], 0  # with half decoding weights: the same sentences decoded in float32, in turns
+    stepwise_rtfs = []  # the same sentences without jump-forward, in turns
     for sentence in sentences:
         inputs = processor([sentence])
         # Instance attributes shadow the two methods during the timed runs: where the time goes.
@@ -109,6 +115,11 @@ def run_demo_benchmark(model_dir=None, sentences=HARVARD_20, device: str = "cpu"
                 exact = model.generate(**inputs)
                 exact_rtfs.append((time.perf_counter() - start) / max(float(exact.audio_lengths[0]) / rate, 1e-9))
             same += int(torch.equal(exact.sequences, out.sequences))
+        if model.config.gar_config.layout_spec.interleaved:  # jump-forward (the default at one row) off, in turns
+            torch.manual_seed(seed)
+            start = time.perf_counter()
+            stepwise = model.generate(**inputs, jump_forward=False)
+            stepwise_rtfs.append((time.perf_counter() - start) / max(float(stepwise.audio_lengths[0]) / rate, 1e-9))
     first = []
     for sentence in sentences:
         streamer = EllaVAudioStreamer(on_audio=lambda chunk: None)
@@ -116,18 +127,23 @@ def run_demo_benchmark(model_dir=None, sentences=HARVARD_20, device: str = "cpu"
         model.generate(**processor([sentence]), streamer=streamer)
         first.append(streamer.first_audio_seconds)
     words = statistics.median(len(s.split()) for s in sentences)
-    exact_figures = {}
+    comparisons = {}
     if exact_rtfs:  # what the checkpoint's half decoding weights change, measured in turns with it
-        exact_figures = {
+        comparisons |= {
             "rtf_float32_decoding": round(statistics.median(exact_rtfs), 3),
             "speedup_of_half_decoding": round(statistics.median(e / h for e, h in zip(exact_rtfs, rtfs)), 3),
             "same_sequences_as_float32": same,
+        }
+    if stepwise_rtfs:  # what jump-forward gains (other draws, same distributions)
+        comparisons |= {
+            "rtf_without_jump_forward": round(statistics.median(stepwise_rtfs), 3),
+            "speedup_of_jump_forward": round(statistics.median(s / j for s, j in zip(stepwise_rtfs, rtfs)), 3),
         }
     return {
         "end_to_end_demo": {
             "rtf": round(statistics.median(rtfs), 3),
             "rtf_mean": round(seconds / max(audio, 1e-9), 3),
-            **exact_figures,
+            **comparisons,
             "sentences": len(sentences),
             "audio_seconds": round(audio, 2),
             # Shares of the one-shot time: the GAR's generate() (and parsing) is what the other two leave.
@@ -274,6 +290,8 @@ def run_benchmark(
                 "ella_v_no_processor": stock(gar), "llama": stock(llama), "floor": stock(floor)}
         if llama_half is not None:
             runs["llama_float16"] = stock(llama_half)
+        if batch == 1:  # stock assisted decoding fed the rule's forced tokens: one row only
+            runs["ella_v_jump_forward"] = lambda: ours(True, half=True, jump_forward=True)
         with torch.no_grad():
             for model in (gar, llama, floor, *([llama_half] if llama_half is not None else [])):
                 model.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)  # warm-up
@@ -301,6 +319,12 @@ def run_benchmark(
         }
         if "llama_float16" in best:
             row["llama_float16_tokens_per_second"] = round(steps / best["llama_float16"], 1)
+        if "ella_v_jump_forward" in best:  # tokens of the sequence (forced ones included) per second
+            with torch.no_grad():
+                jumped = ours(True, half=True, jump_forward=True)
+            jump_rate = (jumped.shape[1] - len(prompt)) / best["ella_v_jump_forward"]
+            row["ella_v_half_decode_jump_forward_tokens_per_second"] = round(jump_rate, 1)
+            row["ratio_half_decode_jump_forward_vs_llama"] = round(jump_rate / (steps / llama_seconds), 3)
         if compile:
             options = compiled_options()  # one CompileConfig for the warm-up and the timed calls
             row.update(_compiled_figures(lambda: ours(True, half=True, **options), half_out, len(prompt), repeats, runs["llama"], llama_seconds, steps))
@@ -428,6 +452,11 @@ def markdown(results: dict) -> str:
             f"| {row.get('llama_float16_tokens_per_second', '-')} | {row['processor_overhead'] * 100:.1f} % "
             f"| {row['generate_floor_tokens_per_second']} | {row['max_ratio_vs_llama_through_generate']} |"
         )
+    jumped = results["batches"].get("1", {})
+    if "ella_v_half_decode_jump_forward_tokens_per_second" in jumped:
+        lines += ["", f"batch 1, ELLA-V float16 decode weights with jump-forward (stock assisted decoding fed the rule's forced "
+                  f"tokens): {jumped['ella_v_half_decode_jump_forward_tokens_per_second']} tok/s of the sequence, "
+                  f"{jumped['ratio_half_decode_jump_forward_vs_llama']}x Llama"]
     compiled = {batch: row for batch, row in results["batches"].items() if "ella_v_compiled_seconds" in row}
     if compiled:
         lines += ["", "| batch | ELLA-V float16 decode weights, static cache + torch.compile tok/s | ratio vs Llama (eager) "
@@ -460,5 +489,10 @@ def markdown(results: dict) -> str:
                 f"the same sentences decoded with float32 weights ({demo['decode_weight_dtype']} decoding weights off), in turns: "
                 f"median RTF {demo['rtf_float32_decoding']}, per-sentence speed-up of {demo['decode_weight_dtype']} decoding "
                 f"{demo['speedup_of_half_decoding']}x, same GAR sequences {demo['same_sequences_as_float32']} of {demo['sentences']}"
+            )
+        if "rtf_without_jump_forward" in demo:
+            lines.append(
+                f"the same sentences without jump-forward (one GAR step per token), in turns: median RTF "
+                f"{demo['rtf_without_jump_forward']}, per-sentence speed-up of jump-forward {demo['speedup_of_jump_forward']}x"
             )
     return "\n".join(lines)

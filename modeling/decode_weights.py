@@ -71,7 +71,13 @@ class HalfDecodeMixin:
                 weights = [linear.weight for linear in linears]
                 rows = sum(w.shape[0] for w in weights)
                 weight, _ = store.get(name, (None, None))
-                if weight is None or weight.shape != (rows, weights[0].shape[1]) or weight.dtype != dtype or weight.device != weights[0].device:
+                if (
+                    weight is None or weight.shape != (rows, weights[0].shape[1]) or weight.dtype != dtype
+                    or weight.device != weights[0].device
+                    # made under torch.inference_mode (the TTS's generate()) and refreshed outside it:
+                    # an inference tensor cannot be written in place there
+                    or (weight.is_inference() and not torch.is_inference_mode_enabled())
+                ):
                     weight = torch.empty(rows, weights[0].shape[1], dtype=dtype, device=weights[0].device)  # [sum(out), in]
                 start = 0
                 for w in weights:

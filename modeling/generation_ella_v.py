@@ -223,18 +223,13 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         forced = torch.full((scores.shape[0],), -1, dtype=torch.long, device=scores.device)
 
         if self.spec.interleaved:
-            need_phoneme = ~self.in_phone & ~self.done  # after BOS / EOP
-            has_next = self.opened < self.num_phonemes
-            next_phoneme = self.prefix.gather(1, self.opened.clamp(max=self.prefix.shape[1] - 1)[:, None])[:, 0]
-            forced = torch.where(need_phoneme & has_next, next_phoneme, forced)
-            forced = torch.where(need_phoneme & ~has_next, torch.full_like(forced, space.EOS), forced)
-            close = self.in_phone & (self.frames_in_phone >= self.cap) & ~self.done  # [B] at the cap
+            forced, close = self._forced_by_state()
             free = self.in_phone & ~close & ~self.done
             if self.eop_quantile is not None:
                 ends = self._quantile_ends(scores, free_mask, free)  # [B] the phoneme's length is reached
-                close, free = close | ends, free & ~ends
+                free = free & ~ends
+                forced = torch.where(ends, torch.full_like(forced, space.EOP), forced)
                 free_mask = acoustic_mask  # the rule alone places EOP
-            forced = torch.where(close, torch.full_like(forced, space.EOP), forced)
         else:
             free = ~self.done
         allowed |= free[:, None] & free_mask[None]
@@ -242,6 +237,56 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         has_forced = forced >= 0
         allowed |= has_forced[:, None] & (ids[None] == forced[:, None])
         return scores.masked_fill(~allowed, neg)
+
+    def _forced_by_state(self) -> tuple[torch.LongTensor, torch.Tensor]:
+        """What the interleaved layout forces from the state alone (no scores): per row ``[B]``, the
+        forced token (the next phoneme, or EOS after the last, after BOS / EOP; EOP at the frame cap;
+        -1 for none) and whether the open phoneme is closed at the cap."""
+        space = self.space
+        forced = torch.full_like(self.opened, -1)
+        need_phoneme = ~self.in_phone & ~self.done  # after BOS / EOP
+        has_next = self.opened < self.num_phonemes
+        next_phoneme = self.prefix.gather(1, self.opened.clamp(max=self.prefix.shape[1] - 1)[:, None])[:, 0]
+        forced = torch.where(need_phoneme & has_next, next_phoneme, forced)
+        forced = torch.where(need_phoneme & ~has_next, torch.full_like(forced, space.EOS), forced)
+        close = self.in_phone & (self.frames_in_phone >= self.cap) & ~self.done  # [B] at the cap
+        return torch.where(close, torch.full_like(forced, space.EOP), forced), close
+
+    def forced_continuation(self, input_ids: torch.LongTensor, max_tokens: int = 2) -> list[int]:
+        """The tokens this rule will force right after ``input_ids`` ``[1, L]``, whatever the scores.
+
+        After BOS or an EOP: the next phoneme (or EOS after the last one); after the frame cap's
+        last frame: EOP, then the next phoneme. Empty when the next token is drawn (or for the
+        VALL-E layout, or more than one row). The rule's state is left as it was: the next
+        ``__call__`` sees ``input_ids`` as usual. This is what
+        :class:`~.jump_forward.ForcedTokenCandidates` proposes for ``jump_forward`` decoding.
+        """
+        if input_ids.shape[0] != 1 or not self.spec.interleaved:
+            return []
+        continues = self._continues(input_ids)
+        last = int(input_ids[0, -1])
+        if continues and self.space.is_acoustic(last) and int(self.frames_in_phone[0]) + 1 < self.cap:
+            return []  # a frame below the cap: the next token is drawn (the common case, without a state copy)
+        saved = dict(self.__dict__)
+        for name in ("opened", "cuts", "frames", "done"):  # updated in place by _update
+            if name in saved:
+                saved[name] = saved[name].clone()
+        try:
+            if continues:
+                self._update(input_ids[:, -1])
+            else:
+                self.reset(input_ids)
+            tokens: list[int] = []
+            while len(tokens) < max_tokens and not bool(self.done[0]):
+                forced, _ = self._forced_by_state()
+                if int(forced[0]) < 0:
+                    break
+                tokens.append(int(forced[0]))
+                self._update(forced)
+            return tokens
+        finally:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
 
     def _quantile_ends(self, scores: torch.FloatTensor, free_mask: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
         """Rows ``[B]`` whose open phoneme ends now under ``eop_quantile``; updates ``survival``.
@@ -267,7 +312,7 @@ GAR_GENERATION_FIELDS = (
 HANDLED_GENERATION_FIELDS = (
     "max_new_tokens", "num_return_sequences", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
     "return_dict_in_generate", "transformers_version", "max_frames_per_phone", "vall_e_max_frames_per_phone",
-    "sentence_pause_seconds", "nar_decoding", "first_level_decoding", "eop_quantile", "guidance_scale",
+    "sentence_pause_seconds", "nar_decoding", "first_level_decoding", "eop_quantile", "guidance_scale", "jump_forward",
 )
 #: How the NAR's codebooks 2..K become audio: ``"expected"`` decodes each from its expected code
 #: vector under the NAR's distribution, ``"argmax"`` from its most likely code's vector.
@@ -461,8 +506,18 @@ class EllaVGenerationConfig(GenerationConfig):
             :class:`EllaVPhonemeAdvanceLogitsProcessor`. The VALL-E layout has no EOP and ignores it.
         guidance_scale: (a stock field) ``None`` or ``1``: no guidance. A value ``w > 0``: classifier-free
             guidance on the text, ``log p_u + w (log p_c - log p_u)`` with ``p_u`` the GAR's
-            distribution without the phonemes (:class:`EllaVClassifierFreeGuidanceLogitsProcessor`;
-            the text-free copies run as ``B`` more rows of the same GAR forward). Needs a GAR trained with ``text_dropout`` (not in the paper).
+            distribution without the phonemes (the text-free copies run as ``B`` more rows of the same
+            GAR forward, which combines them, ``text_free_guidance``, as
+            :class:`EllaVClassifierFreeGuidanceLogitsProcessor` does). Needs a GAR trained with
+            ``text_dropout`` (not in the paper).
+        jump_forward: ``None`` (the default) or ``True``: a one-row generation (one text,
+            ``num_return_sequences=1``, no static cache) decodes each token the phoneme-advance rule
+            forces (the phoneme after an EOP, EOS, EOP at the frame cap) in the same GAR forward as
+            the token before it, through the stock assisted-decoding loop
+            (:mod:`~ella_v_hf.modeling.jump_forward`): the same structure and distributions in fewer
+            steps. ``False``: one token per step; with sampling, a seed then draws what it drew
+            before jump-forward existed (the two consume the random stream differently). The
+            VALL-E layout forces nothing and always decodes one token per step.
         kwargs: :class:`~transformers.GenerationConfig` fields. Unset, ``do_sample=True``,
             ``top_p=0.9``, ``top_k=0`` and ``temperature=1.0`` (the paper samples the GAR).
     """
@@ -475,8 +530,10 @@ class EllaVGenerationConfig(GenerationConfig):
         nar_decoding: str | None = None,
         eop_quantile: float | None = None,
         first_level_decoding: str | None = None,
+        jump_forward: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        self.jump_forward = jump_forward
         self.nar_decoding = nar_decoding
         self.first_level_decoding = first_level_decoding
         self.eop_quantile = eop_quantile
@@ -518,7 +575,7 @@ class EllaVGenerationConfig(GenerationConfig):
                 f"EllaVForTextToSpeech.generate() does not support {', '.join(unsupported)}: the GAR samples (or greedily "
                 "picks) one token at a time under the forced phoneme structure. Supported: "
                 f"{', '.join(GAR_GENERATION_FIELDS)}, max_new_tokens, num_return_sequences, max_frames_per_phone, nar_decoding, "
-                "first_level_decoding, eop_quantile, guidance_scale."
+                "first_level_decoding, eop_quantile, guidance_scale, jump_forward."
             )
         if self.do_sample:
             if self.temperature is not None and not self.temperature > 0:
@@ -541,6 +598,8 @@ class EllaVGenerationConfig(GenerationConfig):
             )
         check_eop_quantile(self.eop_quantile)
         check_guidance_scale(self.guidance_scale)
+        if self.jump_forward not in (None, True, False):
+            raise ValueError(f"jump_forward must be True, False or None (on), got {self.jump_forward!r}")
         if self.sentence_pause_seconds is not None and self.sentence_pause_seconds < 0:
             raise ValueError(f"sentence_pause_seconds must be >= 0, got {self.sentence_pause_seconds}")
 

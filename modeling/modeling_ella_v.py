@@ -28,6 +28,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_ella_v import EllaVBaseConfig, EllaVConfig, EllaVNARConfig
 from .decode_weights import HalfDecodeMixin, decode_weight_dtype, half_precision_decoding
+from .jump_forward import forced_token_candidates
 from .loading import StrictLoadingMixin
 from .sequence_layout import IGNORE_INDEX, TokenSpace
 
@@ -136,6 +137,8 @@ class EllaVAttention(HalfDecodeMixin, nn.Module):
         self.layer_idx = layer_idx
         self.is_causal = is_causal
         self.head_dim = config.head_dim
+        # Plain attributes: a transformers config's attribute lookup costs microseconds, paid per decoding step.
+        self.num_heads, self.num_key_value_heads = config.num_attention_heads, config.num_key_value_heads
         self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
         self.scaling = self.head_dim**-0.5
         bias = config.attention_bias
@@ -156,11 +159,10 @@ class EllaVAttention(HalfDecodeMixin, nn.Module):
         qkv = self.half_linear("qkv", hidden_states)  # [B, L, (h + 2 h_kv) D] in decoding steps, else None
         if qkv is not None:
             qkv = qkv.view(shape).transpose(1, 2)  # [B, h + 2 h_kv, L, D]
-            heads = self.config.num_attention_heads
+            heads, kv_heads = self.num_heads, self.num_key_value_heads
             cos, sin = (t.unsqueeze(1) for t in position_embeddings)
-            qk = qkv[:, : heads + self.config.num_key_value_heads]
-            qk = _rotate(qk, cos, sin)  # q and k rotated in one pass
-            q, k, v = qk[:, :heads], qk[:, heads:], qkv[:, heads + self.config.num_key_value_heads :]
+            qk = _rotate(qkv[:, : heads + kv_heads], cos, sin)  # q and k rotated in one pass
+            q, k, v = qk[:, :heads], qk[:, heads:], qkv[:, heads + kv_heads :]
         else:
             q = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # [B, h, L, D]
             k = self.k_proj(hidden_states).view(shape).transpose(1, 2)  # [B, h_kv, L, D]
@@ -482,6 +484,7 @@ class EllaVForCausalLM(HalfDecodeMixin, EllaVPreTrainedModel, GenerationMixin):
         next_sequence_length: int | None = None,
         attention_mask: torch.Tensor | None = None,  # [B, L]
         text_free_rows: bool = False,
+        text_free_guidance: float | None = None,
         **kwargs,
     ) -> dict[str, Any]:
         """The stock inputs; with ``text_free_rows=True`` (classifier-free guidance), ``2B`` rows.
@@ -490,8 +493,14 @@ class EllaVForCausalLM(HalfDecodeMixin, EllaVPreTrainedModel, GenerationMixin):
         :meth:`TokenSpace.without_text`), with the same attention mask and positions, so both
         branches of guidance run in one forward and one cache. The logits come back for ``2B`` rows:
         :class:`~.generation_ella_v.EllaVClassifierFreeGuidanceLogitsProcessor`, first in the
-        processor list, turns them into the ``B`` rows' guided scores.
+        processor list, turns them into the ``B`` rows' guided scores. With ``text_free_guidance=w``
+        as well, the forward combines them itself and returns ``B`` rows (what assisted decoding,
+        and so ``jump_forward``, needs); use one or the other.
         """
+        if text_free_guidance is not None:
+            if not text_free_rows:
+                raise ValueError("text_free_guidance combines the text-free rows: pass text_free_rows=True with it.")
+            kwargs["text_free_guidance"] = float(text_free_guidance)
         if text_free_rows:
             if kwargs.get("inputs_embeds") is not None:
                 raise ValueError("text_free_rows needs input_ids (their phoneme tokens are blanked), not inputs_embeds.")
@@ -508,14 +517,32 @@ class EllaVForCausalLM(HalfDecodeMixin, EllaVPreTrainedModel, GenerationMixin):
     def half_decode_groups(self) -> dict[str, list[nn.Linear]]:
         return {"head": [self.lm_head]}
 
-    def generate(self, *args, **kwargs):
+    def generate(self, *args, jump_forward: bool = False, **kwargs):
         """Stock ``GenerationMixin.generate``; with ``config.decode_weight_dtype`` set (CPU, float32
         weights), its decoding steps read half-precision copies of the weights
         (:mod:`.decode_weights`: a decoding step on a CPU is bound by its matrix-vector products).
         Products with more than ``MAX_DECODE_ROWS`` rows (the prefill's layers, large batches) stay
-        float32."""
+        float32.
+
+        Args:
+            jump_forward: Decode the tokens the phoneme-advance rule forces (a phoneme after each
+                EOP, EOS after the last, EOP at the frame cap) in the same forward as the token before
+                them, through generate()'s stock assisted-decoding loop (:mod:`.jump_forward`). Needs
+                an :class:`~.generation_ella_v.EllaVPhonemeAdvanceLogitsProcessor` in
+                ``logits_processor`` and one sequence (``batch_size = 1``); with classifier-free
+                guidance, pass ``text_free_guidance`` (guidance inside the forward) rather than the
+                guidance processor, whose ``2B`` rows of logits assisted decoding cannot take.
+        """
         with half_precision_decoding(self, decode_weight_dtype(self.config.decode_weight_dtype)):
-            return super().generate(*args, **kwargs)
+            if not jump_forward:
+                return super().generate(*args, **kwargs)
+            with forced_token_candidates(self, kwargs):
+                return super().generate(*args, **kwargs)
+
+    def _get_candidate_generator(self, *args, **kwargs):
+        """generate()'s assisted-decoding hook: the forced-token candidates of a ``jump_forward`` call."""
+        candidates = getattr(self, "_forced_token_candidates", None)
+        return candidates if candidates is not None else super()._get_candidate_generator(*args, **kwargs)
 
     def masked_labels(self, labels: torch.LongTensor) -> torch.LongTensor:
         """``labels`` with every non-target position (anything but acoustic/EOP/EOS) set to -100."""
@@ -533,6 +560,7 @@ class EllaVForCausalLM(HalfDecodeMixin, EllaVPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,  # [B, L], aligned with input_ids (shifted here)
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        text_free_guidance: float | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Forward pass.
@@ -543,10 +571,18 @@ class EllaVForCausalLM(HalfDecodeMixin, EllaVPreTrainedModel, GenerationMixin):
                 targets count. ``num_items_in_batch`` (a kwarg the Trainer passes) normalises the
                 loss over gradient-accumulation steps.
             logits_to_keep: Compute logits for the last ``n`` positions only (0 = all).
+            text_free_guidance: Classifier-free guidance weight ``w`` for ``2B`` input rows (the
+                sequences, then their text-free copies, as ``prepare_inputs_for_generation(
+                text_free_rows=True)`` builds them): the ``B`` rows of guided scores come back,
+                ``log p_u + w (log p_c - log p_u)`` per position, as
+                :class:`~.generation_ella_v.EllaVClassifierFreeGuidanceLogitsProcessor` computes them
+                (pass it to ``generate()`` with ``text_free_rows=True``; every decoding method then
+                sees ``B`` rows).
 
         Returns:
             ``CausalLMOutputWithPast`` with ``logits`` ``[B, L or n, vocab_size]`` (float32 when a
-            loss is computed) and ``loss`` (mean cross-entropy over counted targets).
+            loss is computed or with ``text_free_guidance``) and ``loss`` (mean cross-entropy over
+            counted targets).
         """
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         outputs = self.model(
@@ -566,6 +602,11 @@ class EllaVForCausalLM(HalfDecodeMixin, EllaVPreTrainedModel, GenerationMixin):
         logits = self.half_linear("head", hidden_states)  # decoding steps under half_precision_decoding
         if logits is None:
             logits = self.lm_head(hidden_states)
+        if text_free_guidance is not None:
+            if labels is not None or logits.shape[0] % 2:
+                raise ValueError("text_free_guidance takes 2B rows (sequences, then their text-free copies) and no labels.")
+            conditional, unconditional = logits.float().log_softmax(-1).chunk(2)  # [B, n, V] each
+            logits = text_free_guidance * (conditional - unconditional) + unconditional
         loss = None
         if labels is not None:
             loss = self._loss(logits, labels, num_items_in_batch)

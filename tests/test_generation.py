@@ -702,6 +702,25 @@ def test_decode_weights_override_the_checkpoint(tts_model):
         set_decode_weights(model, "int8")
 
 
+def test_tts_generate_runs_in_inference_mode_and_leaves_the_gar_usable_outside_it(tts_model, tts_dir):
+    """The TTS's generate() runs under torch.inference_mode; the half decoding copies it makes must
+    not break a later GAR generate() or training step outside that mode."""
+    from ella_v_hf.processing import EllaVProcessor
+
+    model = copy.deepcopy(tts_model)
+    model.gar.config.decode_weight_dtype = "float16"
+    out = model.generate(**EllaVProcessor.from_pretrained(tts_dir)(["Hello there."]), do_sample=False)
+    assert out.audio.is_inference() and out.audio.clone().requires_grad_().sum().item() == pytest.approx(float(out.audio.sum()))
+    gar, space = model.gar, model.config.gar_config.token_space
+    ids = out.sequences[:, :12].clone()
+    again = gar.generate(ids, max_new_tokens=3, do_sample=False, eos_token_id=space.EOS, pad_token_id=space.PAD)
+    assert not again.is_inference()
+    gar.train()
+    loss = gar(input_ids=again, labels=again).loss  # a training step on generated ids, outside the mode
+    loss.backward()
+    assert gar.lm_head.weight.grad is not None
+
+
 def test_synthesize_cli_streams(tts_dir, tmp_path):
     import json
 

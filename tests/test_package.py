@@ -71,12 +71,17 @@ def test_bench_runs_and_reports_every_figure(tts_dir):
         assert row["generate_floor_tokens_per_second"] > 0 and row["max_ratio_vs_llama_through_generate"] > 0
         assert row["ella_v_half_decode_tokens_per_second"] > 0 and row["ratio_half_decode_vs_llama"] > 0
         assert row["llama_float16_tokens_per_second"] > 0
+    assert results["batches"]["1"]["ratio_half_decode_jump_forward_vs_llama"] > 0 and "with jump-forward" in markdown(results)
+    assert "ella_v_half_decode_jump_forward_tokens_per_second" not in results["batches"]["16"]
     assert "float16 decode weights" in markdown(results)
     assert results["end_to_end"]["audio_seconds"] > 0 and results["end_to_end"]["rtf"] > 0
     assert results["training"]["ella_v_tokens_per_second"] > 0 and results["training"]["ratio_vs_llama"] > 0
     assert "ratio vs Llama" in markdown(results) and "generate() floor" in markdown(results)
     assert results["end_to_end_demo"]["rtf"] > 0 and results["end_to_end_demo"]["sentences"] == 2
     assert "rtf_float32_decoding" not in results["end_to_end_demo"]  # the test checkpoint decodes in float32
+    demo = results["end_to_end_demo"]  # the ELLA-V test checkpoint: also timed without jump-forward
+    assert demo["rtf_without_jump_forward"] > 0 and demo["speedup_of_jump_forward"] > 0
+    assert "without jump-forward" in markdown(results)
     shares = results["end_to_end_demo"]["stage_shares"]
     assert all(0 < shares[k] < 1 for k in ("gar", "nar", "codec_decode")) and abs(sum(shares.values()) - 1) < 0.01
     assert results["streaming"]["time_to_first_audio_seconds"] > 0 and "time to first audio" in markdown(results)
