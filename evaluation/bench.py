@@ -96,30 +96,29 @@ def run_demo_benchmark(model_dir=None, sentences=HARVARD_20, device: str = "cpu"
     stepwise_rtfs = []  # the same sentences without jump-forward, in turns
     for sentence in sentences:
         inputs = processor([sentence])
+
+        def synthesis(**options: Any) -> tuple[float, float, Any]:
+            """Seconds, audio seconds and output of one seeded synthesis of the sentence."""
+            torch.manual_seed(seed)
+            elapsed, out = _timed(lambda: model.generate(**inputs, **options))
+            return elapsed, float(out.audio_lengths[0]) / rate, out
+
         # Instance attributes shadow the two methods during the timed runs: where the time goes.
         model._nar_decode, model._codec_decode = timed("nar", model._nar_decode), timed("codec", model._codec_decode)
         try:
-            torch.manual_seed(seed)
-            start = time.perf_counter()
-            out = model.generate(**inputs)
-            elapsed = time.perf_counter() - start
+            elapsed, length, out = synthesis()
         finally:
             del model._nar_decode, model._codec_decode
-        length = float(out.audio_lengths[0]) / rate
         rtfs.append(elapsed / max(length, 1e-9))
         seconds, audio = seconds + elapsed, audio + length
         if half is not None and device == "cpu":
             with _decode_weight_dtype(model.gar.config, None):
-                torch.manual_seed(seed)
-                start = time.perf_counter()
-                exact = model.generate(**inputs)
-                exact_rtfs.append((time.perf_counter() - start) / max(float(exact.audio_lengths[0]) / rate, 1e-9))
+                elapsed, length, exact = synthesis()
+            exact_rtfs.append(elapsed / max(length, 1e-9))
             same += int(torch.equal(exact.sequences, out.sequences))
         if model.config.gar_config.layout_spec.interleaved:  # jump-forward (the default at one row) off, in turns
-            torch.manual_seed(seed)
-            start = time.perf_counter()
-            stepwise = model.generate(**inputs, jump_forward=False)
-            stepwise_rtfs.append((time.perf_counter() - start) / max(float(stepwise.audio_lengths[0]) / rate, 1e-9))
+            elapsed, length, _ = synthesis(jump_forward=False)
+            stepwise_rtfs.append(elapsed / max(length, 1e-9))
     first = []
     for sentence in sentences:
         streamer = EllaVAudioStreamer(on_audio=lambda chunk: None)
@@ -296,6 +295,7 @@ def run_benchmark(
             for model in (gar, llama, floor, *([llama_half] if llama_half is not None else [])):
                 model.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)  # warm-up
             half_out = ours(True, half=True)  # warm-up; its tokens can differ from float32's (top-p draws)
+            jumped = ours(True, half=True, jump_forward=True) if "ella_v_jump_forward" in runs else None  # warm-up, its tokens
             best = _interleaved_best(repeats, runs)
         half_steps = batch * (half_out.shape[1] - len(prompt))
         seconds, llama_seconds = best["ella_v"], best["llama"]
@@ -319,9 +319,7 @@ def run_benchmark(
         }
         if "llama_float16" in best:
             row["llama_float16_tokens_per_second"] = round(steps / best["llama_float16"], 1)
-        if "ella_v_jump_forward" in best:  # tokens of the sequence (forced ones included) per second
-            with torch.no_grad():
-                jumped = ours(True, half=True, jump_forward=True)
+        if jumped is not None:  # tokens of the sequence (forced ones included) per second
             jump_rate = (jumped.shape[1] - len(prompt)) / best["ella_v_jump_forward"]
             row["ella_v_half_decode_jump_forward_tokens_per_second"] = round(jump_rate, 1)
             row["ratio_half_decode_jump_forward_vs_llama"] = round(jump_rate / (steps / llama_seconds), 3)

@@ -43,6 +43,7 @@ from transformers.generation.logits_process import (
     TypicalLogitsWarper,
 )
 
+from .modeling_ella_v import text_free_guidance_scores
 from .sequence_layout import LayoutSpec, TokenSpace, parse_gar_sequence
 
 
@@ -172,28 +173,29 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         )
 
     def _update(self, token: torch.LongTensor) -> None:
-        """O(1) state update with the last generated token ``[B]``."""
+        """O(1) state update with the last generated token ``[B]``. Every state tensor is replaced,
+        never written in place, so a shallow copy of the state is a snapshot (``forced_continuation``)."""
         space = self.space
         was_forced_cut = (token == space.EOP) & self.in_phone & (self.frames_in_phone >= self.cap)
-        self.cuts += was_forced_cut.long()
+        self.cuts = self.cuts + was_forced_cut.long()
         is_phoneme = space.phoneme_mask(token)
         is_acoustic = space.acoustic_mask(token)
-        self.frames += is_acoustic.long()
+        self.frames = self.frames + is_acoustic.long()
         if self.spec.interleaved and not self.spec.inline_phonemes:
             # An EOP closes the phoneme and opens the next one, if any, without a phoneme token.
             is_eop = (token == space.EOP) & ~self.done
             opens = is_eop & (self.opened < self.num_phonemes)
-            self.opened += opens.long()
+            self.opened = self.opened + opens.long()
             self.frames_in_phone = torch.where(is_eop, 0, self.frames_in_phone + is_acoustic.long())
             self.in_phone = torch.where(is_eop, opens, self.in_phone)
             opened_now = is_eop
         else:
-            self.opened += is_phoneme.long()
+            self.opened = self.opened + is_phoneme.long()
             self.frames_in_phone = torch.where(is_phoneme, 0, self.frames_in_phone + is_acoustic.long())
             self.in_phone = (self.in_phone | is_phoneme) & (token != space.EOP)
             opened_now = is_phoneme
         self.survival = torch.where(opened_now, torch.ones_like(self.survival), self.survival)
-        self.done |= token == space.EOS
+        self.done = self.done | (token == space.EOS)
 
     def _masks(self, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Token ids ``[V]``, the freely sampleable ones ``[V]`` (the first ``acoustic_codes``
@@ -267,10 +269,7 @@ class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
         last = int(input_ids[0, -1])
         if continues and self.space.is_acoustic(last) and int(self.frames_in_phone[0]) + 1 < self.cap:
             return []  # a frame below the cap: the next token is drawn (the common case, without a state copy)
-        saved = dict(self.__dict__)
-        for name in ("opened", "cuts", "frames", "done"):  # updated in place by _update
-            if name in saved:
-                saved[name] = saved[name].clone()
+        saved = dict(self.__dict__)  # a snapshot: reset() and _update() replace state tensors, never edit them
         try:
             if continues:
                 self._update(input_ids[:, -1])
@@ -452,8 +451,7 @@ class EllaVClassifierFreeGuidanceLogitsProcessor(LogitsProcessor):
                 f"Classifier-free guidance expects logits for 2 x {input_ids.shape[0]} rows (the sequences and their "
                 f"text-free copies), got {scores.shape[0]}: call the GAR's generate() with text_free_rows=True."
             )
-        conditional, unconditional = scores.log_softmax(-1).split(input_ids.shape[0])
-        return self.guidance_scale * (conditional - unconditional) + unconditional
+        return text_free_guidance_scores(scores, self.guidance_scale)
 
 
 def check_guidance_scale(value: Any, allow_none: bool = True) -> float | None:

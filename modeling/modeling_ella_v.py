@@ -251,6 +251,13 @@ class EllaVDecoderLayer(GradientCheckpointingLayer):
         return hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))
 
 
+def text_free_guidance_scores(logits: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Classifier-free guidance on the text: ``[2B, ..., V]`` logits (the sequences, then their
+    text-free copies) -> ``[B, ..., V]`` scores ``log p_u + w (log p_c - log p_u)`` in float32."""
+    conditional, unconditional = logits.float().log_softmax(-1).chunk(2)
+    return guidance_scale * (conditional - unconditional) + unconditional
+
+
 def positions_from_mask(attention_mask: torch.Tensor | None, query_length: int, past_length: int, device) -> torch.Tensor:
     """Position ids ``[B or 1, query_length]`` that skip padding.
 
@@ -605,8 +612,7 @@ class EllaVForCausalLM(HalfDecodeMixin, EllaVPreTrainedModel, GenerationMixin):
         if text_free_guidance is not None:
             if labels is not None or logits.shape[0] % 2:
                 raise ValueError("text_free_guidance takes 2B rows (sequences, then their text-free copies) and no labels.")
-            conditional, unconditional = logits.float().log_softmax(-1).chunk(2)  # [B, n, V] each
-            logits = text_free_guidance * (conditional - unconditional) + unconditional
+            logits = text_free_guidance_scores(logits, text_free_guidance)
         loss = None
         if labels is not None:
             loss = self._loss(logits, labels, num_items_in_batch)
