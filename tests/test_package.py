@@ -84,6 +84,8 @@ def test_bench_runs_and_reports_every_figure(tts_dir):
     assert "without jump-forward" in markdown(results)
     shares = results["end_to_end_demo"]["stage_shares"]
     assert all(0 < shares[k] < 1 for k in ("gar", "nar", "codec_decode")) and abs(sum(shares.values()) - 1) < 0.01
+    assert 0 < demo["gar_forward_share"] < shares["gar"] and 0 < demo["rtf_outside_gar_forward"] < demo["rtf"]
+    assert "everything else" in markdown(results)
     assert results["streaming"]["time_to_first_audio_seconds"] > 0 and "time to first audio" in markdown(results)
 
 
