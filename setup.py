@@ -8,8 +8,13 @@ lands in site-packages.
 The base install synthesises and prepares data; the extras add what only some commands need
 (each command that needs one says which ``pip install`` line is missing).
 
-Install torch first (``pip install torch==2.13.0`` takes the CPU wheel here); a bare ``torch``
-requirement with no torch installed pulls several GB of CUDA packages.
+Install torch first: ``pip install torch==2.13.0`` is the CUDA build on PyPI (GPU machines); a
+CPU-only machine takes PyTorch's CPU wheel (``--index-url https://download.pytorch.org/whl/cpu``).
+
+The ranges are what CI verifies (``.ci/run``): every lower bound is installed and tested in a fresh
+environment (``.ci/lower-bounds.txt``), and every open upper bound is tested at the newest release
+the resolver picks on the day CI runs. torch is held below the next release because CI installs
+only the CPU wheel of the tested release.
 """
 
 from pathlib import Path
@@ -20,7 +25,7 @@ ROOT = Path(__file__).parent
 TRAIN = ["accelerate>=1.0", "scikit-learn>=1.3"]  # TensorBoard logging turns on when `tensorboard` is installed
 EVAL = ["evaluate>=0.4", "jiwer>=3.0", "pocketsphinx>=5.0", "matplotlib>=3.7"]
 PLOT = ["matplotlib>=3.7"]
-TEXTGRID = ["praatio>=6.0"]
+TEXTGRID = ["praatio>=6.1"]
 DEMO = ["gradio>=6,<7", "imageio-ffmpeg>=0.5", *PLOT]  # ella-v demo (ffmpeg for streamed audio; matplotlib for the plot)
 
 setup(
@@ -30,7 +35,7 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=[
         "ella_v_hf",
         "ella_v_hf.modeling",
@@ -54,17 +59,17 @@ setup(
         "ella_v_hf.evaluation": ["metrics/*.py", "eval_sentences/*.txt", "recipes/*.sh"],
     },
     install_requires=[
-        "torch>=2.4",
+        "torch>=2.13,<2.14",
         "transformers>=5.24,<6",
-        "safetensors>=0.4",
-        "huggingface_hub>=1.0",
-        "numpy>=1.24",
-        "phonemizer>=3.2",
+        "safetensors>=0.8",
+        "huggingface_hub>=1.31",
+        "numpy>=1.26",
+        "phonemizer>=3.3",
         "espeakng-loader>=0.2",
         "num2words>=0.5.12",
-        "soundfile>=0.12",
-        "soxr>=0.3",
-        "tqdm>=4.60",
+        "soundfile>=0.12.1",
+        "soxr>=0.3.7",
+        "tqdm>=4.66.3",
         "datasets>=4.0",
     ],
     extras_require={
@@ -73,7 +78,8 @@ setup(
         "plot": PLOT,
         "textgrid": TEXTGRID,
         "demo": DEMO,
-        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", *TRAIN, *EVAL, *PLOT, *TEXTGRID, *DEMO],
+        # selenium drives the web demo's browser test (Debian's chromium and chromium-driver)
+        "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "selenium>=4.20", *TRAIN, *EVAL, *PLOT, *TEXTGRID, *DEMO],
     },
     entry_points={"console_scripts": ["ella-v=ella_v_hf.cli:main"]},
     classifiers=[

@@ -12,7 +12,27 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ._outputs import atomic_file, check_output_file
 from .presets import PRESETS, preset
+
+
+def read_batch_file(path: str) -> list[tuple[int, str]]:
+    """``(physical line number, text)`` of each non-blank line of a UTF-8 text file.
+
+    Raises:
+        ValueError: The file is not UTF-8 text, or has no text line.
+    """
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            content = handle.read()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"--batch-file {path} is not UTF-8 text (byte {error.start}: {error.reason}); give one text per line") from None
+    if "\x00" in content:
+        raise ValueError(f"--batch-file {path} holds binary data (NUL bytes); give a text file with one text per line")
+    lines = [(number, line.strip()) for number, line in enumerate(content.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise ValueError(f"--batch-file {path} has no text lines")
+    return lines
 
 #: Phoneme vocabulary assumed by ``ella-v params`` when none is given (an espeak English inventory
 #: with word-boundary, pause and unknown symbols is about this size).
@@ -110,6 +130,7 @@ def _cmd_plot_alignment(args: argparse.Namespace) -> int:
     from .processing import EllaVProcessor, load_audio, prepare_waveform
     from .processing.plot import plot_speech, spans_from_durations
 
+    check_output_file(args.output, args.overwrite)
     processor = EllaVProcessor.from_pretrained(args.processor)
     prepared_aligner = Path(args.processor).parent / "aligner"
     if (prepared_aligner / "config.json").is_file():  # a prepared corpus: PREPARED/processor + PREPARED/aligner
@@ -124,7 +145,8 @@ def _cmd_plot_alignment(args: argparse.Namespace) -> int:
     alignment = aligner.align(waveform, ids, check=not args.no_check)
     tokens = processor.tokenizer.convert_ids_to_tokens(ids)
     frame_rate = aligner.config.frame_rate
-    plot_speech(waveform, rate, args.output, args.text, spans_from_durations(tokens, alignment.durations, frame_rate), frame_rate)
+    with atomic_file(args.output) as temporary:
+        plot_speech(waveform, rate, temporary, args.text, spans_from_durations(tokens, alignment.durations, frame_rate), frame_rate)
     result = {"output": args.output, "score": alignment.score, "tokens": tokens, "durations": alignment.durations}
     print(json.dumps(result, ensure_ascii=False) if args.json else f"wrote {args.output} (score {alignment.score:.2f})")
     return 0
@@ -147,6 +169,8 @@ def check_output_path(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"-o {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"-o {path}: the folder {folder} is not writable")
 
 
 def set_threads(threads: int | None) -> int:
@@ -187,18 +211,20 @@ def _stream_to_file(args: argparse.Namespace, model, processor, prompt, prompt_r
 
     from .synthesis import synthesize_stream
 
-    with sf.SoundFile(args.output, "w", samplerate=model.config.sampling_rate, channels=1, subtype="PCM_16") as handle:
+    # The chunks go to a temporary sibling, renamed onto OUTPUT only once the utterance is complete.
+    with atomic_file(args.output) as temporary:
+        with sf.SoundFile(temporary, "w", samplerate=model.config.sampling_rate, channels=1, subtype="PCM_16") as handle:
 
-        def write(chunk):
-            handle.write(chunk)
-            handle.flush()
+            def write(chunk):
+                handle.write(chunk)
+                handle.flush()
 
-        result, first = synthesize_stream(
-            model, processor, args.text, write, prompt_audio=prompt, prompt_text=args.prompt_text, prompt_sampling_rate=prompt_rate,
-            seed=args.seed, **_generation_options(args),
-        )
-    if result.audio.size == 0:
-        raise RuntimeError("the model generated no audio (it ended the utterance at once); try sampling (drop --greedy) or another --seed")
+            result, first = synthesize_stream(
+                model, processor, args.text, write, prompt_audio=prompt, prompt_text=args.prompt_text,
+                prompt_sampling_rate=prompt_rate, seed=args.seed, **_generation_options(args),
+            )
+        if result.audio.size == 0:
+            raise RuntimeError("the model generated no audio (it ended the utterance at once); try sampling (drop --greedy) or another --seed")
     seconds = len(result.audio) / result.sampling_rate
     report = {"output": args.output, "seconds": round(seconds, 3), "cuts": result.cuts, "infinite": result.infinite,
               "time_to_first_audio_seconds": round(first, 3)}
@@ -230,29 +256,35 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .processing import load_audio
-    from .synthesis import load_checkpoint, set_decode_weights, synthesize
+    from .synthesis import check_seed, load_checkpoint, set_decode_weights, synthesize
 
     check_output_path(args.output)
     set_threads(args.threads)
     if args.max_frames_per_phone is not None and args.max_frames_per_phone < 1:
         raise ValueError(f"--max-frames-per-phone must be >= 1, got {args.max_frames_per_phone}")
+    check_seed(args.seed)
     prompt, prompt_rate = (None, None)
+    if args.prompt_text is not None and not args.prompt_audio:
+        raise ValueError("--prompt-text is the transcript of --prompt-audio: give both, or neither")
     if args.prompt_audio:
         if not args.prompt_text:
             raise ValueError("--prompt-audio needs --prompt-text (its transcript)")
+        if os.path.isdir(args.prompt_audio):
+            raise ValueError(f"--prompt-audio {args.prompt_audio} is a directory; give an audio file")
         if not os.path.isfile(args.prompt_audio):
             raise FileNotFoundError(f"--prompt-audio {args.prompt_audio} does not exist")
         prompt, prompt_rate = load_audio(args.prompt_audio)
-    jobs = [(args.text, args.output)]
+    jobs = [(args.text, args.output, None)]  # (text, output, physical line of the batch file)
     if args.batch_file:
-        with open(args.batch_file, encoding="utf-8-sig") as handle:
-            lines = [line.strip() for line in handle if line.strip()]
-        if not lines:
-            raise ValueError(f"--batch-file {args.batch_file} has no text lines")
+        lines = read_batch_file(args.batch_file)
         stem, suffix = os.path.splitext(args.output)
-        jobs = [(line, f"{stem}_{i:04d}{suffix}") for i, line in enumerate(lines)]
+        jobs = [(line, f"{stem}_{i:04d}{suffix}", number) for i, (number, line) in enumerate(lines)]
     elif args.text is None:
         raise ValueError("give TEXT or --batch-file")
+    for _, path, _ in jobs:  # before any work: nothing of the user's is replaced without --overwrite
+        check_output_file(path, args.overwrite)
+        if args.plot:
+            check_output_file(os.path.splitext(path)[0] + ".png", args.overwrite, option="--plot")
     model, processor = load_checkpoint(args.model)
     set_decode_weights(model, args.decode_weights)
     if args.stream:
@@ -260,7 +292,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
             raise ValueError("--stream synthesises one text; drop --batch-file")
         return _stream_to_file(args, model, processor, prompt, prompt_rate)
     results, failures = [], []
-    for number, (text, path) in enumerate(tqdm(jobs, desc="synthesize", disable=len(jobs) == 1, file=sys.stderr), 1):
+    for text, path, number in tqdm(jobs, desc="synthesize", disable=len(jobs) == 1, file=sys.stderr):
         try:
             result = synthesize(
                 model,
@@ -282,11 +314,13 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
             failures.append({"line": number, "text": text, "error": str(error)})
             print(f"line {number}: {error}", file=sys.stderr)
             continue
-        sf.write(path, result.audio, result.sampling_rate)
+        with atomic_file(path) as temporary:
+            sf.write(temporary, result.audio, result.sampling_rate)
         if args.plot:
             from .processing.plot import plot_speech
 
-            plot_speech(result.audio, result.sampling_rate, os.path.splitext(path)[0] + ".png", text, result.segments)
+            with atomic_file(os.path.splitext(path)[0] + ".png") as temporary:
+                plot_speech(result.audio, result.sampling_rate, temporary, text, result.segments)
         seconds = len(result.audio) / result.sampling_rate
         results.append({"output": path, "seconds": round(seconds, 3), "cuts": result.cuts, "infinite": result.infinite})
         print(f"wrote {path}: {seconds:.2f} s, {result.cuts} forced EOPs", file=sys.stderr)
@@ -305,6 +339,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA device is available")
+    if args.out:
+        for suffix in (".json", ".md"):
+            check_output_file(os.path.splitext(args.out)[0] + suffix, args.overwrite, option="--out")
     set_threads(args.threads)
     from .evaluation.bench import HARVARD_20
 
@@ -313,10 +350,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                             demo_sentences=sentences, demo_model=args.model, compile=args.compile)
     if args.out:
         base = os.path.splitext(args.out)[0]
-        with open(base + ".json", "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=1)
-        with open(base + ".md", "w", encoding="utf-8") as handle:
-            handle.write(markdown(results) + "\n")
+        for suffix, text in ((".json", json.dumps(results, indent=1)), (".md", markdown(results) + "\n")):
+            with atomic_file(base + suffix) as temporary:
+                temporary.write_text(text, encoding="utf-8")
     print(json.dumps(results) if args.json else markdown(results))
     return 0
 
@@ -408,6 +444,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         prompt_text=args.prompt_text,
         stages=args.stages,
         decode_weights=args.decode_weights,
+        overwrite=args.overwrite,
     )
     if args.json:
         print(json.dumps(result["summary"]))
@@ -469,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--text", required=True)
     plot.add_argument("-o", "--output", required=True)
     plot.add_argument("--no-check", action="store_true", help="plot even if the transcript looks mismatched")
+    plot.add_argument("--overwrite", action="store_true", help="replace an existing output file (refused otherwise)")
     plot.add_argument("--json", action="store_true")
     plot.set_defaults(func=_cmd_plot_alignment)
 
@@ -494,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "the distribution it was drawn from ('expected'); default: the model's generation_config (demo: expected)")
     synth.add_argument("--batch-file", default=None, help="one text per line; writes OUTPUT_0000.wav, …")
     synth.add_argument("--plot", action="store_true", help="also write a PNG of the waveform and spectrogram")
+    synth.add_argument("--overwrite", action="store_true", help="replace existing output files (refused otherwise)")
     synth.add_argument("--stream", action="store_true", help="write the audio to OUTPUT as it is generated (phoneme runs)")
     synth.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: half the cores, 1-4)")
     _decode_weights_argument(synth)
@@ -529,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--stages", action="store_true",
                     help="also score the first codebook alone: the reference's (codec_first_codebook) and each strategy's generated one")
     _decode_weights_argument(ev)
+    ev.add_argument("--overwrite", action="store_true", help="replace existing result files (refused otherwise)")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
 
@@ -589,17 +629,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--compile", action="store_true",
                        help="also time the GAR with a static cache and torch.compile (needs a C++ compiler on CPU)")
     bench.add_argument("--out", default=None, help="also write OUT.json and OUT.md")
+    bench.add_argument("--overwrite", action="store_true", help="replace existing OUT.json / OUT.md (refused otherwise)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=_cmd_bench)
     return parser
 
 
-def describe_error(error: BaseException) -> str:
+#: How each command picks up after an interruption (the advice after a full disk or Ctrl-C).
+RESTART_ADVICE = {
+    "train": "run it again with --resume to continue from the last checkpoint",
+    "train-codec": "run it again with --resume to continue from the last checkpoint",
+    "prepare": "run the same command again: finished steps are reused",
+}
+
+
+def describe_error(error: BaseException, command: str | None = None) -> str:
     """One line a person can act on; a full disk is named as such (libraries word it in many ways)."""
     text = str(error)
     full = getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in text or "StorageFull" in text
     if full or "inline_container" in text:  # torch's checkpoint writer says only "enforce fail at inline_container.cc"
-        return f"writing failed, most likely because the disk is full ({text.splitlines()[0][:200]}); free some space and run again (--resume continues a run)"
+        advice = RESTART_ADVICE.get(command, "run it again")
+        return f"writing failed, most likely because the disk is full ({text.splitlines()[0][:200]}); free some space and {advice}"
     return text
 
 
@@ -611,8 +661,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, RuntimeError, OSError, ImportError, SafetensorError) as error:
-        print(f"ella-v {args.command}: error: {describe_error(error)}", file=sys.stderr)
+        print(f"ella-v {args.command}: error: {describe_error(error, args.command)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        advice = RESTART_ADVICE.get(args.command)
+        print(f"ella-v {args.command}: interrupted{'; ' + advice if advice else ''}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -143,6 +143,17 @@ def set_decode_weights(model: EllaVForTextToSpeech, choice: str = "checkpoint") 
     return model.gar.config.decode_weight_dtype
 
 
+#: The largest seed ``torch.manual_seed`` takes.
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` if it is a whole number in ``0 .. 2**63 - 1``; otherwise a ``ValueError`` saying so."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    return seed
+
+
 def default_threads() -> int:
     """Torch threads for synthesis on a CPU: half the cores, 1 to 4.
 
@@ -177,7 +188,7 @@ def synthesize_stream(
     if not sentences:
         raise ValueError("Text is empty or whitespace only; nothing to synthesise.")
     if seed is not None:
-        torch.manual_seed(seed)
+        torch.manual_seed(check_seed(seed))
     started, first = time.perf_counter(), None
     rate = model.config.sampling_rate
     pause = np.zeros(int(_pause_seconds(model) * rate), dtype=np.float32)
@@ -254,7 +265,7 @@ def synthesize(
     if not sentences:
         raise ValueError("Text is empty or whitespace only; nothing to synthesise.")
     if seed is not None:
-        torch.manual_seed(seed)
+        torch.manual_seed(check_seed(seed))
     outputs = []
     starts = range(0, len(sentences), SENTENCES_PER_BATCH)
     for start in tqdm(starts, desc=f"synthesise {len(sentences)} sentences", unit="batch", disable=not progress or len(starts) < 2):

@@ -14,6 +14,7 @@ build_app("YOUR/MODEL").launch()`` and ``ella-v-hf[demo]`` in ``requirements.txt
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import shutil
@@ -23,27 +24,65 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ._optional import require
 from .processing.demo_corpus import FALLBACK_SENTENCES
 
 #: The first Harvard sentences (public domain), as the page's examples.
 EXAMPLES = FALLBACK_SENTENCES[:4]
+#: The longest text one request may ask for (about 30 s of speech): a longer one would hold the
+#: model for minutes while every other visitor waits.
+MAX_TEXT_CHARACTERS = 500
+#: The queue both endpoints share, one generation at a time, first come first served.
+QUEUE = "tts"
 #: No web fonts: the page must work offline.
 FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
-def _to_mono_float(audio: tuple[int, np.ndarray] | None) -> tuple[np.ndarray | None, int | None]:
-    """Gradio's ``(rate, int16 or float array [S] or [S, C])`` -> ``(float32 [S], rate)``."""
-    if audio is None:
+def check_text(text: str | None) -> str:
+    """The request's text, or a ``ValueError`` saying why it is refused (empty, too long)."""
+    if not text or not text.strip():
+        raise ValueError("Type a sentence first.")
+    if len(text) > MAX_TEXT_CHARACTERS:
+        raise ValueError(f"The text has {len(text)} characters; this demo takes at most {MAX_TEXT_CHARACTERS} per request.")
+    return text
+
+
+def read_prompt(path: str | None) -> tuple[np.ndarray | None, int | None]:
+    """An uploaded or recorded voice prompt (a file path: WAV, FLAC, OGG, MP3 …) -> ``(float32 [S], rate)``.
+
+    Raises:
+        ValueError: The file is empty, not audio, unreadable, or holds no finite samples (each said so).
+    """
+    if path is None:
         return None, None
-    rate, data = audio
-    data = np.asarray(data)
-    if np.issubdtype(data.dtype, np.integer):
-        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max)
-    if data.ndim == 2:
-        data = data.mean(axis=1)
-    return data.astype(np.float32), int(rate)
+    from .processing import AudioError, load_audio
+
+    name = Path(path).name
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"The voice prompt {name} is an empty file (0 bytes).")
+    try:
+        waveform, rate = load_audio(path)
+    except AudioError as error:
+        raise ValueError(f"The voice prompt {name} cannot be read as audio: {error}") from None
+    if waveform.size == 0:
+        raise ValueError(f"The voice prompt {name} holds no samples.")
+    if not np.isfinite(waveform).all():
+        raise ValueError(f"The voice prompt {name} holds non-finite samples (NaN or infinity).")
+    return waveform, rate
+
+
+class Cancelled(StoppingCriteria):
+    """A stock stopping criterion that ends generation once ``event`` is set (the client cancelled
+    or went away), so the model is free for the next request within a step."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def ensure_ffmpeg() -> str:
@@ -84,16 +123,15 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
         threads: Torch CPU threads (default: :func:`~ella_v_hf.synthesis.default_threads`).
     """
     gr = require("gradio", "demo", "ella-v demo")
-    import torch
-
     ensure_ffmpeg()
-    from .synthesis import default_threads, load_checkpoint, synthesize, synthesize_stream
+    from .synthesis import check_seed, default_threads, load_checkpoint, synthesize, synthesize_stream
 
     torch.set_num_threads(threads or default_threads())
     tts, processor = load_checkpoint(model)
     rate = tts.config.sampling_rate
     lock = threading.Lock()  # one generation at a time: the model is shared
-    out_dir = Path(tempfile.mkdtemp(prefix="ella-v-demo-"))
+    out_dir = Path(tempfile.mkdtemp(prefix="ella-v-demo-"))  # the plots; removed when the server exits
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
 
     guided = bool(tts.config.gar_config.text_dropout)  # a GAR trained for classifier-free guidance
 
@@ -113,20 +151,27 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
         text, prompt_audio, prompt_text, greedy, top_p, temperature, seed, max_frames, eop_quantile=None, guidance=None
     ) -> Iterator:
         """Yields (streamed chunk, full recording, plot, status) while generating."""
-        if not text or not text.strip():
-            raise gr.Error("Type a sentence first.")
-        wav, prompt_rate = _to_mono_float(prompt_audio)
-        if wav is not None and not (prompt_text or "").strip():
-            raise gr.Error("A voice prompt needs its transcript.")
+        try:
+            check_text(text)
+            wav, prompt_rate = read_prompt(prompt_audio)
+            if wav is not None and not (prompt_text or "").strip():
+                raise ValueError("A voice prompt needs its transcript.")
+            seed = check_seed(int(seed or 0))
+        except (ValueError, OverflowError) as error:
+            raise gr.Error(str(error)) from None
         chunks: queue.Queue = queue.Queue()
         outcome: dict = {}
+        cancel = threading.Event()
 
         def run() -> None:
             try:
                 with lock:
+                    if cancel.is_set():
+                        return
                     outcome["result"], outcome["first"] = synthesize_stream(
                         tts, processor, text, chunks.put, prompt_audio=wav, prompt_text=prompt_text or None,
-                        prompt_sampling_rate=prompt_rate, seed=int(seed or 0), **options(greedy, top_p, temperature, max_frames, eop_quantile, guidance),
+                        prompt_sampling_rate=prompt_rate, seed=seed, stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
+                        **options(greedy, top_p, temperature, max_frames, eop_quantile, guidance),
                     )
             except Exception as error:  # shown in the page, not lost in the server log
                 outcome["error"] = error
@@ -134,8 +179,11 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                 chunks.put(None)
 
         threading.Thread(target=run, daemon=True).start()
-        while (chunk := chunks.get()) is not None:
-            yield (rate, _pcm16(chunk)), None, None, "generating…"
+        try:
+            while (chunk := chunks.get()) is not None:
+                yield (rate, _pcm16(chunk)), None, None, "generating…"
+        finally:  # the client cancelled or went away (the generator is closed): stop generating
+            cancel.set()
         if "error" in outcome:
             raise gr.Error(str(outcome["error"]))
         result = outcome["result"]
@@ -150,8 +198,10 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
 
     def synthesize_api(text: str) -> tuple[int, np.ndarray]:
         """Text -> ``(rate, waveform)`` (top-p 0.9, seed 0): the ``/synthesize`` endpoint (clients get a WAV file)."""
-        if not text or not text.strip():
-            raise gr.Error("Empty text.")
+        try:
+            check_text(text)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
         with lock:
             result = synthesize(tts, processor, text, seed=0, progress=False)
         return rate, _pcm16(result.audio)
@@ -162,9 +212,10 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                     "Audio streams while the model is still generating; the full recording and the phone alignment follow.")
         with gr.Row():
             with gr.Column():
-                text = gr.Textbox(label="Text", lines=3, placeholder="Type a sentence…", elem_id="text")
+                text = gr.Textbox(label="Text", lines=3, placeholder="Type a sentence…", elem_id="text",
+                                  max_length=MAX_TEXT_CHARACTERS)
                 with gr.Accordion("Voice prompt (optional)", open=False):
-                    prompt_audio = gr.Audio(label="Prompt audio", sources=["upload", "microphone"], type="numpy")
+                    prompt_audio = gr.Audio(label="Prompt audio", sources=["upload", "microphone"], type="filepath")
                     prompt_text = gr.Textbox(label="Its transcript")
                 with gr.Accordion("Sampling", open=False):
                     greedy = gr.Checkbox(label="Greedy (no sampling)", value=False)
@@ -191,9 +242,10 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                 plot = gr.Image(label="Waveform, spectrogram and generated phones", type="filepath")
                 status = gr.Markdown(elem_id="status")
         button.click(stream, [text, prompt_audio, prompt_text, greedy, top_p, temperature, seed, max_frames, eop_quantile, guidance],
-                     [streamed, full, plot, status], api_name="synthesize_stream")
+                     [streamed, full, plot, status], api_name="synthesize_stream", concurrency_id=QUEUE, concurrency_limit=1)
         api_text, api_audio = gr.Textbox(visible=False), gr.Audio(visible=False, type="numpy", format="wav")
-        gr.Button(visible=False).click(synthesize_api, [api_text], [api_audio], api_name="synthesize")
+        gr.Button(visible=False).click(synthesize_api, [api_text], [api_audio], api_name="synthesize", concurrency_id=QUEUE,
+                                       concurrency_limit=1)
     return app
 
 
@@ -210,4 +262,4 @@ def main(model: str | None = None, port: int = 7860, host: str = "127.0.0.1", th
     launch(build_app(model, threads), port, host)
 
 
-__all__ = ["EXAMPLES", "build_app", "launch", "main"]
+__all__ = ["EXAMPLES", "MAX_TEXT_CHARACTERS", "build_app", "check_text", "launch", "main", "read_prompt"]

@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._optional import require
+from .._outputs import atomic_file, check_output_file
 from ..modeling.generation_ella_v import FIRST_LEVEL_DECODINGS, NAR_DECODINGS, parse_eop_quantile
 from ..processing import EllaVProcessor, load_audio, prepare_waveform, read_corpus
 from ..processing.tokenization_ella_v import token_words
@@ -130,7 +131,7 @@ def parse_strategy(spec: str) -> dict:
             kwargs[key] = parse_eop_quantile(value)
             continue
         if key == "guidance_scale":  # 1: no guidance, whatever the model's generation_config says
-            kwargs[key] = float(value)
+            kwargs[key] = _number(spec, key, value, float)
             continue
         if greedy or key not in ("top_p", "top_k", "temperature"):
             raise ValueError(
@@ -138,8 +139,16 @@ def parse_strategy(spec: str) -> dict:
                 f"and optionally nar_decoding={'|'.join(NAR_DECODINGS)}, first_level_decoding={'|'.join(FIRST_LEVEL_DECODINGS)}, "
                 "eop_quantile=Q|off, guidance_scale=W"
             )
-        kwargs[key] = int(value) if key == "top_k" else float(value)
+        kwargs[key] = _number(spec, key, value, int if key == "top_k" else float)
     return kwargs
+
+
+def _number(spec: str, key: str, value: str, kind: type) -> float | int:
+    try:
+        return kind(value)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{key}={value!r} in the strategy {spec!r}: {key} takes {what}") from None
 
 
 def _continuation_split(model, processor: EllaVProcessor, waveform: np.ndarray, text: str, seconds: float):
@@ -250,8 +259,10 @@ def evaluate_model(
     stages: bool = False,
     seeds: int = 1,
     decode_weights: str = "checkpoint",
+    overwrite: bool = False,
 ) -> dict:
-    """Evaluate a checkpoint (see the module docstring). Writes ``out`` (JSON), ``.md`` and ``.png`` beside it.
+    """Evaluate a checkpoint (see the module docstring). Writes ``out`` (JSON), ``.md`` and ``.png``
+    beside it; existing ones are refused before any work unless ``overwrite``.
 
     Each sampling strategy runs ``seeds`` times (run seeds ``seed`` … ``seed + seeds - 1``; item
     ``i`` of a run draws from :func:`item_seed`); its summary is the mean over runs (:func:`summarize`).
@@ -269,6 +280,10 @@ def evaluate_model(
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     strategies = {s: parse_strategy(s) for s in sweep}
+    out_path = Path(out)
+    outputs = (out_path, out_path.with_suffix(".md"), out_path.with_suffix(".png"))
+    for path in outputs:
+        check_output_file(path, overwrite, option="--out")
     model, processor = load_checkpoint(model_dir)
     decode_weight_dtype = set_decode_weights(model, decode_weights)
     rate = model.config.sampling_rate
@@ -276,7 +291,8 @@ def evaluate_model(
     items = build_items(model, processor, eval_path, mode, prompt_seconds, limit, prompt_audio, prompt_text, skipped)
     print(skip_report(len(items), skipped, mode), file=sys.stderr)
     if not items:
-        raise ValueError(f"No usable evaluation items in {eval_path}: {len(skipped)} skipped (reasons in the report above)")
+        reasons = "; ".join(f"{s['id']}: {s['reason']}" for s in skipped[:5]) + (" …" if len(skipped) > 5 else "")
+        raise ValueError(f"No usable evaluation items in {eval_path}: {len(skipped)} skipped ({reasons or 'the folder holds none'})")
     judge, similarity = load_asr(asr), load_similarity(sim)
     rows: dict[str, list[dict]] = {}
 
@@ -327,11 +343,13 @@ def evaluate_model(
         mode = "fixed" if prompt_audio else "none"
     result = {"model": str(model_dir), "decode_weight_dtype": decode_weight_dtype, "layout": layout, "eval": str(eval_path), "prompt_mode": mode, "asr": asr, "sim": sim,
               "seed": seed, "seeds": seeds, "summary": summary, "skipped": skipped, "utterances": rows}
-    out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
-    out_path.with_suffix(".md").write_text(markdown_table(result), encoding="utf-8")
-    bar_chart(result, out_path.with_suffix(".png"))
+    writers = (lambda f: f.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8"),
+               lambda f: f.write_text(markdown_table(result), encoding="utf-8"),
+               lambda f: bar_chart(result, f))
+    for path, write in zip(outputs, writers):
+        with atomic_file(path) as temporary:
+            write(temporary)
     return result
 
 

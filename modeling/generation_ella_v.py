@@ -32,19 +32,10 @@ from typing import Any
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor
-from transformers.generation.logits_process import (
-    EpsilonLogitsWarper,
-    EtaLogitsWarper,
-    MinPLogitsWarper,
-    TemperatureLogitsWarper,
-    TopHLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-    TypicalLogitsWarper,
-)
 
 from .modeling_ella_v import text_free_guidance_scores
 from .sequence_layout import LayoutSpec, TokenSpace, parse_gar_sequence
+from .transformers_compat import default_generation_params, sampling_warpers
 
 
 def check_eop_quantile(value: Any) -> float | None:
@@ -321,37 +312,6 @@ NAR_DECODINGS = ("expected", "argmax")
 FIRST_LEVEL_DECODINGS = ("code", "expected")
 
 
-def sampling_warpers(generation_config: GenerationConfig, device: torch.device | str = "cpu") -> list[LogitsProcessor]:
-    """The warpers the stock ``generate()`` appends after every other processor when sampling.
-
-    The same fields, the same stock classes, the same order (temperature, top-h, top-k, top-p, min-p,
-    typical, epsilon, eta) as transformers' ``GenerationMixin._get_logits_processor`` builds for one
-    beam (``tests/test_generation.py`` checks the result against ``generate(output_scores=True)``).
-    Empty for greedy decoding.
-    """
-    c = generation_config
-    if not c.do_sample:
-        return []
-    warpers: list[LogitsProcessor] = []
-    if c.temperature is not None and c.temperature != 1.0:
-        warpers.append(TemperatureLogitsWarper(c.temperature))
-    if c.top_h is not None:
-        warpers.append(TopHLogitsWarper(top_h=c.top_h))
-    if c.top_k is not None and c.top_k != 0:
-        warpers.append(TopKLogitsWarper(top_k=c.top_k, min_tokens_to_keep=1))
-    if c.top_p is not None and c.top_p < 1.0:
-        warpers.append(TopPLogitsWarper(top_p=c.top_p, min_tokens_to_keep=1))
-    if c.min_p is not None:
-        warpers.append(MinPLogitsWarper(min_p=c.min_p, min_tokens_to_keep=1))
-    if c.typical_p is not None and c.typical_p < 1.0:
-        warpers.append(TypicalLogitsWarper(mass=c.typical_p, min_tokens_to_keep=1))
-    if c.epsilon_cutoff is not None and 0.0 < c.epsilon_cutoff < 1.0:
-        warpers.append(EpsilonLogitsWarper(epsilon=c.epsilon_cutoff, min_tokens_to_keep=1))
-    if c.eta_cutoff is not None and 0.0 < c.eta_cutoff < 1.0:
-        warpers.append(EtaLogitsWarper(epsilon=c.eta_cutoff, min_tokens_to_keep=1, device=device))
-    return warpers
-
-
 class EllaVFirstLevelRecorder(LogitsProcessor):
     """Records, at every GAR step, the distribution the step's first-codebook code is drawn from.
 
@@ -508,13 +468,14 @@ class EllaVGenerationConfig(GenerationConfig):
             GAR forward, which combines them, ``text_free_guidance``, as
             :class:`EllaVClassifierFreeGuidanceLogitsProcessor` does). Needs a GAR trained with
             ``text_dropout`` (not in the paper).
-        jump_forward: ``None`` (the default) or ``True``: a one-row generation (one text,
-            ``num_return_sequences=1``, no static cache) decodes each token the phoneme-advance rule
-            forces (the phoneme after an EOP, EOS, EOP at the frame cap) in the same GAR forward as
-            the token before it, through the stock assisted-decoding loop
-            (:mod:`~ella_v_hf.modeling.jump_forward`): the same structure and distributions in fewer
-            steps. ``False``: one token per step; with sampling, a seed then draws what it drew
-            before jump-forward existed (the two consume the random stream differently). The
+        jump_forward: ``True``: a one-row generation (one text, ``num_return_sequences=1``, no
+            static cache) decodes each token the phoneme-advance rule forces (the phoneme after an
+            EOP, EOS, EOP at the frame cap) in the same GAR forward as the token before it, through
+            the stock assisted-decoding loop (:mod:`~ella_v_hf.modeling.jump_forward`): the same
+            structure and distributions in fewer steps (sampled sequences differ from step-by-step
+            decoding's for the same seed). It relies on transformers' private assisted-decoding
+            hooks, so it is opt-in: on a transformers release it was not verified on it warns once
+            and decodes step by step. ``None`` (the default) or ``False``: one token per step. The
             VALL-E layout forces nothing and always decodes one token per step.
         kwargs: :class:`~transformers.GenerationConfig` fields. Unset, ``do_sample=True``,
             ``top_p=0.9``, ``top_k=0`` and ``temperature=1.0`` (the paper samples the GAR).
@@ -560,7 +521,7 @@ class EllaVGenerationConfig(GenerationConfig):
     def check_supported(self) -> None:
         """Raise a ``ValueError`` naming every set field the TTS model cannot honour, and every
         out-of-range sampling value."""
-        defaults = GenerationConfig._get_default_generation_params()
+        defaults = default_generation_params()
         unsupported = []
         for key, value in self.to_dict().items():
             if key in GAR_GENERATION_FIELDS or key in HANDLED_GENERATION_FIELDS or key.startswith("_"):
@@ -576,9 +537,10 @@ class EllaVGenerationConfig(GenerationConfig):
                 "first_level_decoding, eop_quantile, guidance_scale, jump_forward."
             )
         if self.do_sample:
-            if self.temperature is not None and not self.temperature > 0:
+            if self.temperature is not None and not 0 < self.temperature < float("inf"):
                 raise ValueError(
-                    f"temperature must be > 0 when sampling (got {self.temperature}); for greedy decoding pass do_sample=False."
+                    f"temperature must be a finite number > 0 when sampling (got {self.temperature}); "
+                    "for greedy decoding pass do_sample=False."
                 )
             if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
                 raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
@@ -597,7 +559,7 @@ class EllaVGenerationConfig(GenerationConfig):
         check_eop_quantile(self.eop_quantile)
         check_guidance_scale(self.guidance_scale)
         if self.jump_forward not in (None, True, False):
-            raise ValueError(f"jump_forward must be True, False or None (on), got {self.jump_forward!r}")
+            raise ValueError(f"jump_forward must be True, False or None (off), got {self.jump_forward!r}")
         if self.sentence_pause_seconds is not None and self.sentence_pause_seconds < 0:
             raise ValueError(f"sentence_pause_seconds must be >= 0, got {self.sentence_pause_seconds}")
 

@@ -15,7 +15,9 @@ differently); greedy decoding gives the same tokens up to floating-point roundin
 Stock assisted decoding works on one sequence at a time (``batch_size = 1``); guidance's text-free
 rows stay inside the forward (``text_free_rows`` with ``text_free_guidance``).
 
-This module imports only ``torch`` and ``transformers`` (it travels as remote code).
+jump-forward relies on transformers' private assisted-decoding hooks, so it is opt-in and checked
+(:func:`~.transformers_compat.jump_forward_unsupported`). This module imports only ``torch``,
+``transformers`` and its siblings (it travels as remote code).
 """
 
 from __future__ import annotations
@@ -26,7 +28,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from transformers.generation.candidate_generator import CandidateGenerator
+
+from .transformers_compat import jump_forward_unsupported
+
+if jump_forward_unsupported() is None:
+    from transformers.generation.candidate_generator import CandidateGenerator
+else:  # transformers' candidate-generator contract is not the verified one: jump-forward stays off
+    CandidateGenerator = object
+
+
+#: The most tokens the phoneme-advance rule forces in a row (EOP at the frame cap, then the next phoneme).
+FORCED_RUN = 2
 
 
 class ForcedTokenCandidates(CandidateGenerator):
@@ -44,9 +56,15 @@ class ForcedTokenCandidates(CandidateGenerator):
         self.rule = rule
         self.proposed = 0
 
+    @property
+    def num_drafting_tokens(self) -> int:
+        """The most tokens proposed at once (the rule forces at most two in a row: EOP, then a
+        phoneme); transformers 5.25+ sizes the recurrent-state record of its caches by it."""
+        return FORCED_RUN
+
     def get_candidates(self, input_ids: torch.LongTensor, **kwargs: Any) -> tuple[torch.LongTensor, None]:
         """``input_ids`` ``[1, L]`` -> ``[1, L + n]`` with the ``n`` forced tokens appended (``n`` may be 0)."""
-        tokens = self.rule.forced_continuation(input_ids)
+        tokens = self.rule.forced_continuation(input_ids, max_tokens=FORCED_RUN)
         if not tokens:
             return input_ids, None
         self.proposed += len(tokens)

@@ -21,7 +21,6 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
@@ -31,6 +30,7 @@ from .decode_weights import HalfDecodeMixin, decode_weight_dtype, half_precision
 from .jump_forward import forced_token_candidates
 from .loading import StrictLoadingMixin
 from .sequence_layout import IGNORE_INDEX, TokenSpace
+from .transformers_compat import attention_function, jump_forward_available, without_remote_code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,9 +170,7 @@ class EllaVAttention(HalfDecodeMixin, nn.Module):
             q, k = apply_rotary(q, k, *position_embeddings)
         if cache is not None:
             k, v = cache.update(k, v, self.layer_idx)
-        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
+        attention: Callable = attention_function(self.config, eager_attention_forward)
         out, _ = attention(
             self,
             q,
@@ -303,17 +301,10 @@ class EllaVPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         if not remote_code:
             # transformers copies code for classes registered for an Auto class (a class-level
             # check), so unregister the model's and config's classes for this call.
-            classes = [c for c in (type(self), type(self.config)) if "_auto_class" in c.__dict__]
-            registered = [c.__dict__["_auto_class"] for c in classes]
             if hasattr(self.config, "auto_map"):
                 del self.config.auto_map
-            try:
-                for cls in classes:
-                    cls._auto_class = None
+            with without_remote_code((self, self.config)):
                 return super().save_pretrained(save_directory, *args, **kwargs)
-            finally:
-                for cls, auto_class in zip(classes, registered):
-                    cls._auto_class = auto_class
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
         model_module = type(self).__module__.rsplit(".", 1)[-1]
         config_module = type(self.config).__module__.rsplit(".", 1)[-1]
@@ -539,9 +530,12 @@ class EllaVForCausalLM(HalfDecodeMixin, EllaVPreTrainedModel, GenerationMixin):
                 ``logits_processor`` and one sequence (``batch_size = 1``); with classifier-free
                 guidance, pass ``text_free_guidance`` (guidance inside the forward) rather than the
                 guidance processor, whose ``2B`` rows of logits assisted decoding cannot take.
+                It relies on transformers' private assisted-decoding hooks: on a transformers
+                release it was not verified on (:mod:`.transformers_compat`), it warns once and
+                decodes step by step.
         """
         with half_precision_decoding(self, decode_weight_dtype(self.config.decode_weight_dtype)):
-            if not jump_forward:
+            if not jump_forward or not jump_forward_available():
                 return super().generate(*args, **kwargs)
             with forced_token_candidates(self, kwargs):
                 return super().generate(*args, **kwargs)

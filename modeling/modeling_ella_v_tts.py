@@ -7,7 +7,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, GenerationConfig, LogitsProcessorList, PreTrainedConfig
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForTextToWaveform,
+    GenerationConfig,
+    LogitsProcessorList,
+    PreTrainedConfig,
+    StoppingCriteriaList,
+)
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
@@ -30,6 +38,7 @@ from .sequence_layout import (
     sequence_to_alignment_durations,
 )
 from .streaming_ella_v import EllaVAudioStreamer, GarTokenWatcher
+from .transformers_compat import adjust_generation_arguments
 
 #: GAR tokens one phoneme token takes on average in English speech at 50 Hz (itself, its EOP and
 #: ~4-5 frames; ELLA-V also repeats it in the prefix): the yardstick of the length check.
@@ -137,6 +146,10 @@ class EllaVTTSConfig(PreTrainedConfig):
         return output
 
 
+#: The loading arguments of ``from_pretrained`` that ``GenerationConfig.from_pretrained`` takes too.
+GENERATION_CONFIG_LOADING = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+
+
 @dataclass
 class EllaVTTSOutput(ModelOutput):
     """Output of :meth:`EllaVForTextToSpeech.generate`.
@@ -212,9 +225,8 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         :class:`EllaVGenerationConfig` (fields it lacks come from the model configuration)."""
         defaults = EllaVGenerationConfig.from_model_config(self.config)
         if generation_config is None:
-            names = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
-            loading = {key: value for key, value in zip(names, args)}
-            loading.update({key: kwargs[key] for key in names if key in kwargs})
+            loading = adjust_generation_arguments(args, kwargs)
+            loading = {key: loading[key] for key in GENERATION_CONFIG_LOADING if key in loading}
             try:
                 generation_config = GenerationConfig.from_pretrained(pretrained_model_name_or_path, **loading)
             except OSError:
@@ -343,6 +355,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         generation_config: GenerationConfig | None = None,
         logits_processor: LogitsProcessorList | None = None,
         streamer=None,
+        stopping_criteria: StoppingCriteriaList | None = None,
         **kwargs,
     ) -> EllaVTTSOutput:
         """Text (+ prompt) -> waveforms.
@@ -362,6 +375,8 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
                 (and after classifier-free guidance, with ``guidance_scale``).
             streamer: An :class:`~ella_v_hf.modeling.EllaVAudioStreamer` that receives audio chunks
                 while the GAR runs.
+            stopping_criteria: Extra stock stopping criteria for the GAR (e.g. one that stops when a
+                client cancels); a row they stop before its EOS is reported in ``infinite``.
             kwargs: Generation fields (``do_sample``, ``temperature``, ``top_k``, ``top_p``,
                 ``max_new_tokens``, ``num_return_sequences``, ``max_frames_per_phone``, …), which
                 override ``generation_config``; see :class:`EllaVGenerationConfig` for what is
@@ -471,7 +486,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
         # rows' guided scores (text_free_guidance), so every decoding loop sees B rows.
         guidance = {"text_free_rows": True, "text_free_guidance": config.guidance_scale} if guided else {}
         jump_forward = (
-            config.jump_forward is not False and spec.interleaved and len(prompts) == 1
+            config.jump_forward is True and spec.interleaved and len(prompts) == 1
             and gar_generation.cache_implementation is None
         )
         sequences = self.gar.generate(
@@ -480,6 +495,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             logits_processor=LogitsProcessorList([*(logits_processor or []), processor, *([recorder] if recorder else [])]),
             generation_config=gar_generation,
             streamer=watcher,
+            stopping_criteria=stopping_criteria,
             jump_forward=jump_forward,
             **guidance,
         )

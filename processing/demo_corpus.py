@@ -24,6 +24,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .._outputs import install_tree, temporary_dir_beside, writes_output_dir
+
 #: (speaker id, flite voice, duration_stretch, f0 mean in Hz or None for the voice's own)
 VOICES: list[tuple[str, str, float, float | None]] = [
     ("slt", "slt", 1.0, None),
@@ -98,6 +100,22 @@ def _synthesise(flite: str, speaker: tuple[str, str, float, float | None], text:
     return segments
 
 
+def _check_demo_corpus(arguments: dict) -> None:
+    """flite and the voice names, before the output directory is created."""
+    if shutil.which("flite") is None:
+        raise RuntimeError("make-demo-corpus needs Debian's flite: apt-get install flite")
+    known = {v[0] for v in VOICES}
+    unknown = [v for v in arguments["voices"] or [] if v not in known]
+    if unknown:
+        raise ValueError(f"Unknown voices {unknown}; available: {sorted(known)}")
+
+
+def _is_demo_corpus(path: Path) -> bool:
+    """A demo corpus written before the output marker existed."""
+    return (path / "metadata.csv").is_file() and (path / "segments.jsonl").is_file()
+
+
+@writes_output_dir("ella-v make-demo-corpus", legacy=_is_demo_corpus, check=_check_demo_corpus)
 def make_demo_corpus(
     out: str | os.PathLike,
     n: int = 400,
@@ -110,7 +128,8 @@ def make_demo_corpus(
     """Synthesise ``n`` utterances, spread over the chosen voices.
 
     Args:
-        out: Output directory (created; existing files with the same names are overwritten).
+        out: Output directory: new, empty, or an earlier demo corpus (whose files are replaced;
+            files a user added stay).
         n: Number of utterances.
         voices: Speaker ids from :data:`VOICES` (default: all).
         data_dir: Where the shared sentence lists are.
@@ -123,13 +142,8 @@ def make_demo_corpus(
         ValueError: For unknown voice names.
     """
     flite = shutil.which("flite")
-    if flite is None:
-        raise RuntimeError("make-demo-corpus needs Debian's flite: apt-get install flite")
     known = {v[0]: v for v in VOICES}
     chosen = [known[v] for v in voices] if voices else list(VOICES)
-    unknown = [v for v in voices or [] if v not in known]
-    if unknown:
-        raise ValueError(f"Unknown voices {unknown}; available: {sorted(known)}")
     sentences = shared_sentences(data_dir)
     rng = random.Random(seed)
     order = list(range(len(sentences)))
@@ -139,26 +153,30 @@ def make_demo_corpus(
         speaker = chosen[i % len(chosen)]
         sentence_index = order[i % len(order)]
         jobs.append((speaker, sentences[sentence_index], f"audio/{speaker[0]}/{speaker[0]}_{i:05d}.wav"))
-    root = Path(out)
-    for speaker in chosen:
-        (root / "audio" / speaker[0]).mkdir(parents=True, exist_ok=True)
+    root = temporary_dir_beside(out)  # written here, then moved into OUT file by file
+    try:
+        for speaker in chosen:
+            (root / "audio" / speaker[0]).mkdir(parents=True, exist_ok=True)
 
-    def run(job):
-        speaker, text, name = job
-        return _synthesise(flite, speaker, text, root / name)
+        def run(job):
+            speaker, text, name = job
+            return _synthesise(flite, speaker, text, root / name)
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        segments = list(tqdm(pool.map(run, jobs), total=len(jobs), desc="flite", disable=not progress))
-    with open(root / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["file_name", "text", "speaker_id"])
-        for speaker, text, name in jobs:
-            writer.writerow([name, text, speaker[0]])
-    with open(root / "segments.jsonl", "w", encoding="utf-8") as handle:
-        for (_, _, name), segs in zip(jobs, segments):
-            handle.write(json.dumps({"file_name": name, "segments": segs}) + "\n")
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            segments = list(tqdm(pool.map(run, jobs), total=len(jobs), desc="flite", disable=not progress))
+        with open(root / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["file_name", "text", "speaker_id"])
+            for speaker, text, name in jobs:
+                writer.writerow([name, text, speaker[0]])
+        with open(root / "segments.jsonl", "w", encoding="utf-8") as handle:
+            for (_, _, name), segs in zip(jobs, segments):
+                handle.write(json.dumps({"file_name": name, "segments": segs}) + "\n")
+        install_tree(root, out, "ella-v make-demo-corpus")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     seconds = sum(segs[-1][1] for segs in segments if segs)
-    return DemoCorpusSummary(out=str(root), utterances=len(jobs), speakers=len(chosen), seconds=seconds)
+    return DemoCorpusSummary(out=str(out), utterances=len(jobs), speakers=len(chosen), seconds=seconds)
 
 
 __all__ = ["FALLBACK_SENTENCES", "VOICES", "DemoCorpusSummary", "make_demo_corpus", "shared_sentences"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._lock import holds_run_lock
+from .._outputs import temporary_dir_beside, writes_output_dir
 from ..modeling.aligner_ella_v import AlignmentError, EllaVAlignerModel
 from .aligners import ALIGNERS, AlignerContext, build_aligner
 from .aligners.builtin import mismatch_threshold
@@ -79,11 +80,13 @@ class PrepareSummary:
 def _atomic_dir(target: Path):
     """Yield a temporary directory that replaces ``target`` only once it is completely written,
     so a killed run never leaves a half-written codec, aligner, processor or dataset behind."""
-    temporary = target.with_name(f".tmp-{target.name}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    yield temporary
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(temporary, target)
+    temporary = temporary_dir_beside(target)  # a new folder of our own, never a user's
+    try:
+        yield temporary
+        shutil.rmtree(target, ignore_errors=True)  # this run's output directory's own sub-folder
+        os.replace(temporary, target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _fingerprint(*parts) -> str:
@@ -104,7 +107,22 @@ def _check_arguments(arguments: dict) -> None:
         raise ValueError(f"Corpus directory {str(arguments['data'])!r} does not exist")
 
 
-@holds_run_lock("ella-v prepare", check=_check_arguments)
+def _is_prepared(path: Path) -> bool:
+    """A prepare output written before the output marker existed: its processor or its summary."""
+    if (path / "processor" / "processor_config.json").is_file():
+        return True
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"utterances", "hours", "skipped"} <= set(summary)
+
+
+#: Names of the temporary files datasets writes into the cache (``tempfile``'s ``tmpXXXXXXXX``).
+_DATASETS_TEMPORARY = re.compile(r"tmp[a-z0-9_]{8}")
+
+
+@writes_output_dir("ella-v prepare", legacy=_is_prepared, check=_check_arguments)
 def prepare_corpus(
     data: str | os.PathLike,
     out: str | os.PathLike,
@@ -152,7 +170,8 @@ def prepare_corpus(
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     for stale in cache.glob("tmp*"):  # datasets' temporary writers, left behind by a killed run
-        stale.unlink(missing_ok=True)
+        if _DATASETS_TEMPORARY.fullmatch(stale.name) and stale.is_file():
+            stale.unlink(missing_ok=True)
     timings: dict[str, float] = {}
     start = time.time()
 
@@ -161,7 +180,7 @@ def prepare_corpus(
     if not utterances:
         raise ValueError(f"No usable utterances in {data!s} ({len(skipped)} skipped)")
     rows = [asdict(u) for u in utterances]
-    corpus_key = _fingerprint([(r["id"], r["audio_path"], r["text"], os.path.getsize(r["audio_path"])) for r in rows])
+    corpus_key = _fingerprint([(r["id"], r["audio_path"], r["text"], _file_key(r["audio_path"])) for r in rows])
     dataset = Dataset.from_list(rows)
 
     tokenizer = EllaVPhonemeTokenizer(language=language)
@@ -341,9 +360,30 @@ def _flag_mismatches(dataset, corpus_threshold: float | None):
     return dataset.map(flag, keep_in_memory=True, desc="check alignments")
 
 
+#: Config entries that say where a model was loaded from or by what, not what it computes.
+_PROVENANCE_KEYS = ("_name_or_path", "architectures", "transformers_version", "auto_map", "dtype", "torch_dtype")
+#: Bytes hashed at each end of an audio file for its cache key.
+_FILE_KEY_BLOCK = 1 << 16
+
+
+def _file_key(path: str) -> tuple[int, int, str]:
+    """An audio file's content key: size, modification time and a hash of its first and last 64 KiB,
+    so a file replaced in place (normalised, denoised: often the same size) is encoded again."""
+    stat = os.stat(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(_FILE_KEY_BLOCK))
+        if stat.st_size > 2 * _FILE_KEY_BLOCK:
+            handle.seek(-_FILE_KEY_BLOCK, os.SEEK_END)
+        digest.update(handle.read(_FILE_KEY_BLOCK))
+    return stat.st_size, stat.st_mtime_ns, digest.hexdigest()[:16]
+
+
 def _model_key(model) -> str:
-    """Fingerprint of a codec's or aligner's weights and config."""
-    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    """Fingerprint of a codec's or aligner's weights and config (the same for a trained model and
+    the same model saved and loaded again)."""
+    config = {k: v for k, v in model.config.to_dict().items() if k not in _PROVENANCE_KEYS}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().float().numpy().tobytes())

@@ -19,6 +19,11 @@ from transformers.utils import logging
 
 from .audio import AudioError, prepare_waveform
 
+try:  # the installed package: transformers internals live in one module, behind feature checks
+    from ella_v_hf.modeling.transformers_compat import without_remote_code
+except ImportError:  # as Hub remote code (no ella_v_hf): the processor saves with its code
+    without_remote_code = None
+
 logger = logging.get_logger(__name__)
 
 AudioInput = np.ndarray | torch.Tensor
@@ -165,15 +170,13 @@ class EllaVProcessor(ProcessorMixin):
         writes ``auto_map``). ``remote_code=False`` saves files only (the bundled demos)."""
         if remote_code:
             return super().save_pretrained(save_directory, **kwargs)
-        objects = (self, self.tokenizer)
-        for obj in objects:
-            obj._auto_class = None  # instance attribute: no custom_object_save for this call
-            obj.init_kwargs.pop("auto_map", None) if hasattr(obj, "init_kwargs") else None
-        try:
+        if without_remote_code is None:
+            raise RuntimeError("save_pretrained(remote_code=False) needs the installed ella-v-hf package (pip install ella-v-hf).")
+        for obj in (self, self.tokenizer):
+            if hasattr(obj, "init_kwargs"):
+                obj.init_kwargs.pop("auto_map", None)
+        with without_remote_code((self, self.tokenizer)):
             return super().save_pretrained(save_directory, **kwargs)
-        finally:
-            for obj in objects:
-                del obj._auto_class
 
 
 def _is_single_audio(audio) -> bool:

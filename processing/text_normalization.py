@@ -78,6 +78,71 @@ def _phone_number(match: re.Match) -> str:
     return ", ".join(" ".join(_DIGITS[int(d)] for d in group) for group in groups)
 
 
+_LETTERS_EN = dict(zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ", (
+    "eh", "bee", "see", "dee", "ee", "eff", "jee", "aitch", "eye", "jay", "kay", "ell", "em", "en", "oh", "pee", "cue",
+    "ar", "ess", "tee", "you", "vee", "double you", "ex", "why", "zee",
+)))
+#: Units read after a number (``50°C`` -> ``fifty degrees Celsius``; ``5 km`` -> ``five kilometres``).
+_UNITS_EN = {
+    "°C": "degrees Celsius", "°F": "degrees Fahrenheit", "°": "degrees", "km/h": "kilometres per hour", "mph": "miles per hour",
+    "km": "kilometres", "cm": "centimetres", "mm": "millimetres", "kg": "kilograms", "mg": "milligrams", "ml": "millilitres",
+    "kHz": "kilohertz", "Hz": "hertz", "GB": "gigabytes", "MB": "megabytes", "kB": "kilobytes", "ms": "milliseconds",
+}
+_TOP_LEVEL_DOMAINS = "com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app|biz"
+
+
+def _spell_letters(letters: str) -> str:
+    """``"USA"`` -> ``"you ess eh"``: the letters' names, as an acronym is read."""
+    return " ".join(_LETTERS_EN[ch] for ch in letters.upper() if ch in _LETTERS_EN)
+
+
+def _spoken_address(address: str) -> str:
+    """``"https://www.example.com/a-b"`` -> ``"w w w dot example dot com slash a dash b"``;
+    ``"user@host.org"`` -> ``"user at host dot org"``: addresses as people say them."""
+    address = re.sub(r"^[a-z]+://", "", address, flags=re.IGNORECASE).rstrip("/")
+    spoken = {".": " dot ", "/": " slash ", "@": " at ", "-": " dash ", "_": " underscore ", ":": " colon "}
+    words = re.sub(r"[./@_:-]", lambda m: spoken[m.group(0)], address)
+    return " " + re.sub(r"\bwww\b", "w w w", words, flags=re.IGNORECASE) + " "
+
+
+def _fraction_words(value: float, whole: str = "") -> str:
+    """``0.5`` -> ``one half``; with ``whole`` ``"3"``: ``three and a half``."""
+    from fractions import Fraction
+
+    fraction = Fraction(value).limit_denominator(100)
+    numerator, denominator = fraction.numerator, fraction.denominator
+    names = {2: ("half", "halves"), 4: ("quarter", "quarters")}
+    one, many = names.get(denominator, (num2words(denominator, lang="en", to="ordinal"),) * 2)
+    if denominator not in names and numerator > 1:
+        many = one + "s"
+    if whole:
+        article = "an" if one[0] in "aeiou" else "a"
+        part = f"{article} {one}" if numerator == 1 else f"{num2words(numerator, lang='en')} {many}"
+        return f" {num2words(int(whole), lang='en')} and {part} "
+    return f" {num2words(numerator, lang='en')} {one if numerator == 1 else many} "
+
+
+def _expand_english_forms(text: str) -> str:
+    """What must be read before NFKC and the generic rules: fractions, e-mail and web addresses,
+    version numbers, units and acronyms."""
+    # Vulgar fractions (NFKC would turn "½" into "1⁄2", with a fraction slash nobody typed).
+    text = re.sub(r"(\d*)\s?([\u00bc-\u00be\u2150-\u215e])",
+                  lambda m: _fraction_words(unicodedata.numeric(m.group(2)), m.group(1)), text)
+    text = re.sub(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", lambda m: _spoken_address(m.group(0)), text)
+    text = re.sub(rf"\b(?:[a-z]+://)?(?:www\.)?(?:[\w-]+\.)+(?:{_TOP_LEVEL_DOMAINS})\b(?:/[\w./-]*)?",
+                  lambda m: _spoken_address(m.group(0)), text, flags=re.IGNORECASE)
+    # Version numbers: "v2.0.1" / "2.0.1" -> "version two point zero point one".
+    text = re.sub(r"\b(v(?:ersion)?\s?)?(\d+(?:\.\d+){2,}|(?<=v)\d+\.\d+)\b",
+                  lambda m: (" version " if m.group(1) else " ") + " point ".join(num2words(int(p), lang="en") for p in m.group(2).split(".")) + " ",
+                  text, flags=re.IGNORECASE)
+    units = "|".join(re.escape(u) for u in sorted(_UNITS_EN, key=len, reverse=True))
+    text = re.sub(rf"(\d)\s?({units})(?![\w°])", lambda m: f"{m.group(1)} {_UNITS_EN[m.group(2)]}", text)
+    # Acronyms written with periods ("U.S.A.", "A.I."): their letters' names (a final one ends the sentence).
+    text = re.sub(r"\b((?:[A-Za-z]\.){2,})(\s*$)?",
+                  lambda m: _spell_letters(m.group(1)) + ("." if m.group(2) is not None else " "), text)
+    return text
+
+
 def _expand_english(text: str, language: str) -> str:
     for symbol, names in _CURRENCY_EN.items():
         pattern = re.escape(symbol) + r"\s?(\d[\d,]*(?:\.\d\d)?)"
@@ -130,10 +195,12 @@ def normalize_text(text: str, language: str = "en-us") -> str:
     """
     if not isinstance(text, str):
         raise ValueError(f"Expected text as str, got {type(text).__name__}")
-    text = unicodedata.normalize("NFKC", text)
     if not text.strip():
         raise ValueError("Text is empty or whitespace only; nothing to synthesise.")
     english = language.startswith("en")
+    if english:
+        text = _expand_english_forms(text)
+    text = unicodedata.normalize("NFKC", text)
     if english:
         text = _expand_english(text, language)
     text = re.sub(r"(\d),(\d{3})", r"\1\2", text)  # 1,000 -> 1000

@@ -3,6 +3,8 @@ in-forward classifier-free guidance it needs (``text_free_guidance``)."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from conftest import tiny_config
@@ -137,7 +139,7 @@ def test_jump_forward_refuses_what_it_cannot_do():
     assert getattr(model, "_forced_token_candidates", None) is None  # nothing left behind after a failure
 
 
-def test_tts_jump_forward_is_the_default_for_one_text_and_draws_the_same_greedy_speech(tts_model, tts_dir):
+def test_tts_jump_forward_is_opt_in_and_draws_the_same_greedy_speech(tts_model, tts_dir):
     from ella_v_hf.processing import EllaVProcessor
 
     processor = EllaVProcessor.from_pretrained(tts_dir)
@@ -151,9 +153,9 @@ def test_tts_jump_forward_is_the_default_for_one_text_and_draws_the_same_greedy_
 
     tts_model.gar.generate = spy
     try:
-        plain = tts_model.generate(**inputs, do_sample=False, jump_forward=False)
-        jumped = tts_model.generate(**inputs, do_sample=False)
-        sampled = tts_model.generate(**inputs, num_return_sequences=2)  # two rows: plain decoding
+        plain = tts_model.generate(**inputs, do_sample=False)  # the default: step by step
+        jumped = tts_model.generate(**inputs, do_sample=False, jump_forward=True)
+        sampled = tts_model.generate(**inputs, num_return_sequences=2, jump_forward=True)  # two rows: plain decoding
     finally:
         del tts_model.gar.generate
     assert calls == [False, True, False]
@@ -161,3 +163,23 @@ def test_tts_jump_forward_is_the_default_for_one_text_and_draws_the_same_greedy_
     assert not sampled.infinite.any()
     with pytest.raises(ValueError, match="jump_forward"):
         tts_model.generate(**inputs, jump_forward="yes")
+
+
+def test_jump_forward_on_an_unverified_transformers_warns_once_and_decodes_step_by_step(monkeypatch):
+    """The fall-back when the candidate-generator contract is not the verified one: one warning,
+    no assisted decoding, the step-by-step result."""
+    from ella_v_hf.modeling import transformers_compat
+
+    model = EllaVForCausalLM(tiny_config(local_advance=1)).eval()
+    prompt = [text_prompt(model, [1, 5, 2])]
+    plain, _, _, _ = generate(model, prompt, 3, do_sample=False)
+    monkeypatch.setattr(transformers_compat, "JUMP_FORWARD_VERIFIED", ("4.99",))
+    monkeypatch.setattr(transformers_compat, "_warned", set())
+    assisted = []
+    monkeypatch.setattr(type(model), "_get_candidate_generator", lambda self, *a, **k: assisted.append(1))
+    with pytest.warns(UserWarning, match="jump_forward=True ignored: its assisted-decoding contract was verified on"):
+        first, _, _, _ = generate(model, prompt, 3, do_sample=False, jump_forward=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once: the second call is silent
+        second, _, _, _ = generate(model, prompt, 3, do_sample=False, jump_forward=True)
+    assert torch.equal(first, plain) and torch.equal(second, plain) and not assisted

@@ -459,7 +459,7 @@ def test_assemble_never_replaces_a_directory_it_did_not_write(prepared_corpus, t
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("my work")
-    with pytest.raises(ValueError, match="not an earlier `ella-v assemble` output"):
+    with pytest.raises(ValueError, match="not empty and not an output of it"):
         assemble_checkpoint(tmp_path / "a" / "model", mine)
     assert (mine / "notes.txt").read_text() == "my work"
     out = assemble_checkpoint(tmp_path / "a" / "model", tmp_path / "demo")

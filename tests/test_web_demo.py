@@ -7,6 +7,7 @@ import shutil
 import socket
 import time
 
+import numpy as np
 import pytest
 
 gr = pytest.importorskip("gradio", reason="the [demo] extra (in [dev]) installs gradio")
@@ -97,3 +98,62 @@ def test_page_in_a_headless_browser(served, tmp_path):
         assert os.path.getsize(shot) > 0
     finally:
         browser.quit()
+
+
+@pytest.mark.parametrize("fmt", ["FLAC", "OGG", "MP3"])
+def test_voice_prompts_in_flac_ogg_and_mp3_are_accepted(served, prompt, tmp_path, fmt):
+    import soundfile as sf
+    from gradio_client import Client, handle_file
+
+    waveform, rate, text = prompt
+    path = tmp_path / f"prompt.{fmt.lower()}"
+    sf.write(path, waveform, rate, format=fmt)
+    client = Client(served, verbose=False)
+    _, full, _, status = client.predict("Hi there.", handle_file(str(path)), text, True, 0.9, 1.0, 0, None, 0.5, 1.0,
+                                        api_name="/synthesize_stream")
+    assert sf.read(full)[0].size > 0 and "s of speech" in status
+
+
+def test_each_bad_voice_prompt_gets_its_own_message(tmp_path):
+    import soundfile as sf
+
+    from ella_v_hf.web_demo import read_prompt
+
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.wav").write_text("these are my notes")
+    (tmp_path / "corrupt.flac").write_bytes(b"fLaC" + bytes(200))
+    sf.write(tmp_path / "nan.wav", np.full(1600, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    messages = {}
+    for name in ("empty.wav", "notes.wav", "corrupt.flac", "nan.wav"):
+        with pytest.raises(ValueError) as error:
+            read_prompt(str(tmp_path / name))
+        messages[name] = str(error.value)
+    assert "empty file (0 bytes)" in messages["empty.wav"]
+    assert "cannot be read as audio" in messages["notes.wav"] and "cannot be read as audio" in messages["corrupt.flac"]
+    assert "non-finite" in messages["nan.wav"]
+    assert len(set(messages.values())) == 4
+
+
+def test_a_cancelled_long_request_frees_the_model_for_the_next_one(served):
+    """One client cannot stall the demo: text beyond the limit is refused at once, and a long request
+    that its client cancels stops generating, so the next short request waits for a step, not for it."""
+    from gradio_client import Client
+
+    from ella_v_hf.web_demo import MAX_TEXT_CHARACTERS
+
+    client = Client(served, verbose=False)
+    sentence = "The birch canoe slid on the smooth planks and glue was put on the sheet. "
+    with pytest.raises(Exception, match=f"at most {MAX_TEXT_CHARACTERS}"):
+        client.predict(sentence * 25, api_name="/synthesize")  # 1,800 characters
+    long_text = (sentence * 4)[:MAX_TEXT_CHARACTERS]  # about 300 characters: long enough to measure
+    started = time.perf_counter()
+    client.predict(long_text, None, "", True, 0.9, 1.0, 0, None, 0.5, 1.0, api_name="/synthesize_stream")
+    uncancelled = time.perf_counter() - started
+    job = client.submit(long_text, None, "", True, 0.9, 1.0, 0, None, 0.5, 1.0, api_name="/synthesize_stream")
+    time.sleep(min(1.0, uncancelled / 4))
+    job.cancel()
+    started = time.perf_counter()
+    client.predict("Hi.", api_name="/synthesize")
+    waited = time.perf_counter() - started
+    print(f"long request alone {uncancelled:.2f} s, short one after cancelling {waited:.2f} s")
+    assert waited < uncancelled / 2, f"the short request took {waited:.1f} s; the long one alone takes {uncancelled:.1f} s"

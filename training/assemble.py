@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .._outputs import install_tree, temporary_dir_beside, writes_output_dir
 from ..modeling import EllaVForTextToSpeech, EllaVGenerationConfig, EllaVTTSConfig
 from ..modeling.loading import required_keys
 
@@ -82,6 +83,25 @@ def _apply_generation(config: EllaVGenerationConfig, generation: dict[str, Any])
     config.check_supported()
 
 
+COMMAND = "ella-v assemble"
+#: What an assembled checkpoint records about where it came from.
+PROVENANCE = "assembled_from.json"
+
+
+def _is_assembled(path: Path) -> bool:
+    """An assemble output written before the output marker existed."""
+    return (path / PROVENANCE).is_file()
+
+
+def _provenance_of(folder: Path) -> dict[str, Any] | None:
+    """``folder``'s own provenance when it is an assembled checkpoint (kept, nested, in the new one)."""
+    try:
+        return json.loads((folder / PROVENANCE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@writes_output_dir(COMMAND, legacy=_is_assembled)
 def assemble_checkpoint(
     gar_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -96,8 +116,9 @@ def assemble_checkpoint(
 
     Args:
         gar_dir: A checkpoint whose GAR is taken (e.g. ``RUN/model`` of a ``stage: gar`` run).
-        out: The new checkpoint directory; an earlier assemble output there is replaced atomically,
-            anything else that is not empty is refused (never deleted).
+        out: The new checkpoint directory. A new or empty one, or an earlier assemble output, whose
+            files from that run are replaced (each by an atomic rename) while files a user added
+            there stay; any other non-empty directory is refused and nothing in it is touched.
         nar_dir: A checkpoint whose NAR is taken (e.g. ``RUN/model`` of a ``stage: nar`` run).
         half: Store the weights as float16.
         remote_code: Write the Hub remote code beside the weights (``False`` for the demos bundled
@@ -117,8 +138,6 @@ def assemble_checkpoint(
     from ..processing import EllaVProcessor
 
     gar_dir, out = Path(gar_dir), Path(out)
-    if out.exists() and not (out / "assembled_from.json").is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} exists and is not an earlier `ella-v assemble` output; give a new or empty directory")
     nar_dir = Path(nar_dir) if nar_dir is not None else gar_dir
     if generation:  # checked before the (slow) loads; applied to the assembled model's own config below
         _apply_generation(EllaVGenerationConfig(), generation)
@@ -153,23 +172,27 @@ def assemble_checkpoint(
     if model.aligner is not None:
         model.aligner.load_state_dict(gar_model.aligner.state_dict())
 
-    temporary = out.parent / f".tmp-{out.name}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary, remote_code=remote_code)
-    processor.save_pretrained(temporary, remote_code=remote_code)
-    provenance = {"gar_from": gar_dir.as_posix(), "nar_from": nar_dir.as_posix(), "weights_dtype": "float16" if half else "float32"}
+    provenance: dict[str, Any] = {"gar_from": gar_dir.as_posix(), "nar_from": nar_dir.as_posix(),
+                                  "weights_dtype": "float16" if half else "float32"}
     if codec_dir is not None:
         provenance["codec_from"] = Path(codec_dir).as_posix()
-    for key, folder in (("gar_trained_steps", gar_dir), ("nar_trained_steps", nar_dir)):
+    for name, folder in (("gar", gar_dir), ("nar", nar_dir)):
         steps = folder / "trained_steps.txt"
         if steps.is_file():
-            provenance[key] = int(steps.read_text())
-    (temporary / "assembled_from.json").write_text(json.dumps(provenance, indent=1))
-    if half:
-        halve_safetensors(temporary)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(temporary, out)
-    return out
+            provenance[f"{name}_trained_steps"] = int(steps.read_text())
+        earlier = _provenance_of(folder)  # an assembled checkpoint as source: its history stays
+        if earlier is not None:
+            provenance[f"{name}_provenance"] = earlier
+    temporary = temporary_dir_beside(out)  # a new folder of our own, never a user's
+    try:
+        model.save_pretrained(temporary, remote_code=remote_code)
+        processor.save_pretrained(temporary, remote_code=remote_code)
+        (temporary / PROVENANCE).write_text(json.dumps(provenance, indent=1))
+        if half:
+            halve_safetensors(temporary)
+        return install_tree(temporary, out, COMMAND)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 __all__ = ["assemble_checkpoint", "halve_safetensors"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -66,7 +67,7 @@ class JsonRecipe:
 RESUMABLE_CHANGES = frozenset({"max_steps", "eval_every", "save_every", "keep_last", "log_every", "max_nonfinite_steps", "eval_utterances"})
 
 
-def record_recipe(run: Path, name: str, config: JsonRecipe, resuming: bool) -> None:
+def record_recipe(run: Path, name: str, config: JsonRecipe, resuming: bool, write: bool = True) -> None:
     """Write the run's recipe (a recipe dataclass) to ``run/name``; when resuming, first refuse a different one.
 
     A field the saved recipe lacks (one added to the recipe class after the run started) counts as
@@ -86,7 +87,32 @@ def record_recipe(run: Path, name: str, config: JsonRecipe, resuming: bool) -> N
                 f"{run} was trained with another recipe ({path}: {', '.join(changed)} differ); "
                 "resume with the same --config or choose a new --out"
             )
-    path.write_text(json.dumps(recipe, indent=1), encoding="utf-8")
+    if write:  # the main process of a distributed run
+        path.write_text(json.dumps(recipe, indent=1), encoding="utf-8")
+
+
+def record_corpus(run: Path, data: Path, resuming: bool, write: bool = True) -> None:
+    """Write which prepared corpus ``run`` trains on (``run/corpus.json``: its path and the
+    fingerprint datasets keeps of its rows); when resuming, first refuse another corpus.
+
+    Raises:
+        ValueError: ``resuming`` and the recorded corpus differs from ``data``'s.
+    """
+    path = run / "corpus.json"
+    try:
+        fingerprint = json.loads((data / "dataset" / "state.json").read_text(encoding="utf-8"))["_fingerprint"]
+    except (OSError, ValueError, KeyError):
+        fingerprint = None
+    record = {"data": str(data), "fingerprint": fingerprint}
+    if resuming and path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"{run} was trained on another prepared corpus ({saved.get('data')}, fingerprint {saved.get('fingerprint')}) "
+                f"than --data {data} (fingerprint {fingerprint}); resume with the same --data or choose a new --out"
+            )
+    if write:  # the main process of a distributed run
+        path.write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -105,14 +131,36 @@ def list_checkpoints(run: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name[5:]))
 
 
-def resume_from(accelerator, run: Path, checkpoint: Path, state: dict) -> None:
-    """Restore the newest checkpoint's accelerator state into the prepared objects and its trainer
-    state into ``state``, and drop the log records of the steps the run will redo."""
-    accelerator.load_state(str(checkpoint))
-    state.update(json.loads((checkpoint / STATE_FILE).read_text()))
-    accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
-    if accelerator.is_main_process:
-        trim_log(run, state["step"])
+def resume_from(accelerator, run: Path, checkpoints: list[Path], state: dict) -> Path:
+    """Restore the newest readable checkpoint of ``checkpoints`` (oldest first): its accelerator
+    state into the prepared objects and its trainer state into ``state``; drop the log records of
+    the steps the run will redo. A checkpoint that cannot be read (a corrupt file) is reported and
+    the previous one is tried.
+
+    Returns:
+        The checkpoint resumed from.
+
+    Raises:
+        ValueError: No checkpoint could be read (each one's error is named).
+    """
+    from safetensors import SafetensorError
+
+    failures = []
+    for checkpoint in reversed(checkpoints):
+        try:
+            accelerator.load_state(str(checkpoint))
+            restored = json.loads((checkpoint / STATE_FILE).read_text())
+        except (OSError, RuntimeError, ValueError, SafetensorError) as error:
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            failures.append(f"{checkpoint}: {reason}")
+            warnings.warn(f"cannot resume from {checkpoint} ({reason}); trying the previous checkpoint", stacklevel=2)
+            continue
+        state.update(restored)
+        accelerator.print(f"resumed from {checkpoint} at step {state['step']}")
+        if accelerator.is_main_process:
+            trim_log(run, state["step"])
+        return checkpoint
+    raise ValueError("no checkpoint of " + str(run) + " can be read: " + "; ".join(failures))
 
 
 def remove_stale(run: Path) -> None:
@@ -169,7 +217,19 @@ def trim_log(run: Path, step: int) -> None:
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines):  # the half-written last record of a killed run: the step is redone
+                warnings.warn(f"{path}: skipping its torn last line {number} (a killed run was writing it)", stacklevel=2)
+                continue
+            raise ValueError(f"{path}, line {number}: not a JSON record; repair or remove that line, then --resume") from None
+        if record.get("step", 0) <= step:
+            kept.append(line)
     if len(kept) != len(lines):
         temporary = path.with_name(".log.jsonl.tmp")
         temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
@@ -182,4 +242,4 @@ def append_log(run: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "list_checkpoints", "remove_stale", "resume_from", "save_checkpoint", "step_seed", "trim_log"]
+__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "list_checkpoints", "record_corpus", "remove_stale", "resume_from", "save_checkpoint", "step_seed", "trim_log"]

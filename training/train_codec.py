@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._lock import holds_run_lock
 from .._optional import require
+from .._outputs import writes_output_dir
 from ..modeling.codec_learned import EllaVCodecConfig, EllaVCodecModel
 from ..modeling.sequence_layout import frame_phonemes
 from .checkpointing import (
@@ -274,7 +274,25 @@ def reconstruction_losses(
     return totals
 
 
-@holds_run_lock("ella-v train-codec")
+def _has_checkpoints(run: Path) -> bool:
+    """A run directory written before the output marker existed."""
+    return bool(list_checkpoints(run))
+
+
+def _check_train_codec(arguments: dict) -> None:
+    """The recipe and its alignments, before the run directory is created."""
+    config = arguments["config"]
+    config.validate()
+    if not Path(arguments["data"]).is_dir():
+        raise ValueError(f"--data {arguments['data']}: no such corpus directory")
+    distil = config.phoneme_loss_weight > 0
+    if distil and arguments["alignments"] is None:
+        raise ValueError("phoneme_loss_weight > 0 needs alignments= (--alignments): an `ella-v prepare` output of this corpus")
+    if arguments["alignments"] is not None and not distil:
+        raise ValueError("alignments were given but the recipe's phoneme_loss_weight is 0: set it (e.g. 0.1) or drop --alignments")
+
+
+@writes_output_dir("ella-v train-codec", legacy=_has_checkpoints, check=_check_train_codec)
 def train_codec(
     config: CodecTrainConfig,
     data: str | os.PathLike,
@@ -305,12 +323,7 @@ def train_codec(
 
     from ..processing.corpus import split_by_prompt
 
-    config.validate()
     distil = config.phoneme_loss_weight > 0
-    if distil and alignments is None:
-        raise ValueError("phoneme_loss_weight > 0 needs alignments= (--alignments): an `ella-v prepare` output of this corpus")
-    if alignments is not None and not distil:
-        raise ValueError("alignments were given but the recipe's phoneme_loss_weight is 0: set it (e.g. 0.1) or drop --alignments")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale(out)
@@ -362,7 +375,7 @@ def train_codec(
     unwrapped = accelerator.unwrap_model(model)
     state = {"step": 0, "seconds": 0.0}
     if resume and checkpoints:
-        resume_from(accelerator, out, checkpoints[-1], state)
+        resume_from(accelerator, out, checkpoints, state)
     # Draws depend on the step only, so a resumed run sees the crops an uninterrupted one would.
     seed_of = lambda step: step_seed(config.seed, step * accelerator.num_processes + accelerator.process_index)  # noqa: E731
 

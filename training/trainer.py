@@ -13,6 +13,7 @@ Non-finite losses skip the step; too many stop the run with a clear message.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import sys
@@ -23,8 +24,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .._lock import holds_run_lock
 from .._optional import require
+from .._outputs import writes_output_dir
 from ..modeling import EllaVForTextToSpeech, EllaVTTSConfig
 from ..modeling.loading import required_keys
 from ..presets import preset
@@ -34,6 +35,7 @@ from .checkpointing import (
     append_log,
     export_atomically,
     list_checkpoints,
+    record_corpus,
     record_recipe,
     remove_stale,
     resume_from,
@@ -105,6 +107,10 @@ class TrainConfig(JsonRecipe):
         for name in ("max_steps", "max_tokens_per_batch", "gradient_accumulation_steps", "save_every", "eval_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
+            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         preset(self.preset)
 
 
@@ -208,7 +214,20 @@ def load_teacher(path: str | os.PathLike, student: EllaVTTSConfig) -> torch.nn.M
     return loaded.gar.eval().requires_grad_(False)
 
 
-@holds_run_lock("ella-v train")
+def _has_checkpoints(run: Path) -> bool:
+    """A run directory written before the output marker existed."""
+    return bool(list_checkpoints(run))
+
+
+def _check_train(arguments: dict) -> None:
+    """The recipe and the corpus, before the run directory is created."""
+    arguments["config"].validate()
+    data = Path(arguments["data"])
+    if not all((data / name).is_dir() for name in ("dataset", "processor", "codec")):
+        raise ValueError(f"{data} is not a prepared corpus (run `ella-v prepare` first)")
+
+
+@writes_output_dir("ella-v train", legacy=_has_checkpoints, check=_check_train)
 def train(
     config: TrainConfig,
     data: str | os.PathLike,
@@ -237,10 +256,7 @@ def train(
 
     from ..processing import EllaVProcessor
 
-    config.validate()
     data, out = Path(data), Path(out)
-    if not all((data / name).is_dir() for name in ("dataset", "processor", "codec")):
-        raise ValueError(f"{data} is not a prepared corpus (run `ella-v prepare` first)")
     out.mkdir(parents=True, exist_ok=True)
     remove_stale(out)
     checkpoints = list_checkpoints(out)
@@ -263,7 +279,8 @@ def train(
         model.nar.requires_grad_(False)
     elif config.stage == "nar":
         model.gar.requires_grad_(False)
-    record_recipe(out, "train_config.json", config, resuming=bool(checkpoints))
+    record_recipe(out, "train_config.json", config, resuming=bool(checkpoints), write=accelerator.is_main_process)
+    record_corpus(out, data, resuming=bool(checkpoints), write=accelerator.is_main_process)
 
     train_rows, eval_rows = _split(dataset, config.eval_fraction, config.seed)
     lengths = [gar_length(dataset[i], model_config.gar_config) for i in range(len(dataset))]
@@ -280,7 +297,7 @@ def train(
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "nonfinite_steps": 0, "tokens": 0, "seconds": 0.0}
     if resume and checkpoints:
-        resume_from(accelerator, out, checkpoints[-1], state)
+        resume_from(accelerator, out, checkpoints, state)
 
     def batches_for(epoch: int) -> list[list[int]]:
         sub = [lengths[i] for i in train_rows]
