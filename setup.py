@@ -22,9 +22,9 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).parent
-TRAIN = ["accelerate>=1.0", "scikit-learn>=1.3"]  # TensorBoard logging turns on when `tensorboard` is installed
-EVAL = ["evaluate>=0.4", "jiwer>=3.0", "pocketsphinx>=5.0", "matplotlib>=3.7"]
-PLOT = ["matplotlib>=3.7"]
+TRAIN = ["accelerate>=1.0", "scikit-learn>=1.4.2"]  # TensorBoard logging turns on when `tensorboard` is installed
+EVAL = ["evaluate>=0.4", "jiwer>=3.0", "pocketsphinx>=5.0", "matplotlib>=3.8.4"]
+PLOT = ["matplotlib>=3.8.4"]
 TEXTGRID = ["praatio>=6.1"]
 DEMO = ["gradio>=6,<7", "imageio-ffmpeg>=0.5", *PLOT]  # ella-v demo (ffmpeg for streamed audio; matplotlib for the plot)
 
@@ -63,12 +63,12 @@ setup(
         "transformers>=5.24,<6",
         "safetensors>=0.8",
         "huggingface_hub>=1.31",
-        "numpy>=1.26",
+        "numpy>=2.0",
         "phonemizer>=3.3",
         "espeakng-loader>=0.2",
         "num2words>=0.5.12",
         "soundfile>=0.12.1",
-        "soxr>=0.3.7",
+        "soxr>=0.4",
         "tqdm>=4.66.3",
         "datasets>=4.0",
     ],

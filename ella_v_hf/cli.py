@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ._decoding import add_decoding_flags, decoding_arguments
 from ._outputs import atomic_file, check_output_file
 from .presets import PRESETS, preset
 
@@ -173,36 +174,9 @@ def check_output_path(path: str) -> None:
         raise ValueError(f"-o {path}: the folder {folder} is not writable")
 
 
-def set_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads (``None``: :func:`~ella_v_hf.synthesis.default_threads`); returns the number."""
-    import torch
-
-    from .synthesis import default_threads
-
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
-    threads = threads or default_threads()
-    torch.set_num_threads(threads)
-    return threads
-
-
-def _eop_quantile(value: str) -> float | None:
-    """``--eop-quantile``: a number in (0, 1), or ``off`` (EOP sampled like any token, the paper's decoding)."""
-    from .modeling.generation_ella_v import parse_eop_quantile
-
-    try:
-        return parse_eop_quantile(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'off', got {value!r}") from None
-
-
 def _generation_options(args: argparse.Namespace) -> dict:
     """``generate()`` options from ``ella-v synthesize``'s flags; unset ones keep the model's ``generation_config``."""
-    options = dict(do_sample=not args.greedy, max_frames_per_phone=args.max_frames_per_phone)
-    for key in ("top_p", "temperature", "eop_quantile", "guidance_scale", "first_level_decoding"):
-        if hasattr(args, key):  # given (argparse.SUPPRESS leaves it out otherwise)
-            options[key] = getattr(args, key)
-    return options
+    return decoding_arguments(args)
 
 
 def _stream_to_file(args: argparse.Namespace, model, processor, prompt, prompt_rate) -> int:
@@ -256,13 +230,14 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .processing import load_audio
-    from .synthesis import check_seed, load_checkpoint, set_decode_weights, synthesize
+    from .synthesis import check_seed, load_checkpoint, set_decode_weights, set_threads, synthesize
 
     check_output_path(args.output)
     set_threads(args.threads)
-    if args.max_frames_per_phone is not None and args.max_frames_per_phone < 1:
-        raise ValueError(f"--max-frames-per-phone must be >= 1, got {args.max_frames_per_phone}")
     check_seed(args.seed)
+    from .modeling import EllaVGenerationConfig
+
+    EllaVGenerationConfig(**_generation_options(args)).check_supported()  # before the model loads
     prompt, prompt_rate = (None, None)
     if args.prompt_text is not None and not args.prompt_audio:
         raise ValueError("--prompt-text is the transcript of --prompt-audio: give both, or neither")
@@ -336,6 +311,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from .evaluation.bench import markdown, run_benchmark
+    from .synthesis import set_threads
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA device is available")
@@ -480,11 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="corpus -> phonemes, codes, durations (datasets.save_to_disk)")
     prep.add_argument("--data", required=True, help="audiofolder, LibriTTS or LibriSpeech directory")
     prep.add_argument("--out", required=True)
-    # Names are checked by prepare_corpus against its registries (processing.prepare.CODECS,
-    # processing.aligners.ALIGNERS), so adding an aligner needs no change here.
+    # Names are checked by prepare_corpus against the registries (modeling/registry.py's CODECS,
+    # processing/aligners' ALIGNERS), so adding a codec or an aligner needs no change here.
     prep.add_argument("--codec", default="learned",
-                      help="learned: the bundled learned codec (or --codec-model); mel: k-means codec fitted here; "
-                           "encodec: EnCodec 24 kHz; auto: any saved codec (--codec-model)")
+                      help="a registered codec (modeling/registry.py: learned, the bundled one; mel, k-means fitted here; "
+                           "encodec, EnCodec 24 kHz; ...) or auto: any saved codec (--codec-model)")
     prep.add_argument("--aligner", default="builtin", help="a registered aligner: builtin (alias ctc), textgrid, ...")
     prep.add_argument("--codec-model", default=None,
                       help="a saved codec directory (encodec: also a model id; auto: also a text-to-speech checkpoint, for fine-tuning)")
@@ -516,20 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--model", default=None, help="an EllaVForTextToSpeech directory")
     synth.add_argument("--prompt-audio", default=None)
     synth.add_argument("--prompt-text", default=None)
-    synth.add_argument("--top-p", type=float, default=argparse.SUPPRESS, help="default: the model's generation_config (demo: 0.9)")
-    synth.add_argument("--temperature", type=float, default=argparse.SUPPRESS, help="default: the model's generation_config")
-    synth.add_argument("--greedy", action="store_true", help="greedy GAR decoding instead of sampling")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--max-frames-per-phone", type=int, default=None, help="frame cap per phoneme (default: the model's, 0.4 s)")
-    synth.add_argument("--eop-quantile", type=_eop_quantile, default=argparse.SUPPRESS, metavar="Q",
-                       help="end each phoneme where the probability that it has ended reaches Q (0.5: its median length); "
-                       "'off': sample EOP like any token (the paper); default: the model's generation_config")
-    synth.add_argument("--guidance-scale", type=float, default=argparse.SUPPRESS, metavar="W",
-                       help="classifier-free guidance on the text (1: none; needs a GAR trained with text dropout); "
-                       "default: the model's generation_config")
-    synth.add_argument("--first-level-decoding", choices=("code", "expected"), default=argparse.SUPPRESS,  # FIRST_LEVEL_DECODINGS
-                       help="decode a sampled frame's first level from its drawn code ('code') or from its expected vector under "
-                       "the distribution it was drawn from ('expected'); default: the model's generation_config (demo: expected)")
+    add_decoding_flags(synth)  # one flag per row of modeling/decoding_options.py
     synth.add_argument("--batch-file", default=None, help="one text per line; writes OUTPUT_0000.wav, …")
     synth.add_argument("--plot", action="store_true", help="also write a PNG of the waveform and spectrogram")
     synth.add_argument("--overwrite", action="store_true", help="replace existing output files (refused otherwise)")

@@ -163,6 +163,19 @@ def default_threads() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads (``None``: :func:`default_threads`); returns the number.
+
+    Raises:
+        ValueError: ``threads`` below 1.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    threads = threads or default_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
 def synthesize_stream(
     model: EllaVForTextToSpeech,
     processor: EllaVProcessor,

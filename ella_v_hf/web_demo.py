@@ -28,6 +28,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ._optional import require
+from .modeling.decoding_options import DECODING_OPTIONS
 from .processing.demo_corpus import FALLBACK_SENTENCES
 
 #: The first Harvard sentences (public domain), as the page's examples.
@@ -135,21 +136,29 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
 
     guided = bool(tts.config.gar_config.text_dropout)  # a GAR trained for classifier-free guidance
 
-    def options(
-        greedy: bool, top_p: float, temperature: float, max_frames: float | None, eop_quantile: float | None, guidance: float | None
-    ) -> dict:
-        chosen = dict(do_sample=not greedy, top_p=float(top_p), temperature=float(temperature))
-        if guided and guidance is not None:  # 1: no guidance
-            chosen["guidance_scale"] = float(guidance)
-        if max_frames:
-            chosen["max_frames_per_phone"] = int(max_frames)
-        if eop_quantile is not None:  # 0: EOP sampled like any token (the paper's decoding)
-            chosen["eop_quantile"] = float(eop_quantile) or None
+    demo_options = [option for option in DECODING_OPTIONS if option.demo]  # the table's rows with a control
+
+    def options(greedy: bool, values: tuple) -> dict:
+        """``generate()`` options from the page's controls (in :data:`demo_options` order)."""
+        chosen = dict(do_sample=not greedy)
+        for option, value in zip(demo_options, values):
+            spec = option.demo
+            if value is None or (spec.get("guided_only") and not guided):
+                continue
+            if "number" in spec:
+                if not value:  # 0 or empty: the model's own
+                    continue
+                value = int(value)
+            else:
+                value = float(value)
+                if "off_at" in spec and value == spec["off_at"]:
+                    value = None
+            if option.check is not None:
+                option.check(value)
+            chosen[option.name] = value
         return chosen
 
-    def stream(
-        text, prompt_audio, prompt_text, greedy, top_p, temperature, seed, max_frames, eop_quantile=None, guidance=None
-    ) -> Iterator:
+    def stream(text, prompt_audio, prompt_text, greedy, seed, *values) -> Iterator:
         """Yields (streamed chunk, full recording, plot, status) while generating."""
         try:
             check_text(text)
@@ -157,6 +166,7 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
             if wav is not None and not (prompt_text or "").strip():
                 raise ValueError("A voice prompt needs its transcript.")
             seed = check_seed(int(seed or 0))
+            chosen = options(greedy, values)
         except (ValueError, OverflowError) as error:
             raise gr.Error(str(error)) from None
         chunks: queue.Queue = queue.Queue()
@@ -171,7 +181,7 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                     outcome["result"], outcome["first"] = synthesize_stream(
                         tts, processor, text, chunks.put, prompt_audio=wav, prompt_text=prompt_text or None,
                         prompt_sampling_rate=prompt_rate, seed=seed, stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
-                        **options(greedy, top_p, temperature, max_frames, eop_quantile, guidance),
+                        **chosen,
                     )
             except Exception as error:  # shown in the page, not lost in the server log
                 outcome["error"] = error
@@ -219,21 +229,18 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                     prompt_text = gr.Textbox(label="Its transcript")
                 with gr.Accordion("Sampling", open=False):
                     greedy = gr.Checkbox(label="Greedy (no sampling)", value=False)
-                    top_p = gr.Slider(0.05, 1.0, value=getattr(tts.generation_config, "top_p", None) or 0.9, step=0.05, label="top-p")
-                    temperature = gr.Slider(
-                        0.1, 1.5, value=getattr(tts.generation_config, "temperature", None) or 1.0, step=0.05, label="temperature"
-                    )
                     seed = gr.Number(value=0, precision=0, label="seed")
-                    max_frames = gr.Number(value=None, precision=0, label="frame cap per phoneme (0 or empty: the model's)")
-                    eop_quantile = gr.Slider(
-                        0.0, 0.95, value=getattr(tts.generation_config, "eop_quantile", None) or 0.0, step=0.05,
-                        label="phoneme length quantile (0: sample each phoneme's end, as the paper; 0.5: its median length)",
-                    )
-                    guidance = gr.Slider(
-                        1.0, 4.0, value=getattr(tts.generation_config, "guidance_scale", None) or 1.0, step=0.25,
-                        label="guidance on the text (1: off; each step also scores the sequence without its text)",
-                        visible=guided, elem_id="guidance",
-                    )
+                    controls = []
+                    for option in demo_options:  # generated from modeling/decoding_options.py
+                        spec, default = option.demo, getattr(tts.generation_config, option.name, None)
+                        visible = guided or not spec.get("guided_only")
+                        if "number" in spec:
+                            controls.append(gr.Number(value=default, precision=0, label=spec["label"], elem_id=option.name))
+                        else:
+                            low, high, step = spec["slider"]
+                            value = default if default is not None else spec.get("unset", low)
+                            controls.append(gr.Slider(low, high, value=value, step=step, label=spec["label"],
+                                                      visible=visible, elem_id=option.name))
                 button = gr.Button("Synthesize", variant="primary", elem_id="synthesize")
                 gr.Examples(EXAMPLES, inputs=[text])
             with gr.Column():
@@ -241,7 +248,7 @@ def build_app(model: str | os.PathLike | None = None, threads: int | None = None
                 full = gr.Audio(label="Full recording", type="numpy", format="wav", elem_id="full")
                 plot = gr.Image(label="Waveform, spectrogram and generated phones", type="filepath")
                 status = gr.Markdown(elem_id="status")
-        button.click(stream, [text, prompt_audio, prompt_text, greedy, top_p, temperature, seed, max_frames, eop_quantile, guidance],
+        button.click(stream, [text, prompt_audio, prompt_text, greedy, seed, *controls],
                      [streamed, full, plot, status], api_name="synthesize_stream", concurrency_id=QUEUE, concurrency_limit=1)
         api_text, api_audio = gr.Textbox(visible=False), gr.Audio(visible=False, type="numpy", format="wav")
         gr.Button(visible=False).click(synthesize_api, [api_text], [api_audio], api_name="synthesize", concurrency_id=QUEUE,

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .._optional import require
 from .._outputs import atomic_file, check_output_file
-from ..modeling.generation_ella_v import FIRST_LEVEL_DECODINGS, NAR_DECODINGS, parse_eop_quantile
+from ..modeling.decoding_options import parse_strategy
 from ..processing import EllaVProcessor, load_audio, prepare_waveform, read_corpus
 from ..processing.tokenization_ella_v import token_words
 from ..synthesis import load_checkpoint, set_decode_weights
@@ -113,42 +113,6 @@ def summarize(rows: list[dict]) -> dict:
         summary[f"{key}_per_seed"] = [float(m[key]) for m in per_run]
         summary[f"{key}_std"] = float(np.std(summary[f"{key}_per_seed"], ddof=1))
     return summary
-
-
-def parse_strategy(spec: str) -> dict:
-    """``"greedy"``, ``"top_p=0.9,temperature=0.8"``, ``"greedy,nar_decoding=argmax"``,
-    ``"top_p=0.9,first_level_decoding=code"`` or ``"greedy,eop_quantile=0.5"`` (``eop_quantile=off``:
-    the paper's decoding), ``"top_p=0.9,guidance_scale=2"`` -> generate kwargs."""
-    parts = spec.split(",")
-    greedy = parts[0] == "greedy"
-    kwargs: dict = {"do_sample": False} if greedy else {"do_sample": True, "top_p": 1.0, "top_k": 0, "temperature": 1.0}
-    for part in parts[1:] if greedy else parts:
-        key, _, value = part.partition("=")
-        if (key == "nar_decoding" and value in NAR_DECODINGS) or (key == "first_level_decoding" and value in FIRST_LEVEL_DECODINGS):
-            kwargs[key] = value
-            continue
-        if key == "eop_quantile":  # "off": EOP sampled like any token, whatever the model's generation_config says
-            kwargs[key] = parse_eop_quantile(value)
-            continue
-        if key == "guidance_scale":  # 1: no guidance, whatever the model's generation_config says
-            kwargs[key] = _number(spec, key, value, float)
-            continue
-        if greedy or key not in ("top_p", "top_k", "temperature"):
-            raise ValueError(
-                f"Unknown decoding option {part!r} in {spec!r}; use greedy or top_p=, top_k=, temperature=, "
-                f"and optionally nar_decoding={'|'.join(NAR_DECODINGS)}, first_level_decoding={'|'.join(FIRST_LEVEL_DECODINGS)}, "
-                "eop_quantile=Q|off, guidance_scale=W"
-            )
-        kwargs[key] = _number(spec, key, value, int if key == "top_k" else float)
-    return kwargs
-
-
-def _number(spec: str, key: str, value: str, kind: type) -> float | int:
-    try:
-        return kind(value)
-    except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        raise ValueError(f"{key}={value!r} in the strategy {spec!r}: {key} takes {what}") from None
 
 
 def _continuation_split(model, processor: EllaVProcessor, waveform: np.ndarray, text: str, seconds: float):

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    from ..cli import set_threads
+    from ..synthesis import set_threads
 
     set_threads(args.threads)
     if args.sentences:

@@ -51,6 +51,19 @@ class EllaVEncodecModel(StrictLoadingMixin, EncodecModel):
 
     config_class = EllaVEncodecConfig
 
+    #: What ``from_source(None)`` loads: the paper's codec (24 kHz, 6 kbps = 8 x 1024 at 75 Hz).
+    DEFAULT_SOURCE = "facebook/encodec_24khz"
+
+    @classmethod
+    def from_source(cls, source: str | None = None) -> EllaVEncodecModel:
+        """A codec saved by this package, or transformers' EnCodec weights (default: ``facebook/encodec_24khz``)."""
+        from transformers import AutoConfig
+
+        path = source or cls.DEFAULT_SOURCE
+        if AutoConfig.from_pretrained(path).model_type == cls.config_class.model_type:  # saved by us
+            return cls.from_pretrained(path)
+        return cls.from_encodec(path)
+
     @classmethod
     def from_encodec(cls, name_or_path: str = "facebook/encodec_24khz", bandwidth: float | None = None, **kwargs) -> EllaVEncodecModel:
         """Load transformers' EnCodec weights (e.g. ``facebook/encodec_24khz``) with this interface."""

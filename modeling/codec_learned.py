@@ -19,7 +19,9 @@ This file needs only torch and transformers, so it travels as remote code with a
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -250,6 +252,18 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
     # ``save_pretrained`` leaves them out (half the quantiser's size) and a load does not need them.
     _keys_to_ignore_on_save = ["quantizer.cluster_size", "quantizer.embed_sum"]
     _keys_to_ignore_on_load_missing = [r"quantizer\.cluster_size$", r"quantizer\.embed_sum$"]
+
+    @classmethod
+    def from_source(cls, source: str | None = None) -> EllaVCodecModel:
+        """The codec saved at ``source``; ``None``: the one bundled with the ella-v-hf package."""
+        if source is None:
+            spec = importlib.util.find_spec("ella_v_hf")
+            if spec is None or not spec.submodule_search_locations:
+                raise ValueError("the bundled learned codec comes with the ella-v-hf package; give a codec directory")
+            source = str(Path(next(iter(spec.submodule_search_locations))) / "pretrained" / "codec")
+        if not (Path(source) / "config.json").is_file():
+            raise ValueError(f"No learned codec at {source}: train one with `ella-v train-codec` and pass --codec-model DIR.")
+        return cls.from_pretrained(source)
 
     def __init__(self, config: EllaVCodecConfig) -> None:
         super().__init__(config)

@@ -62,11 +62,18 @@ class EllaVMelCodecConfig(PreTrainedConfig):
 class EllaVMelCodecModel(StrictLoadingMixin, PreTrainedModel):
     """Residual k-means codec over log-mel frames (see the module docstring for what it is for).
 
-    Fit it with ``ella_v_hf.processing.fit_mel_codec``; a fresh instance has random codebooks.
+    Fit it with :func:`ella_v_hf.processing.fit_mel_codec.fit_mel_codec`; a fresh instance has random codebooks.
     """
 
     config_class = EllaVMelCodecConfig
     main_input_name = "input_values"
+
+    @classmethod
+    def from_source(cls, source: str | None = None) -> EllaVMelCodecModel:
+        """A fitted codec saved at ``source``; it has no default (``ella-v prepare --codec mel`` fits one)."""
+        if source is None:
+            raise ValueError("the mel codec has no default: `ella-v prepare --codec mel` fits one, or give --codec-model DIR")
+        return cls.from_pretrained(source)
 
     def __init__(self, config: EllaVMelCodecConfig) -> None:
         super().__init__(config)

@@ -33,28 +33,14 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessor
 
+from . import decoding_options as table
+from .decoding_options import (
+    check_eop_quantile,
+    check_guidance_scale,
+)
 from .modeling_ella_v import text_free_guidance_scores
 from .sequence_layout import LayoutSpec, TokenSpace, parse_gar_sequence
 from .transformers_compat import default_generation_params, sampling_warpers
-
-
-def check_eop_quantile(value: Any) -> float | None:
-    """``value`` if it is a valid ``eop_quantile`` (``None`` or a number in ``(0, 1)``); else ``ValueError``."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0):
-        raise ValueError(f"eop_quantile must be a number in (0, 1) or None, got {value!r}")
-    return value
-
-
-def parse_eop_quantile(text: str) -> float | None:
-    """An ``eop_quantile`` written on a command line: ``off`` (or ``none``) -> ``None`` (EOP sampled like
-    any token, the paper's decoding), else a number in ``(0, 1)``; ``ValueError`` otherwise."""
-    if text.strip().lower() in ("off", "none"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"eop_quantile must be a number in (0, 1) or 'off', got {text!r}") from None
-    return check_eop_quantile(value)
 
 
 class EllaVPhonemeAdvanceLogitsProcessor(LogitsProcessor):
@@ -298,18 +284,12 @@ GAR_GENERATION_FIELDS = (
     "do_sample", "temperature", "top_k", "top_p", "min_p", "top_h", "typical_p", "epsilon_cutoff", "eta_cutoff",
     "repetition_penalty", "use_cache", "cache_implementation", "cache_config", "compile_config", "disable_compile",
 )
-#: Fields the TTS model reads itself or that do not change its output (token ids are the GAR's own).
+#: Fields the TTS model reads itself or that do not change its output (token ids are the GAR's own);
+#: every option of the decoding table (``decoding_options.py``) is handled too.
 HANDLED_GENERATION_FIELDS = (
     "max_new_tokens", "num_return_sequences", "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
-    "return_dict_in_generate", "transformers_version", "max_frames_per_phone", "vall_e_max_frames_per_phone",
-    "sentence_pause_seconds", "nar_decoding", "first_level_decoding", "eop_quantile", "guidance_scale", "jump_forward",
+    "return_dict_in_generate", "transformers_version",
 )
-#: How the NAR's codebooks 2..K become audio: ``"expected"`` decodes each from its expected code
-#: vector under the NAR's distribution, ``"argmax"`` from its most likely code's vector.
-NAR_DECODINGS = ("expected", "argmax")
-#: How the GAR's first-codebook frames become audio: ``"code"`` decodes each frame's drawn code's
-#: vector, ``"expected"`` its expected vector under the distribution the code was drawn from.
-FIRST_LEVEL_DECODINGS = ("code", "expected")
 
 
 class EllaVFirstLevelRecorder(LogitsProcessor):
@@ -414,15 +394,6 @@ class EllaVClassifierFreeGuidanceLogitsProcessor(LogitsProcessor):
         return text_free_guidance_scores(scores, self.guidance_scale)
 
 
-def check_guidance_scale(value: Any, allow_none: bool = True) -> float | None:
-    """``None`` (no guidance; only with ``allow_none``) or a float > 0; raises ``ValueError`` otherwise."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"guidance_scale must be a number > 0 (1: no guidance), got {value!r}")
-    return float(value)
-
-
 class EllaVGenerationConfig(GenerationConfig):
     """Decoding defaults of :class:`~.modeling_ella_v_tts.EllaVForTextToSpeech` (its ``generation_config.json``).
 
@@ -481,24 +452,10 @@ class EllaVGenerationConfig(GenerationConfig):
             ``top_p=0.9``, ``top_k=0`` and ``temperature=1.0`` (the paper samples the GAR).
     """
 
-    def __init__(
-        self,
-        max_frames_per_phone: int | None = None,
-        vall_e_max_frames_per_phone: int | None = None,
-        sentence_pause_seconds: float | None = None,
-        nar_decoding: str | None = None,
-        eop_quantile: float | None = None,
-        first_level_decoding: str | None = None,
-        jump_forward: bool | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.jump_forward = jump_forward
-        self.nar_decoding = nar_decoding
-        self.first_level_decoding = first_level_decoding
-        self.eop_quantile = eop_quantile
-        self.max_frames_per_phone = max_frames_per_phone
-        self.vall_e_max_frames_per_phone = vall_e_max_frames_per_phone
-        self.sentence_pause_seconds = sentence_pause_seconds
+    def __init__(self, **kwargs: Any) -> None:
+        for option in table.DECODING_OPTIONS:  # the ELLA-V fields of the decoding table, None when unset
+            if option.own:
+                setattr(self, option.name, kwargs.pop(option.name, None))
         for key, value in (("do_sample", True), ("top_p", 0.9), ("top_k", 0), ("temperature", 1.0)):
             kwargs.setdefault(key, value)
         super().__init__(**kwargs)
@@ -522,9 +479,10 @@ class EllaVGenerationConfig(GenerationConfig):
         """Raise a ``ValueError`` naming every set field the TTS model cannot honour, and every
         out-of-range sampling value."""
         defaults = default_generation_params()
+        handled = {*GAR_GENERATION_FIELDS, *HANDLED_GENERATION_FIELDS, *(o.name for o in table.DECODING_OPTIONS)}
         unsupported = []
         for key, value in self.to_dict().items():
-            if key in GAR_GENERATION_FIELDS or key in HANDLED_GENERATION_FIELDS or key.startswith("_"):
+            if key in handled or key.startswith("_"):
                 continue
             if value is None or (key in defaults and value == defaults[key]):
                 continue
@@ -533,35 +491,15 @@ class EllaVGenerationConfig(GenerationConfig):
             raise ValueError(
                 f"EllaVForTextToSpeech.generate() does not support {', '.join(unsupported)}: the GAR samples (or greedily "
                 "picks) one token at a time under the forced phoneme structure. Supported: "
-                f"{', '.join(GAR_GENERATION_FIELDS)}, max_new_tokens, num_return_sequences, max_frames_per_phone, nar_decoding, "
-                "first_level_decoding, eop_quantile, guidance_scale, jump_forward."
+                f"{', '.join(dict.fromkeys([*GAR_GENERATION_FIELDS, 'max_new_tokens', 'num_return_sequences', *(o.name for o in table.DECODING_OPTIONS)]))}."
             )
-        if self.do_sample:
-            if self.temperature is not None and not 0 < self.temperature < float("inf"):
-                raise ValueError(
-                    f"temperature must be a finite number > 0 when sampling (got {self.temperature}); "
-                    "for greedy decoding pass do_sample=False."
-                )
-            if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-                raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-            if self.top_k is not None and self.top_k < 0:
-                raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
-        for key in ("max_new_tokens", "num_return_sequences", "max_frames_per_phone", "vall_e_max_frames_per_phone"):
+        for option in table.DECODING_OPTIONS:  # each option's own range check
+            if option.check is not None and (self.do_sample or not option.sampling):
+                option.check(getattr(self, option.name, None))
+        for key in ("max_new_tokens", "num_return_sequences"):
             value = getattr(self, key, None)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
-        if self.nar_decoding is not None and self.nar_decoding not in NAR_DECODINGS:
-            raise ValueError(f"nar_decoding must be one of {', '.join(map(repr, NAR_DECODINGS))}, got {self.nar_decoding!r}")
-        if self.first_level_decoding is not None and self.first_level_decoding not in FIRST_LEVEL_DECODINGS:
-            raise ValueError(
-                f"first_level_decoding must be one of {', '.join(map(repr, FIRST_LEVEL_DECODINGS))}, got {self.first_level_decoding!r}"
-            )
-        check_eop_quantile(self.eop_quantile)
-        check_guidance_scale(self.guidance_scale)
-        if self.jump_forward not in (None, True, False):
-            raise ValueError(f"jump_forward must be True, False or None (off), got {self.jump_forward!r}")
-        if self.sentence_pause_seconds is not None and self.sentence_pause_seconds < 0:
-            raise ValueError(f"sentence_pause_seconds must be >= 0, got {self.sentence_pause_seconds}")
 
     def gar_generation_config(self, **overrides: Any) -> GenerationConfig:
         """The stock :class:`~transformers.GenerationConfig` for the GAR: the pass-through fields plus ``overrides``."""

@@ -25,7 +25,16 @@ class StrictLoadingMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         wants_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        except RuntimeError as error:
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            shapes = _shape_problems(cls, pretrained_model_name_or_path, kwargs.get("subfolder") or "", kwargs.get("config"))
+            raise WeightsMismatchError(
+                f"{pretrained_model_name_or_path}: the weights do not fit {cls.__name__}: tensors of another shape than the "
+                f"model's {shapes}. The file belongs to another model (or another configuration) or was edited."
+            ) from None
         problems = [
             f"{kind.replace('_', ' ')} {sorted(map(str, info[kind]))[:8]}{' …' if len(info[kind]) > 8 else ''} ({len(info[kind])})"
             for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
@@ -40,9 +49,9 @@ class StrictLoadingMixin:
         return (model, info) if wants_info else model
 
 
-def stored_dtypes(source: str | os.PathLike, subfolder: str = "") -> dict[str, str]:
-    """Tensor name -> stored safetensors dtype (``"F32"``, ``"I8"``, ...) of a checkpoint's weights:
-    a local directory, or a Hub repository already in the local cache (else ``{}``)."""
+def _header(source: str | os.PathLike, subfolder: str = "") -> dict[str, tuple[str, list[int]]]:
+    """Tensor name -> (stored safetensors dtype, shape) of a checkpoint's weights: a local
+    directory, or a Hub repository already in the local cache (else ``{}``)."""
     folder = Path(source) / subfolder
     if folder.is_dir():
         index = folder / "model.safetensors.index.json"
@@ -56,15 +65,38 @@ def stored_dtypes(source: str | os.PathLike, subfolder: str = "") -> dict[str, s
 
         cached = try_to_load_from_cache(str(source), "model.safetensors", subfolder=subfolder or None)
         files = [Path(cached)] if isinstance(cached, str) else []
-    dtypes: dict[str, str] = {}
+    tensors: dict[str, tuple[str, list[int]]] = {}
     for file in files:
         if not file.is_file():
             continue
         with open(file, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             header = json.loads(handle.read(length))
-        dtypes.update({name: info["dtype"] for name, info in header.items() if name != "__metadata__"})
-    return dtypes
+        tensors.update({name: (info["dtype"], info["shape"]) for name, info in header.items() if name != "__metadata__"})
+    return tensors
+
+
+def stored_dtypes(source: str | os.PathLike, subfolder: str = "") -> dict[str, str]:
+    """Tensor name -> stored safetensors dtype (``"F32"``, ``"I8"``, ...) of a checkpoint's weights:
+    a local directory, or a Hub repository already in the local cache (else ``{}``)."""
+    return {name: dtype for name, (dtype, _) in _header(source, subfolder).items()}
+
+
+def stored_shapes(source: str | os.PathLike, subfolder: str = "") -> dict[str, list[int]]:
+    """Tensor name -> stored shape, read like :func:`stored_dtypes`."""
+    return {name: shape for name, (_, shape) in _header(source, subfolder).items()}
+
+
+def _shape_problems(cls, source, subfolder: str, config=None) -> list[str]:
+    """``"name: stored [a, b], model [c, d]"`` for each tensor whose stored shape the model does not have."""
+    import torch
+
+    if config is None:
+        config = cls.config_class.from_pretrained(source, subfolder=subfolder or "")
+    with torch.device("meta"):
+        expected = {k: list(v.shape) for k, v in cls(config).state_dict().items()}
+    stored = stored_shapes(source, subfolder)
+    return sorted(f"{k}: stored {stored[k]}, model {expected[k]}" for k in stored.keys() & expected.keys() if stored[k] != expected[k])[:8]
 
 
 def _dtype_problems(model, source, subfolder: str) -> list[str]:
@@ -89,4 +121,4 @@ def required_keys(module, keys) -> list[str]:
     return [key for key in keys if not any(re.search(pattern, key) for pattern in patterns)]
 
 
-__all__ = ["FLOAT_DTYPES", "StrictLoadingMixin", "WeightsMismatchError", "required_keys", "stored_dtypes"]
+__all__ = ["FLOAT_DTYPES", "StrictLoadingMixin", "WeightsMismatchError", "required_keys", "stored_dtypes", "stored_shapes"]

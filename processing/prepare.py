@@ -8,10 +8,14 @@ finished chunk, and the temporary files it left are removed by the next run):
 1. read the corpus (audiofolder / LibriTTS / LibriSpeech); entries with missing audio, empty
    transcripts or duplicated ids are skipped and listed;
 2. ``text``: phonemise (batched espeak calls);
-3. load the codec (``--codec``: the bundled learned codec, EnCodec, or a saved one; the k-means
+3. ``screen``: drop recordings without signal, without voiced speech, mostly silent, or whose
+   transcript has far too many or too few phonemes for their speech (:mod:`.screening`), before
+   anything is fitted on them;
+4. load the codec (``--codec``: the bundled learned codec, EnCodec, or a saved one; the k-means
    ``mel`` codec is fitted on a sample of the corpus) and build the aligner by name (the built-in
    one is trained on the same sample unless given; see :mod:`ella_v_hf.processing.aligners`);
-4. ``audio``: load, check length, encode with the codec, align.
+5. ``audio``: load, check length, encode with the codec, align; the aligner's score then flags
+   transcripts that do not match (per corpus and per speaker).
 
 Rows that fail a step (unreadable audio, too short/long, transcript mismatch…) are skipped with
 their reason, never fatal. Output directory::
@@ -45,22 +49,23 @@ from tqdm.auto import tqdm
 
 from .._outputs import temporary_dir_beside, writes_output_dir
 from ..modeling.aligner_ella_v import AlignmentError, EllaVAlignerModel
+from ..modeling.registry import CODECS
 from .aligners import ALIGNERS, AlignerContext, build_aligner
 from .aligners.builtin import mismatch_threshold
 from .aligners.textgrid import TextGridMismatch
 from .audio import AudioError, load_audio, prepare_waveform
 from .corpus import read_corpus
 from .processing_ella_v import EllaVProcessor
+from .screening import RATE as SCREEN_RATE
+from .screening import screen_waveform
 from .tokenization_ella_v import EllaVPhonemeTokenizer
 
 #: Bumped whenever a step's output changes, so older caches are not reused.
 PIPELINE_VERSION = 2
+#: Version of the screening step's rules (:mod:`.screening`): a change re-screens the corpus.
+SCREEN_VERSION = 1
 #: Rows per cache file of the audio step (the work a killed run can lose per process).
 AUDIO_CHUNK_ROWS = 2000
-#: ``--codec`` names. ``learned``: the bundled learned codec (or ``codec_model``); ``mel``: the
-#: k-means mel codec, fitted here unless ``codec_model``; ``encodec``: EnCodec 24 kHz (or ``codec_model``);
-#: ``auto``: any registered codec saved at ``codec_model``.
-CODECS = ("learned", "mel", "encodec", "auto")
 
 
 @dataclass
@@ -99,8 +104,8 @@ def _reason(error: Exception) -> str:
 
 def _check_arguments(arguments: dict) -> None:
     """Refuse unknown codec/aligner names and a missing corpus before anything is created."""
-    if arguments["codec"] not in CODECS:
-        raise ValueError(f"Unknown codec {arguments['codec']!r}; expected one of {CODECS}")
+    if arguments["codec"] not in codec_names():
+        raise ValueError(f"Unknown codec {arguments['codec']!r}; expected one of {codec_names()}")
     if arguments["aligner"] not in ALIGNERS:
         raise ValueError(f"Unknown aligner {arguments['aligner']!r}; expected one of {sorted(ALIGNERS)}")
     if not Path(arguments["data"]).is_dir():
@@ -145,7 +150,7 @@ def prepare_corpus(
     Args:
         data: Corpus directory.
         out: Output directory (reused: finished steps are not redone).
-        codec: One of :data:`CODECS`.
+        codec: A registered codec's name (:data:`~ella_v_hf.modeling.registry.CODECS`) or ``"auto"``.
         aligner: A name in :data:`~ella_v_hf.processing.aligners.ALIGNERS`: ``"builtin"`` (trained
             here unless ``aligner_model``; ``"ctc"`` is an alias) or ``"textgrid"`` (MFA TextGrids
             next to the audio files or in ``textgrid_dir``).
@@ -211,6 +216,30 @@ def prepare_corpus(
         desc="phonemise",
     )
     timings["text"] = time.time() - step
+
+    # Screening: nothing the codec or the aligner is fitted on, and nothing kept, is garbage.
+    step = time.time()
+    separators = set(tokenizer.separator_token_ids)
+
+    def screen(row: dict) -> dict:
+        if row["error"]:
+            return {"error": row["error"]}
+        try:
+            waveform = prepare_waveform(*load_audio(row["audio_path"]), SCREEN_RATE, name=row["id"])
+        except (AudioError, ValueError, OSError) as error:
+            return {"error": _reason(error)}
+        phonemes = sum(1 for i in row["phoneme_ids"] if i not in separators)
+        return {"error": screen_waveform(waveform, phonemes).reason or ""}
+
+    screen_key = _fingerprint("screen", SCREEN_VERSION, text_key)
+    dataset = dataset.map(
+        screen,
+        num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
+        cache_file_name=str(cache / f"screen-{screen_key}.arrow"),
+        new_fingerprint=screen_key,
+        desc="screen",
+    )
+    timings["screen"] = time.time() - step
 
     # Codec and aligner, fitted on a sample of the text-valid rows (or loaded).
     step = time.time()
@@ -458,40 +487,35 @@ def _sample_waveforms(dataset, sample: list[int], rate: int, progress: bool, des
 
 
 def load_codec(name: str, codec_model: str | None = None):
-    """The codec ``name`` (one of :data:`CODECS` except ``mel`` without ``codec_model``).
+    """The codec registered as ``name`` (:data:`~ella_v_hf.modeling.registry.CODECS`), from
+    ``codec_model`` or its own default; or, with ``name`` ``"auto"``, whatever codec is saved at
+    ``codec_model`` (a codec directory, transformers' EnCodec format, or a text-to-speech
+    checkpoint, whose codec is taken: to fine-tune it).
 
     Raises:
-        ValueError: Unknown name, or a codec that must be given (``auto``) or trained first.
+        ValueError: Unknown name, or a codec that must be given or trained first.
     """
-    from transformers import AutoConfig, AutoModel
-
-    from ..modeling import EllaVCodecModel, EllaVEncodecModel
-    from ..modeling.codec_mel import EllaVMelCodecModel
-
-    if name == "encodec":
-        path = codec_model or "facebook/encodec_24khz"
-        if AutoConfig.from_pretrained(path).model_type == EllaVEncodecModel.config_class.model_type:  # saved by us
-            return EllaVEncodecModel.from_pretrained(path)
-        return EllaVEncodecModel.from_encodec(path)
-    if name == "mel":
-        return EllaVMelCodecModel.from_pretrained(codec_model)
-    if name == "learned":
-        path = codec_model or DEFAULT_CODEC_DIR
-        if not (Path(path) / "config.json").is_file():
-            raise ValueError(f"No learned codec at {path}: train one with `ella-v train-codec` and pass --codec-model DIR.")
-        return EllaVCodecModel.from_pretrained(path)
     if name == "auto":
+        from transformers import AutoConfig, AutoModel
+
         if not codec_model:
             raise ValueError("--codec auto needs --codec-model (a saved codec directory)")
         model_type = AutoConfig.from_pretrained(codec_model).model_type
         if model_type == "encodec":  # transformers' own EnCodec format
-            return EllaVEncodecModel.from_encodec(codec_model)
+            return CODECS["encodec"].load(codec_model)
         if model_type == "ella_v_tts":  # a text-to-speech checkpoint: its own codec (to fine-tune it)
             from ..modeling import EllaVForTextToSpeech
 
             return EllaVForTextToSpeech.from_pretrained(codec_model).codec
         return AutoModel.from_pretrained(codec_model)
-    raise ValueError(f"Unknown codec {name!r}; expected one of {CODECS}")
+    if name not in CODECS:
+        raise ValueError(f"Unknown codec {name!r}; expected one of {codec_names()}")
+    return CODECS[name].load(codec_model)
+
+
+def codec_names() -> tuple[str, ...]:
+    """What ``--codec`` takes: every registered codec, and ``auto``."""
+    return (*CODECS, "auto")
 
 
 def _load_or_fit_codec(codec: str, codec_model: str | None, out: Path, dataset, sample, seed: int, progress: bool):
@@ -501,7 +525,7 @@ def _load_or_fit_codec(codec: str, codec_model: str | None, out: Path, dataset, 
         return load_codec("mel", str(target))
     if codec == "mel" and not codec_model:
         from ..modeling.codec_mel import EllaVMelCodecConfig
-        from ..training.fit_mel_codec import fit_mel_codec
+        from .fit_mel_codec import fit_mel_codec
 
         config = EllaVMelCodecConfig()
         waves = ((w, config.sampling_rate) for _, w in _sample_waveforms(dataset, sample, config.sampling_rate, progress, "read for codec"))
@@ -516,4 +540,4 @@ def _load_or_fit_codec(codec: str, codec_model: str | None, out: Path, dataset, 
 #: The learned codec bundled with the package (``ella-v prepare --codec learned`` without --codec-model).
 DEFAULT_CODEC_DIR = str(Path(__file__).resolve().parent.parent / "ella_v_hf" / "pretrained" / "codec")
 
-__all__ = ["CODECS", "DEFAULT_CODEC_DIR", "PrepareSummary", "load_codec", "prepare_corpus"]
+__all__ = ["DEFAULT_CODEC_DIR", "codec_names", "PrepareSummary", "load_codec", "prepare_corpus"]

@@ -156,3 +156,26 @@ def tts_model(tts_dir):
     from ella_v_hf import EllaVForTextToSpeech
 
     return EllaVForTextToSpeech.from_pretrained(tts_dir).eval()
+
+
+#: The slow tier (`pytest -m "not slow"` skips it): the browser and web-server tests, compiled
+#: decoding, subprocess kills, the benchmarks, fresh-process loads and the long evaluations.
+SLOW_MODULES = {"test_web_demo"}
+SLOW_TESTS = {
+    "test_evaluate_runs_sampling_strategies_once_per_seed", "test_evaluate_produces_every_field",
+    "test_evaluate_stages_score_the_first_codebook_alone", "test_pocketsphinx_transcripts_do_not_depend_on_what_was_judged_before",
+    "test_synthesize_checks_its_output_and_inputs_before_working", "test_train_killed_mid_checkpoint_write_resumes_from_the_last_good_one",
+    "test_config_errors_name_the_file_and_the_key", "test_prepare_killed_then_rerun_reuses_finished_chunks",
+    "test_sigkilled_prepare_leaves_no_worker_processes", "test_static_cache_and_compiled_decoding_agree_with_eager",
+    "test_synthesize_cli_streams", "test_half_precision_decoding_compiled_agrees_with_eager",
+    "test_staged_demo_loads_in_a_fresh_process_without_the_package", "test_train_codec_cli",
+    "test_bench_times_compiled_static_cache_decoding", "test_bench_runs_and_reports_every_figure",
+    "test_demo_bench_measures_half_decoding_against_float32", "test_sigkill_then_resume_continues_from_the_last_good_checkpoint",
+    "test_two_processes_train_like_one", "test_a_killed_two_process_run_resumes_exactly",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__ in SLOW_MODULES or getattr(item, "originalname", item.name) in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

@@ -421,7 +421,7 @@ def test_tts_generate_merges_and_checks_generation_options(tts_model, tts_dir, t
     assert isinstance(model.generation_config, EllaVGenerationConfig)
     assert model.generation_config.max_new_tokens == model.config.gar_config.max_position_embeddings
     for bad, message in [
-        (dict(temperature=0.0), "temperature must be > 0"),
+        (dict(temperature=0.0), "temperature must be a finite number > 0 when sampling"),
         (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
         (dict(num_beams=2), "does not support num_beams=2"),
         (dict(min_new_tokens=5), "does not support min_new_tokens=5"),
@@ -670,7 +670,7 @@ def test_synthesize_cli_sampling_options_default_to_the_model():
     assert options("--temperature", "0.7")["temperature"] == 0.7 and options("--guidance-scale", "2")["guidance_scale"] == 2.0
     assert options("--eop-quantile", "0.5")["eop_quantile"] == 0.5
     assert options("--eop-quantile", "off")["eop_quantile"] is None  # the paper's decoding, whatever the model says
-    from ella_v_hf.modeling.generation_ella_v import FIRST_LEVEL_DECODINGS
+    from ella_v_hf.modeling.decoding_options import FIRST_LEVEL_DECODINGS
 
     assert "first_level_decoding" not in options()
     for mode in FIRST_LEVEL_DECODINGS:  # the CLI's choices are the generation config's

@@ -51,7 +51,7 @@ def test_synthesize_endpoint_through_gradio_client(served):
     labels = [p["label"] for p in names["/synthesize_stream"]["parameters"]]
     assert any(label.startswith("guidance on the text") for label in labels)  # offered: this GAR was trained for it
     # The page's own handler streams and then returns the full recording, the plot and a status line.
-    streamed, full, plot, status = client.predict("The birch canoe slid.", None, "", True, 0.9, 1.0, 0, None, 0.5, 3.0,
+    streamed, full, plot, status = client.predict("The birch canoe slid.", None, "", True, 0, 0.9, 1.0, None, 0.5, 3.0,
                                                   api_name="/synthesize_stream")
     assert sf.read(full)[0].size > 0 and os.path.getsize(plot) > 0 and "s of speech, first audio after" in status
 
@@ -109,7 +109,7 @@ def test_voice_prompts_in_flac_ogg_and_mp3_are_accepted(served, prompt, tmp_path
     path = tmp_path / f"prompt.{fmt.lower()}"
     sf.write(path, waveform, rate, format=fmt)
     client = Client(served, verbose=False)
-    _, full, _, status = client.predict("Hi there.", handle_file(str(path)), text, True, 0.9, 1.0, 0, None, 0.5, 1.0,
+    _, full, _, status = client.predict("Hi there.", handle_file(str(path)), text, True, 0, 0.9, 1.0, None, 0.5, 1.0,
                                         api_name="/synthesize_stream")
     assert sf.read(full)[0].size > 0 and "s of speech" in status
 
@@ -147,9 +147,9 @@ def test_a_cancelled_long_request_frees_the_model_for_the_next_one(served):
         client.predict(sentence * 25, api_name="/synthesize")  # 1,800 characters
     long_text = (sentence * 4)[:MAX_TEXT_CHARACTERS]  # about 300 characters: long enough to measure
     started = time.perf_counter()
-    client.predict(long_text, None, "", True, 0.9, 1.0, 0, None, 0.5, 1.0, api_name="/synthesize_stream")
+    client.predict(long_text, None, "", True, 0, 0.9, 1.0, None, 0.5, 1.0, api_name="/synthesize_stream")
     uncancelled = time.perf_counter() - started
-    job = client.submit(long_text, None, "", True, 0.9, 1.0, 0, None, 0.5, 1.0, api_name="/synthesize_stream")
+    job = client.submit(long_text, None, "", True, 0, 0.9, 1.0, None, 0.5, 1.0, api_name="/synthesize_stream")
     time.sleep(min(1.0, uncancelled / 4))
     job.cancel()
     started = time.perf_counter()

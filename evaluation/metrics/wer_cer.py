@@ -24,6 +24,7 @@ class WerCer(evaluate.Metric):
         )
 
     def _compute(self, predictions, references):
+        predictions, references = list(predictions), list(references)  # datasets 4 hands over Column objects
         if any(not r.strip() for r in references):
             raise ValueError("Every reference must be non-empty to compute WER/CER.")
         return {"wer": float(jiwer.wer(references, predictions)), "cer": float(jiwer.cer(references, predictions))}
