@@ -51,7 +51,6 @@ _EXPORTS: dict[str, str] = {
             "EllaVNAROutput",
             "EllaVAudioStreamer",
             "EllaVGenerationConfig",
-            "EllaVClassifierFreeGuidanceLogitsProcessor",
             "EllaVPhonemeAdvanceLogitsProcessor",
             "EllaVPreTrainedModel",
             "EllaVTTSConfig",

@@ -11,6 +11,8 @@ import fcntl
 import functools
 import inspect
 import os
+import signal
+import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,9 +85,27 @@ def holds_run_lock(command: str, directory_argument: str = "out", check: Callabl
     return decorate
 
 
+def die_with_parent() -> None:
+    """Have Linux kill this process when its parent dies (``PR_SET_PDEATHSIG``): a worker of
+    ``prepare --num-proc N``, or one process of a ``torchrun`` training, never outlives a killed
+    parent (and so never holds a run lock or a collective alone)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before the call
+        os._exit(1)
+
+
+def is_distributed_worker() -> bool:
+    """Whether this process was started by a distributed launcher (``torchrun``, ``accelerate launch``)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ
+
+
 def is_main_process() -> bool:
     """Whether this is the main process of a (possibly distributed) ``accelerate launch`` run."""
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
-__all__ = ["LOCK_NAME", "RunLockedError", "holds_run_lock", "is_main_process", "run_lock"]
+__all__ = ["LOCK_NAME", "RunLockedError", "die_with_parent", "holds_run_lock", "is_distributed_worker", "is_main_process", "run_lock"]

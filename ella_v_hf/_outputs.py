@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ._lock import LOCK_NAME, is_main_process, run_lock
+from ._lock import LOCK_NAME, die_with_parent, is_distributed_worker, is_main_process, run_lock
 
 #: The marker a command writes into each output directory it creates.
 MARKER = ".ella-v-output.json"
@@ -125,6 +125,8 @@ def writes_output_dir(command: str, legacy: Callable[[Path], bool] | None = None
                 check(bound.arguments)
             directory = Path(bound.arguments[directory_argument])
             check_output_dir(directory, command, legacy)
+            if is_distributed_worker():  # a killed launcher takes its workers (and their lock) along
+                die_with_parent()
             existed, main = directory.exists(), is_main_process()
             with run_lock(directory, command, enabled=main):
                 if main and read_marker(directory) is None:

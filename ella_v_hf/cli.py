@@ -380,7 +380,7 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
         except json.JSONDecodeError:
             generation[key] = value  # a bare string, e.g. nar_decoding=argmax
     out = assemble_checkpoint(args.gar, args.out, nar_dir=args.nar, half=not args.fp32, remote_code=not args.no_remote_code,
-                              generation=generation, codec_dir=args.codec)
+                              generation=generation, codec_dir=args.codec, card=args.card)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(json.dumps({"out": str(out), "bytes": size}) if args.json else f"wrote {out} ({size / 2**20:.1f} MiB)")
     return 0
@@ -559,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     asm.add_argument("--codec", default=None, metavar="DIR",
                      help="embed this codec instead of --gar's: a decoder fine-tuned with `ella-v train-codec --decoder-only` "
                           "(its encoder and quantiser must equal the checkpoint's: the GAR and NAR were trained on their codes)")
+    asm.add_argument("--card", default=None, metavar="FILE", help="a model card (Markdown), written into the checkpoint as README.md")
     asm.add_argument("--fp32", action="store_true", help="keep float32 weights")
     asm.add_argument("--no-remote-code", action="store_true", help="write no Hub remote code (demos bundled with the package)")
     asm.add_argument("--generation", action="append", default=[], metavar="KEY=VALUE",

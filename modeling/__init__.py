@@ -64,7 +64,6 @@ from .codec_encodec import EllaVEncodecConfig, EllaVEncodecModel
 from .codec_learned import EllaVCodecConfig, EllaVCodecModel
 from .codec_mel import EllaVMelCodecConfig, EllaVMelCodecModel
 from .generation_ella_v import (
-    EllaVClassifierFreeGuidanceLogitsProcessor,
     EllaVFirstLevelRecorder,
     EllaVGenerationConfig,
     EllaVPhonemeAdvanceLogitsProcessor,
@@ -89,7 +88,6 @@ __all__ += [
     "EllaVMelCodecModel",
     "EllaVAudioStreamer",
     "EllaVGenerationConfig",
-    "EllaVClassifierFreeGuidanceLogitsProcessor",
     "EllaVFirstLevelRecorder",
     "EllaVPhonemeAdvanceLogitsProcessor",
     "EllaVTTSConfig",

@@ -3,19 +3,17 @@
 A decoding step multiplies one row per sequence (two with classifier-free guidance) by every weight
 matrix of the model: a matrix-vector product, whose time on a CPU is the kernel's and the weights'
 memory traffic, not arithmetic. PyTorch's float16 matrix-vector kernel reads half the bytes of the
-float32 path and, on the AMD EPYC machines this project runs on, is not MKL's: the 25 weight
-matrices of the demo GAR (fused as below) took 0.53 ms for one row at 2 threads against 2.8 ms
-through ``F.linear`` in float32 (``evaluation/EXPERIMENTS.md``, session 34). From 8 rows on, float32
-is faster again, so only products with at most :data:`MAX_DECODE_ROWS` rows take this path (the
+float32 path (and, on some CPUs, is faster than the BLAS's float32 kernel several times over; see
+``docs/performance.md``). From 8 rows on, float32 is faster again, so only products with at most :data:`MAX_DECODE_ROWS` rows take this path (the
 decoding steps, and the output head at the prefill's last position); the prefill's layers, the NAR,
 training and every forward outside ``generate()`` stay in float32.
 
 Activations stay float32: only the matrix product reads float16 weights (and float16 inputs); its
 result is cast back, and biases are added in float32. Logits move by about 1e-3 relative, so sampled
-sequences can differ from the float32 model's (the demo drew the same sequences for 19 of 20 Harvard
-sentences at top-p 0.9, session 34). Whole-model float16 (the stock ``dtype=torch.float16``) is a
-different thing: with its norms, rotary embeddings and attention in float16 it gained less at one row
-and lost at 16 (stock Llama, ``ella-v bench``, session 34).
+sequences can differ from the float32 model's (``ella-v bench`` reports how many of its sentences drew
+the same sequence as float32 decoding). Whole-model float16 (the stock ``dtype=torch.float16``) is
+a different thing: with its norms, rotary embeddings and attention in float16 it gains less at one
+row and loses at 16 (``ella-v bench`` times stock Llama both ways).
 
 Each module that takes part (attention, feed-forward, the output head) implements
 :class:`HalfDecodeMixin`: it names the linears whose weights it concatenates (q/k/v become one
@@ -34,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 #: Calls with at most this many rows (batch x positions) use the half copies: a guided decoding
-#: step at batch 2. From 8 rows on float32 is faster (session 34, 2 threads).
+#: step at batch 2. From 8 rows on float32 is faster.
 MAX_DECODE_ROWS = 4
 
 #: Accepted values of ``EllaVConfig.decode_weight_dtype``.

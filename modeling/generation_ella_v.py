@@ -36,9 +36,7 @@ from transformers import GenerationConfig, LogitsProcessor
 from . import decoding_options as table
 from .decoding_options import (
     check_eop_quantile,
-    check_guidance_scale,
 )
-from .modeling_ella_v import text_free_guidance_scores
 from .sequence_layout import LayoutSpec, TokenSpace, parse_gar_sequence
 from .transformers_compat import default_generation_params, sampling_warpers
 
@@ -357,43 +355,6 @@ class EllaVFirstLevelRecorder(LogitsProcessor):
         return torch.stack(rows)
 
 
-class EllaVClassifierFreeGuidanceLogitsProcessor(LogitsProcessor):
-    """Classifier-free guidance on the text for a GAR trained with ``text_dropout``, batched.
-
-    With ``text_free_rows=True`` in ``generate()``, :class:`~.modeling_ella_v.EllaVForCausalLM` runs every
-    step on ``2B`` rows: the ``B`` sequences being generated and, after them, their text-free copies
-    (every phoneme token, prefix and in-sequence, replaced by ``PAD``, whose embedding is zero, as in
-    the GAR's text-dropped training rows), sharing one forward and one KV cache per step (MusicGen
-    batches its guidance the same way). This processor, placed first, turns those ``[2B, V]`` logits
-    into ``[B, V]`` guided scores ``log p_u + w (log p_c - log p_u)`` (log-probabilities, as in
-    transformers' unbatched guidance), so ``guidance_scale = 1`` is plain decoding and larger values
-    favour what the text makes more likely; the phoneme-advance rule then forces and masks tokens on
-    the guided scores.
-
-    Args:
-        guidance_scale: The guidance weight ``w`` (> 0).
-
-    Example:
-
-    ```python
-    >>> gar.generate(ids, attention_mask=mask, text_free_rows=True,  # doctest: +SKIP
-    ...              logits_processor=LogitsProcessorList([EllaVClassifierFreeGuidanceLogitsProcessor(2.0), rule]))
-    ```
-    """
-
-    def __init__(self, guidance_scale: float) -> None:
-        self.guidance_scale = check_guidance_scale(guidance_scale, allow_none=False)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        # input_ids [B, L]; scores [2B, V] (conditional rows, then text-free rows) -> [B, V]
-        if scores.shape[0] != 2 * input_ids.shape[0]:
-            raise ValueError(
-                f"Classifier-free guidance expects logits for 2 x {input_ids.shape[0]} rows (the sequences and their "
-                f"text-free copies), got {scores.shape[0]}: call the GAR's generate() with text_free_rows=True."
-            )
-        return text_free_guidance_scores(scores, self.guidance_scale)
-
-
 class EllaVGenerationConfig(GenerationConfig):
     """Decoding defaults of :class:`~.modeling_ella_v_tts.EllaVForTextToSpeech` (its ``generation_config.json``).
 
@@ -436,8 +397,7 @@ class EllaVGenerationConfig(GenerationConfig):
         guidance_scale: (a stock field) ``None`` or ``1``: no guidance. A value ``w > 0``: classifier-free
             guidance on the text, ``log p_u + w (log p_c - log p_u)`` with ``p_u`` the GAR's
             distribution without the phonemes (the text-free copies run as ``B`` more rows of the same
-            GAR forward, which combines them, ``text_free_guidance``, as
-            :class:`EllaVClassifierFreeGuidanceLogitsProcessor` does). Needs a GAR trained with
+            GAR forward, which combines them, ``text_free_guidance``). Needs a GAR trained with
             ``text_dropout`` (not in the paper).
         jump_forward: ``True``: a one-row generation (one text, ``num_return_sequences=1``, no
             static cache) decodes each token the phoneme-advance rule forces (the phoneme after an
@@ -531,7 +491,6 @@ def merge_generation_config(
 
 
 __all__ = [
-    "EllaVClassifierFreeGuidanceLogitsProcessor",
     "EllaVFirstLevelRecorder",
     "EllaVGenerationConfig",
     "EllaVPhonemeAdvanceLogitsProcessor",

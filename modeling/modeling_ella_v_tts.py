@@ -178,6 +178,25 @@ class EllaVTTSOutput(ModelOutput):
 
 
 @dataclass
+class FirstCodebook:
+    """What :meth:`EllaVForTextToSpeech.generate_first_codebook` hands to :meth:`~EllaVForTextToSpeech.decode_speech`.
+
+    Args:
+        sequences: ``[B, L]`` the GAR's sequences (prompt + generated; left-padded).
+        prompt_length: ``L0``, the padded prompt length (generated tokens start there).
+        cuts: ``[B]`` EOPs forced by the frame cap.
+        recorder: The first level's sampling distributions (``first_level_decoding="expected"``), or ``None``.
+        watcher: The streaming watcher (its ``codes`` and ``audio`` are the stream), or ``None``.
+    """
+
+    sequences: torch.LongTensor
+    prompt_length: int
+    cuts: torch.LongTensor
+    recorder: EllaVFirstLevelRecorder | None = None
+    watcher: GarTokenWatcher | None = None
+
+
+@dataclass
 class EllaVTTSTrainingOutput(ModelOutput):
     """Losses of :meth:`EllaVForTextToSpeech.forward`: ``loss = gar_loss + nar_loss``, or with a
     teacher's logits ``(1 - w) gar_loss + w gar_distill_loss + nar_loss`` (``w`` =
@@ -384,8 +403,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
 
         Returns:
             :class:`EllaVTTSOutput` (``B * num_return_sequences`` rows). Synthesis runs under
-            ``torch.inference_mode()`` (1.07 x faster than ``no_grad`` on the demo, 20 Harvard
-            sentences in turns, session 35), so the returned tensors are inference tensors:
+            ``torch.inference_mode()`` (a little faster than ``no_grad``), so the returned tensors are inference tensors:
             ``.clone()`` one outside the mode before an in-place edit or autograd.
 
         Raises:
@@ -424,19 +442,70 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             prompt_durations, prompt_codes, prompt_num_frames, prompt_input_values, prompt_padding_mask = map(
                 expand, (prompt_durations, prompt_codes, prompt_num_frames, prompt_input_values, prompt_padding_mask)
             )
-        gar_config = self.config.gar_config
-        space: TokenSpace = gar_config.token_space
-        spec = gar_config.layout_spec
-        device = self.gar.device
+        prompts, phonemes, prompt_code_rows = self.prepare_prompts(
+            input_ids, attention_mask, prompt_input_ids, prompt_attention_mask, prompt_durations, prompt_codes,
+            prompt_num_frames, prompt_input_values, prompt_padding_mask, check_alignment,
+        )
+        targets = int(attention_mask.sum(1).max()) if attention_mask is not None else input_ids.shape[1]
+        first = self.generate_first_codebook(
+            prompts, phonemes, prompt_code_rows, config, targets=targets, logits_processor=logits_processor,
+            streamer=streamer, stopping_criteria=stopping_criteria,
+        )
+        return self.decode_speech(first, phonemes, prompt_code_rows, config)
+
+    def prepare_prompts(
+        self,
+        input_ids: torch.LongTensor,  # [B, L]
+        attention_mask: torch.Tensor | None = None,  # [B, L]
+        prompt_input_ids: torch.LongTensor | None = None,  # [B, Lp]
+        prompt_attention_mask: torch.Tensor | None = None,
+        prompt_durations: torch.LongTensor | None = None,  # [B, Lp]
+        prompt_codes: torch.LongTensor | None = None,  # [B, K, Tp]
+        prompt_num_frames: torch.LongTensor | None = None,  # [B]
+        prompt_input_values: torch.Tensor | None = None,  # [B, 1, S]
+        prompt_padding_mask: torch.Tensor | None = None,  # [B, S]
+        check_alignment: bool = True,
+    ) -> tuple[list[list[int]], list[list[int]], list[torch.LongTensor | None]]:
+        """Stage 1 of :meth:`generate`: encode and align any prompt audio, and lay out each row's GAR prompt.
+
+        Returns:
+            ``(prompts, phonemes, prompt_code_rows)``: per row the GAR's prompt token ids, the target
+            phoneme ids and the prompt's codes ``[K, Tp]`` (``None`` without a prompt).
+        """
         if prompt_input_values is not None and prompt_codes is None:
             if prompt_input_ids is None:
                 raise ValueError("prompt_input_values needs prompt_input_ids (the prompt's transcript).")
             prompt_durations, prompt_codes, prompt_num_frames = self._encode_prompts(
                 prompt_input_ids, prompt_attention_mask, prompt_input_values, prompt_padding_mask, check_alignment
             )
-        prompts, phonemes, prompt_code_rows = self.build_prompts(
+        return self.build_prompts(
             input_ids, attention_mask, prompt_input_ids, prompt_attention_mask, prompt_durations, prompt_codes, prompt_num_frames
         )
+
+    def generate_first_codebook(
+        self,
+        prompts: list[list[int]],
+        phonemes: list[list[int]],
+        prompt_code_rows: list[torch.LongTensor | None],
+        config: EllaVGenerationConfig,
+        targets: int | None = None,
+        logits_processor: LogitsProcessorList | None = None,
+        streamer=None,
+        stopping_criteria: StoppingCriteriaList | None = None,
+    ) -> FirstCodebook:
+        """Stage 2 of :meth:`generate`: the GAR's stock ``generate()`` under the phoneme-advance rule.
+
+        Args:
+            prompts, phonemes, prompt_code_rows: From :meth:`prepare_prompts`.
+            config: A checked :class:`EllaVGenerationConfig` (``merge_generation_config``).
+            targets: The longest row's target phoneme count (the VALL-E length cap; default: from ``phonemes``).
+            logits_processor, streamer, stopping_criteria: As :meth:`generate` takes them.
+        """
+        gar_config = self.config.gar_config
+        space: TokenSpace = gar_config.token_space
+        spec = gar_config.layout_spec
+        device = self.gar.device
+        guided = config.guidance_scale is not None and config.guidance_scale != 1
         cap = gar_config.max_frames_per_phone if config.max_frames_per_phone is None else config.max_frames_per_phone
         done = [len(parse_gar_sequence(q, space, spec).phonemes) if spec.interleaved else 0 for q in prompts]
         self._check_length(prompts, phonemes, done, [0 if c is None else c.shape[-1] for c in prompt_code_rows])
@@ -444,7 +513,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             remaining = max(len(p) - d + 1 for p, d in zip(phonemes, done))
             max_new_tokens = remaining * (cap + 2) + 2
         else:
-            targets = int(attention_mask.sum(1).max()) if attention_mask is not None else input_ids.shape[1]
+            targets = targets if targets is not None else max(map(len, phonemes))
             per_phone = config.vall_e_max_frames_per_phone or self.config.vall_e_max_frames_per_phone
             max_new_tokens = targets * per_phone + 1
         if config.max_new_tokens is not None:
@@ -499,10 +568,26 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             jump_forward=jump_forward,
             **guidance,
         )
+        return FirstCodebook(sequences=sequences, prompt_length=length, cuts=processor.cuts.cpu(), recorder=recorder, watcher=watcher)
+
+    def decode_speech(
+        self,
+        first: FirstCodebook,
+        phonemes: list[list[int]],
+        prompt_code_rows: list[torch.LongTensor | None],
+        config: EllaVGenerationConfig,
+    ) -> EllaVTTSOutput:
+        """Stages 3 and 4 of :meth:`generate`: per row, the NAR's codebooks 2..K (:meth:`_nar_decode`)
+        and the codec's waveform (:meth:`_codec_decode`); a streamed row's audio is its joined stream."""
+        space, spec = self.config.gar_config.token_space, self.config.gar_config.layout_spec
+        device = self.gar.device
+        expected = (config.nar_decoding or "expected") == "expected"
+        sequences, recorder, watcher = first.sequences, first.recorder, first.watcher
         audio, lengths, code_rows, infinite, first_rows = [], [], [], [], []
-        for b in range(len(prompts)):
+        for b in range(sequences.shape[0]):
             parsed = parse_gar_sequence(sequences[b].tolist(), space, spec, strict=False)
-            first_probabilities = None if recorder is None else recorder.frame_probabilities(b, sequences[b, length:].tolist()).to(device)
+            generated = sequences[b, first.prompt_length :].tolist()
+            first_probabilities = None if recorder is None else recorder.frame_probabilities(b, generated).to(device)
             first_rows.append(first_probabilities)
             prompt_frames = 0 if prompt_code_rows[b] is None else prompt_code_rows[b].shape[-1]
             infinite.append(not parsed.complete)
@@ -510,8 +595,8 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
                 codes = watcher.codes if watcher.codes is not None else torch.zeros(self.config.nar_config.num_codebooks, 0, dtype=torch.long)
                 wave = torch.from_numpy(watcher.audio).to(device)
             else:
-                first = torch.tensor(parsed.codes[prompt_frames:], dtype=torch.long, device=device)
-                codes, probabilities = self._nar_decode(phonemes[b], first, prompt_code_rows[b], parsed, return_probabilities=expected)
+                drawn = torch.tensor(parsed.codes[prompt_frames:], dtype=torch.long, device=device)
+                codes, probabilities = self._nar_decode(phonemes[b], drawn, prompt_code_rows[b], parsed, return_probabilities=expected)
                 wave = self._codec_decode(codes, probabilities, first_probabilities) if codes.shape[-1] else torch.zeros(0, device=device)
             code_rows.append(codes)
             audio.append(wave)
@@ -523,7 +608,7 @@ class EllaVForTextToSpeech(EllaVPreTrainedModel):
             audio_lengths=torch.tensor(lengths),
             codes=code_rows,
             sequences=sequences,
-            cuts=processor.cuts.cpu(),
+            cuts=first.cuts,
             infinite=torch.tensor(infinite),
             prompt_frames=torch.tensor([0 if c is None else c.shape[-1] for c in prompt_code_rows]),
             first_code_probabilities=None if recorder is None else first_rows,
@@ -647,4 +732,4 @@ AutoConfig.register(EllaVTTSConfig.model_type, EllaVTTSConfig, exist_ok=True)
 AutoModel.register(EllaVTTSConfig, EllaVForTextToSpeech, exist_ok=True)
 AutoModelForTextToWaveform.register(EllaVTTSConfig, EllaVForTextToSpeech, exist_ok=True)
 
-__all__ = ["EllaVForTextToSpeech", "EllaVTTSConfig", "EllaVTTSOutput"]
+__all__ = ["EllaVForTextToSpeech", "EllaVTTSConfig", "EllaVTTSOutput", "FirstCodebook"]

@@ -35,8 +35,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import sys
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -47,6 +45,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._lock import die_with_parent
 from .._outputs import temporary_dir_beside, writes_output_dir
 from ..modeling.aligner_ella_v import AlignmentError, EllaVAlignerModel
 from ..modeling.registry import CODECS
@@ -446,7 +445,7 @@ def _after_fork_in_child() -> None:
     """``os.register_at_fork`` hook: a process forked by prepare while it maps with workers (the
     pool's workers, and the manager process ``datasets`` starts beside them) dies with it."""
     if _DIE_WITH is not None and os.getppid() == _DIE_WITH:
-        _die_with_parent()
+        die_with_parent()
 
 
 if hasattr(os, "register_at_fork"):
@@ -462,18 +461,6 @@ def _children_die_with(pid: int):
         yield
     finally:
         _DIE_WITH = None
-
-
-def _die_with_parent() -> None:
-    """Have Linux kill this worker process when its parent dies, so a SIGKILLed ``prepare --num-proc N``
-    leaves no orphan workers behind."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the parent died before the call
-        os._exit(1)
 
 
 def _sample_waveforms(dataset, sample: list[int], rate: int, progress: bool, desc: str):

@@ -171,7 +171,7 @@ SLOW_TESTS = {
     "test_staged_demo_loads_in_a_fresh_process_without_the_package", "test_train_codec_cli",
     "test_bench_times_compiled_static_cache_decoding", "test_bench_runs_and_reports_every_figure",
     "test_demo_bench_measures_half_decoding_against_float32", "test_sigkill_then_resume_continues_from_the_last_good_checkpoint",
-    "test_two_processes_train_like_one", "test_a_killed_two_process_run_resumes_exactly",
+    "test_two_processes_train_like_one", "test_a_killed_two_process_run_resumes_exactly", "test_trainer_fine_tuning_runs_on_two_processes",
 }
 
 

@@ -252,65 +252,54 @@ def test_half_precision_decoding_compiled_agrees_with_eager(cxx_compiler):
 @pytest.mark.parametrize("layout", [dict(local_advance=1), dict(layout="vall-e")])
 @pytest.mark.parametrize("sampling", [dict(do_sample=False), dict(do_sample=True, top_p=0.9)])
 def test_guided_generation_keeps_the_structure_and_its_text_free_rows_see_no_text(sampling, layout):
-    from ella_v_hf.modeling import EllaVClassifierFreeGuidanceLogitsProcessor
-
     torch.manual_seed(0)
     model = EllaVForCausalLM(tiny_config(text_dropout=0.1, **layout)).eval()
     space, spec = model.config.token_space, model.config.layout_spec
     rows = [[1, 2, 3], [4, 5, 6, 7, 8], [9]]
     prompts = [text_prompt(model, r) for r in rows]
-    seen = []  # (input_ids, guided scores) as the next processor receives them
+    seen = []  # (input_ids, guided scores) as the first processor receives them
 
     def record(input_ids, scores):
         seen.append((input_ids.clone(), scores.clone()))
         return scores
 
-    guidance = EllaVClassifierFreeGuidanceLogitsProcessor(3.0)
-    out, processor, length, _ = generate(
-        model, prompts, 4, before=[guidance, record], text_free_rows=True,
-        return_dict_in_generate=True, output_logits=True, **sampling,
-    )
-    sequences, raw = out.sequences, out.logits
+    sequences, processor, length, _ = generate(model, prompts, 4, before=[record], text_free_rows=True, text_free_guidance=3.0,
+                                               **sampling)
     for i, row in enumerate(rows):
         parsed = parse_gar_sequence(sequences[i].tolist(), space, spec, strict=False)
         assert parsed.prefix_phonemes == row
         if spec.interleaved:  # ELLA-V's forced structure (VALL-E's random GAR may run to the bound)
             assert parsed.complete and parsed.phonemes == row
-    # Cached 2B-row steps equal uncached forwards over the sequences and their text-free copies, and
-    # the scores are log p_u + w (log p_c - log p_u).
+    # The cached 2B-row steps give what uncached forwards over the sequences and their text-free
+    # copies give: log p_u + w (log p_c - log p_u).
     blank = space.without_text(sequences)
     assert not space.phoneme_mask(blank).any() and torch.equal(blank != sequences, space.phoneme_mask(sequences))
     mask = (torch.arange(sequences.shape[1]) >= length - torch.tensor([len(p) for p in prompts])[:, None]).long()
     with torch.no_grad():
         conditional = model(sequences, attention_mask=mask).logits  # [B, L, V]
         unconditional = model(blank, attention_mask=mask).logits
-    B = len(rows)
-    for step, (logits, (input_ids, scores)) in enumerate(zip(raw, seen)):
+    for step, (input_ids, scores) in enumerate(seen):
         position = length + step - 1
-        assert logits.shape[0] == 2 * B and torch.equal(input_ids, sequences[:, : position + 1])
-        assert torch.allclose(logits[:B], conditional[:, position], atol=1e-4)
-        assert torch.allclose(logits[B:], unconditional[:, position], atol=1e-4)
+        assert scores.shape[0] == len(rows) and torch.equal(input_ids, sequences[:, : position + 1])
         c, u = conditional[:, position].log_softmax(-1), unconditional[:, position].log_softmax(-1)
         assert torch.allclose(scores, u + 3.0 * (c - u), atol=1e-4)
     # guidance_scale = 1 is plain decoding.
     plain, _, _, _ = generate(model, prompts, 4, do_sample=False)
-    one = EllaVClassifierFreeGuidanceLogitsProcessor(1.0)
-    assert torch.equal(generate(model, prompts, 4, before=[one], do_sample=False, text_free_rows=True)[0], plain)
-    for bad in (0, -1.0, "2", True, None):
+    assert torch.equal(generate(model, prompts, 4, do_sample=False, text_free_rows=True, text_free_guidance=1.0)[0], plain)
+    for bad in (0, -1.0, "2", True):
         with pytest.raises(ValueError, match="guidance_scale"):
-            EllaVClassifierFreeGuidanceLogitsProcessor(bad)
-    with pytest.raises(ValueError, match="text_free_rows=True"):  # the processor without the text-free rows
-        generate(model, prompts, 4, before=[guidance], do_sample=False)
+            generate(model, prompts, 4, do_sample=False, text_free_rows=True, text_free_guidance=bad)
+    for half in (dict(text_free_rows=True), dict(text_free_guidance=2.0)):  # one path: both or neither
+        with pytest.raises(ValueError, match="takes both text_free_rows=True"):
+            generate(model, prompts, 4, do_sample=False, **half)
 
 
 def test_guided_generation_with_a_static_cache_agrees_with_the_dynamic_one():
     """The text-free rows double the batch; generate()'s static cache sizes itself from them."""
-    from ella_v_hf.modeling import EllaVClassifierFreeGuidanceLogitsProcessor
-
     torch.manual_seed(0)
     model = EllaVForCausalLM(tiny_config(text_dropout=0.1)).eval()
     prompts = [text_prompt(model, [1, 2, 3]), text_prompt(model, [4, 5])]
-    guided = dict(before=[EllaVClassifierFreeGuidanceLogitsProcessor(2.0)], text_free_rows=True, do_sample=False)
+    guided = dict(text_free_rows=True, text_free_guidance=2.0, do_sample=False)
     dynamic, _, _, _ = generate(model, prompts, 5, **guided)
     static, _, _, _ = generate(model, prompts, 5, cache_implementation="static", disable_compile=True, **guided)
     assert torch.equal(dynamic, static)
@@ -907,3 +896,19 @@ def test_only_codes_the_codecs_first_level_decodes_are_sampled(layout):
     assert first.numel() > 8 and int(first.max()) < 4  # without the limit, 12 of 16 codes (+ EOS) are as likely
     with pytest.raises(ValueError, match="acoustic_codes"):
         EllaVPhonemeAdvanceLogitsProcessor(config.gar_config.token_space, config.gar_config.layout_spec, 3, acoustic_codes=17)
+
+
+def test_generate_is_its_stages_called_in_turn(tts_model, tts_dir):
+    """prompt -> GAR -> NAR + codec: each stage a method a caller can run alone."""
+    from ella_v_hf.modeling.generation_ella_v import merge_generation_config
+    from ella_v_hf.processing import EllaVProcessor
+
+    inputs = EllaVProcessor.from_pretrained(tts_dir)(["Hello there.", "A second, longer text."])
+    whole = tts_model.generate(**inputs, do_sample=False)
+    config, _ = merge_generation_config(tts_model.generation_config, None, {"do_sample": False})
+    with torch.inference_mode():
+        prompts, phonemes, prompt_codes = tts_model.prepare_prompts(inputs["input_ids"], inputs["attention_mask"])
+        first = tts_model.generate_first_codebook(prompts, phonemes, prompt_codes, config)
+        staged = tts_model.decode_speech(first, phonemes, prompt_codes, config)
+    assert torch.equal(staged.sequences, whole.sequences) and torch.equal(staged.audio, whole.audio)
+    assert torch.equal(staged.cuts, whole.cuts) and first.sequences.shape[1] > first.prompt_length

@@ -97,29 +97,25 @@ def test_jump_forward_generation_keeps_the_structure_in_fewer_steps(sampling, se
         assert torch.equal(plain, jumped) and steps_jumped < steps_plain
 
 
-def test_jump_forward_with_guidance_in_the_forward_matches_the_guidance_processor():
-    from ella_v_hf.modeling import EllaVClassifierFreeGuidanceLogitsProcessor
+def test_jump_forward_with_guidance_in_the_forward_matches_step_by_step_guidance():
+    from ella_v_hf.modeling.modeling_ella_v import text_free_guidance_scores
 
     torch.manual_seed(0)
     model = EllaVForCausalLM(tiny_config(text_dropout=0.1)).eval()
     prompt = [text_prompt(model, [1, 2, 3, 4])]
-    by_processor, _, _, _ = generate(
-        model, prompt, 4, before=[EllaVClassifierFreeGuidanceLogitsProcessor(2.5)], text_free_rows=True, do_sample=False
-    )
     in_forward, _, _, _ = generate(model, prompt, 4, text_free_rows=True, text_free_guidance=2.5, do_sample=False)
     jumped, _, _, _ = generate(model, prompt, 4, text_free_rows=True, text_free_guidance=2.5, do_sample=False, jump_forward=True)
-    assert torch.equal(by_processor, in_forward) and torch.equal(in_forward, jumped)
-    # The forward's guided scores are the processor's.
+    assert torch.equal(in_forward, jumped)
+    # The forward's guided scores are log p_u + w (log p_c - log p_u) of the two rows' logits.
     space = model.config.token_space
     ids = torch.tensor(prompt)
     rows = torch.cat([ids, space.without_text(ids)])
     with torch.no_grad():
         both = model(rows).logits  # [2, L, V]
         guided = model(rows, text_free_guidance=2.5).logits  # [1, L, V]
-    expected = EllaVClassifierFreeGuidanceLogitsProcessor(2.5)(ids, both[:, -1])
-    torch.testing.assert_close(guided[:, -1], expected)
-    with pytest.raises(ValueError, match="text_free_rows=True"):
-        generate(model, prompt, 4, text_free_guidance=2.5, do_sample=False)
+    c, u = both[:1, -1].log_softmax(-1), both[1:, -1].log_softmax(-1)
+    torch.testing.assert_close(guided[:, -1], u + 2.5 * (c - u))
+    torch.testing.assert_close(guided[:, -1], text_free_guidance_scores(both[:, -1], 2.5))
     with pytest.raises(ValueError, match="2B rows"):
         model(ids, text_free_guidance=2.5)
 

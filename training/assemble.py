@@ -110,6 +110,7 @@ def assemble_checkpoint(
     remote_code: bool = True,
     generation: dict[str, Any] | None = None,
     codec_dir: str | os.PathLike | None = None,
+    card: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``out``: the GAR of ``gar_dir``, the NAR of ``nar_dir`` (default: ``gar_dir``), their
     shared codec and the processor, ready for ``ella-v synthesize`` and ``from_pretrained``.
@@ -130,6 +131,7 @@ def assemble_checkpoint(
             checkpoint): a decoder fine-tuned by ``ella-v train-codec --decoder-only``. Everything
             but its decoder (configuration, normalisation, encoder, quantiser) must equal the
             embedded codec's, so that the codes the GAR and NAR were trained on stay the same.
+        card: A model card (Markdown) written into the checkpoint as its ``README.md``.
 
     Raises:
         ValueError: The two checkpoints were trained on different codecs or phoneme vocabularies,
@@ -138,6 +140,7 @@ def assemble_checkpoint(
     from ..processing import EllaVProcessor
 
     gar_dir, out = Path(gar_dir), Path(out)
+    card_text = Path(card).read_text(encoding="utf-8") if card is not None else None  # read before the (slow) loads
     nar_dir = Path(nar_dir) if nar_dir is not None else gar_dir
     if generation:  # checked before the (slow) loads; applied to the assembled model's own config below
         _apply_generation(EllaVGenerationConfig(), generation)
@@ -188,6 +191,8 @@ def assemble_checkpoint(
         model.save_pretrained(temporary, remote_code=remote_code)
         processor.save_pretrained(temporary, remote_code=remote_code)
         (temporary / PROVENANCE).write_text(json.dumps(provenance, indent=1))
+        if card_text is not None:
+            (temporary / "README.md").write_text(card_text, encoding="utf-8")
         if half:
             halve_safetensors(temporary)
         return install_tree(temporary, out, COMMAND)

@@ -142,8 +142,10 @@ def finetune(
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, processing_class=processor.tokenizer)
     trainer.train()
     final = Path(out_dir) / "model"
-    model.save_pretrained(final)
-    processor.save_pretrained(final)
+    if trainer.is_world_process_zero():  # one writer under torchrun / accelerate launch
+        model.save_pretrained(final)
+        processor.save_pretrained(final)
+    trainer.accelerator.wait_for_everyone()
     return final
 
 

@@ -114,6 +114,14 @@ class TrainConfig(JsonRecipe):
         preset(self.preset)
 
 
+def rank_share(batches: list[list[int]], rank: int, processes: int) -> list[list[int]]:
+    """The batches process ``rank`` of ``processes`` trains on: every ``processes``-th, from its rank,
+    so the processes' shares never overlap and together are all the batches (a last incomplete
+    round is dropped, so every process takes the same number of steps)."""
+    usable = len(batches) - len(batches) % processes
+    return batches[rank:usable:processes]
+
+
 def bucket_batches(lengths: list[int], max_tokens: int, seed: int) -> list[list[int]]:
     """Group row indices into batches of at most ``max_tokens`` padded tokens, similar lengths
     together (sorted within shuffled buckets of 100 rows per batch-worth), batch order shuffled."""
@@ -289,7 +297,10 @@ def train(
     # Steps count batches; the schedule counts optimizer updates (one per accumulation window).
     updates = max(1, config.max_steps // config.gradient_accumulation_steps)
     warmup = config.warmup_steps // config.gradient_accumulation_steps
-    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, updates)
+    # Accelerate steps a prepared scheduler once per process at every update (split_batches=False),
+    # so its length counts process-updates: the same learning rate at each update for any P.
+    processes = accelerator.num_processes
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup * processes, updates * processes)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     unwrapped = accelerator.unwrap_model(model)
     # Prompt pairs are joined as the processor joins a prompt's and a target's ids.
@@ -303,7 +314,7 @@ def train(
         sub = [lengths[i] for i in train_rows]
         local = bucket_batches(sub, config.max_tokens_per_batch, config.seed + epoch)
         batches = [[train_rows[i] for i in b] for b in local]
-        return batches[accelerator.process_index :: accelerator.num_processes]
+        return rank_share(batches, accelerator.process_index, accelerator.num_processes)
 
     def losses(rows: list[dict], draw_seed: int, augment: bool = False) -> tuple[torch.Tensor, dict[str, float], int]:
         """Loss of one batch through the prepared (possibly distributed) model; ``augment`` applies
@@ -379,7 +390,13 @@ def train(
         state["batch_in_epoch"] += 1
         started = time.time()
         with accelerator.accumulate(model):
-            loss, parts, tokens = losses(rows, draw_seed=step_seed(config.seed, state["step"]), augment=True)
+            # The batch's place in the data order of a one-process run: with P processes each step
+            # is P batches, the one-process run's batches step * P + rank. Its random draws (the
+            # collator's and dropout's) are seeded from that alone, so P processes compute what one
+            # process with P-step accumulation does, and a resumed run what an uninterrupted one does.
+            draw_seed = step_seed(config.seed, state["step"] * accelerator.num_processes + accelerator.process_index)
+            torch.manual_seed(draw_seed)
+            loss, parts, tokens = losses(rows, draw_seed=draw_seed, augment=True)
             if not torch.isfinite(loss):
                 state["nonfinite_steps"] += 1
                 optimizer.zero_grad()
@@ -441,4 +458,4 @@ def train(
     return summary
 
 
-__all__ = ["STAGES", "TrainConfig", "bucket_batches", "build_model_config", "load_components", "load_teacher", "padding_waste", "train"]
+__all__ = ["STAGES", "TrainConfig", "bucket_batches", "rank_share", "build_model_config", "load_components", "load_teacher", "padding_waste", "train"]

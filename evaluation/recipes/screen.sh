@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The screen every recipe or decoding change of the ELLA-V demo has gone through since session 24
-# (evaluation/EXPERIMENTS.md): the held-out Kathleen utterances of training/recipes/demo.sh without
+# The screen every recipe or decoding change of the ELLA-V demo has gone through since 2026-11-30
+# (docs/experiments.md): the held-out Kathleen utterances of training/recipes/demo.sh without
 # a prompt, pocketsphinx, the stage rows (each strategy's first codebook decoded alone), no speaker
 # similarity, three seeds per sampling strategy (greedy runs once), one CPU thread.
 #

@@ -60,9 +60,11 @@ done
 # distribution (eop_quantile 0.5; VALL-E has no EOP), and classifier-free guidance on the text with
 # weight 2 (see the README's Synthesis section). Both demos decode a sampled frame's first level
 # from its expected vector under the distribution the code was drawn from (first_level_decoding).
+# The model cards' one source is the bundled demos' README.md.
+CARDS=$(python3 -c 'import ella_v_hf, os; print(os.path.join(os.path.dirname(ella_v_hf.__file__), "demo_models"))')
 ella-v assemble --gar demo_train/ella-v/model --nar demo_train/nar-aligned/model --out ella-v-demo --no-remote-code \
-    --generation eop_quantile=0.5 --generation guidance_scale=2 --generation first_level_decoding=expected
+    --card "$CARDS/ella-v-demo/README.md" --generation eop_quantile=0.5 --generation guidance_scale=2 --generation first_level_decoding=expected
 ella-v assemble --gar demo_train/vall-e/model --nar demo_train/nar/model --out vall-e-demo --no-remote-code \
-    --generation first_level_decoding=expected
+    --card "$CARDS/vall-e-demo/README.md" --generation first_level_decoding=expected
 python3 -m ella_v_hf.evaluation.eval_sets --out harvard50 --n 50 --sentences "$SHARED/harvard-sentences.txt" \
     --exclude combined --exclude kathleen_heldout --voice rms
