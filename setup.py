@@ -22,11 +22,11 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).parent
-TRAIN = ["accelerate>=1.0", "scikit-learn>=1.4.2"]  # TensorBoard logging turns on when `tensorboard` is installed
+TRAIN = ["accelerate>=1.3", "scikit-learn>=1.4.2"]  # TensorBoard logging turns on when `tensorboard` is installed
 EVAL = ["evaluate>=0.4", "jiwer>=3.0", "pocketsphinx>=5.0", "matplotlib>=3.8.4"]
 PLOT = ["matplotlib>=3.8.4"]
 TEXTGRID = ["praatio>=6.1"]
-DEMO = ["gradio>=6,<7", "imageio-ffmpeg>=0.5", *PLOT]  # ella-v demo (ffmpeg for streamed audio; matplotlib for the plot)
+DEMO = ["gradio>=6.27,<7", "imageio-ffmpeg>=0.5", *PLOT]  # ella-v demo (ffmpeg for streamed audio; matplotlib for the plot)
 
 setup(
     name="ella-v-hf",
@@ -55,7 +55,7 @@ setup(
     package_data={
         "ella_v_hf": ["demo_models/*/*.*", "pretrained/*/*.*"],
         "ella_v_hf.processing": ["*.json"],
-        "ella_v_hf.training": ["configs/*.json", "recipes/*.sh"],
+        "ella_v_hf.training": ["configs/*.json", "configs/*.yaml", "recipes/*.sh"],
         "ella_v_hf.evaluation": ["metrics/*.py", "eval_sentences/*.txt", "recipes/*.sh"],
     },
     install_requires=[
@@ -65,9 +65,9 @@ setup(
         "huggingface_hub>=1.31",
         "numpy>=2.0",
         "phonemizer>=3.3",
-        "espeakng-loader>=0.2",
+        "espeakng-loader>=0.2.1",
         "num2words>=0.5.12",
-        "soundfile>=0.12.1",
+        "soundfile>=0.13",
         "soxr>=0.4",
         "tqdm>=4.66.3",
         "datasets>=4.0",

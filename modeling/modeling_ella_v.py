@@ -401,7 +401,7 @@ class EllaVModel(EllaVPreTrainedModel):
         if inputs_embeds is None:
             # The range check reads tensor values: eager only (under torch.compile it would break
             # the graph at every decoding step; generate() feeds tokens the model itself drew).
-            checked = not torch.compiler.is_compiling() and input_ids.numel()
+            checked = not torch.compiler.is_compiling() and input_ids.numel() and input_ids.device.type != "meta"
             if checked and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
                 raise ValueError(
                     f"input_ids must lie in [0, {self.config.vocab_size}) (the flat ELLA-V token space); "
@@ -734,7 +734,7 @@ class EllaVNARModel(EllaVPreTrainedModel):
     def _check_flat_phoneme_ids(self, name: str, ids: torch.LongTensor) -> None:
         """Phoneme inputs use the GAR's flat ids of specials and phonemes (no acoustic ids)."""
         limit = self.config.token_space.acoustic_offset
-        if ids.numel() and (ids.min() < 0 or ids.max() >= limit):
+        if ids.numel() and ids.device.type != "meta" and (ids.min() < 0 or ids.max() >= limit):  # meta: shapes only (FLOP counts)
             raise ValueError(f"{name} must be flat phoneme/special ids in [0, {limit}).")
 
     @can_return_tuple
@@ -765,9 +765,10 @@ class EllaVNARModel(EllaVPreTrainedModel):
         if isinstance(codebook_index, int) or (torch.is_tensor(codebook_index) and codebook_index.dim() == 0):
             codebook_index = torch.full((batch,), int(codebook_index), dtype=torch.long, device=device)
         codebook_index = codebook_index.to(device=device, dtype=torch.long)
-        if codebook_index.min() < 1 or codebook_index.max() >= num_codebooks:
+        values = device.type != "meta"  # meta tensors (FLOP counting) have shapes, no values to check
+        if values and (codebook_index.min() < 1 or codebook_index.max() >= num_codebooks):
             raise ValueError(f"codebook_index must be in [1, {num_codebooks - 1}] (0 is the GAR's codebook).")
-        if codes.shape[1] < int(codebook_index.max()):
+        if values and codes.shape[1] < int(codebook_index.max()):
             raise ValueError(
                 f"Predicting codebook {int(codebook_index.max())} needs codes of codebooks 0..{int(codebook_index.max()) - 1}, "
                 f"got {codes.shape[1]} codebooks."
@@ -795,7 +796,7 @@ class EllaVNARModel(EllaVPreTrainedModel):
         embeds = embeds + self.codebook_index_embeddings(codebook_index)[:, None]
         mask_2d = torch.cat([phoneme_attention_mask, codes_attention_mask], dim=1).long()  # [B, Lp + T]
         position_ids = positions_from_mask(mask_2d, mask_2d.shape[1], 0, device)
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=embeds, attention_mask=mask_2d)
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=embeds, attention_mask=mask_2d) if values else None
         hidden_states = self.run_layers(embeds, mask, position_ids, **kwargs)
 
         frame_states = hidden_states[:, phoneme_ids.shape[1] :]  # [B, T, H]

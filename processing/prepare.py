@@ -63,7 +63,7 @@ from .tokenization_ella_v import EllaVPhonemeTokenizer
 PIPELINE_VERSION = 2
 #: Version of the screening step's rules (:mod:`.screening`): a change re-screens the corpus.
 SCREEN_VERSION = 1
-#: Rows per cache file of the audio step (the work a killed run can lose per process).
+#: Rows per cache file of the screening and audio steps (the work a killed run can lose per process).
 AUDIO_CHUNK_ROWS = 2000
 
 
@@ -91,6 +91,42 @@ def _atomic_dir(target: Path):
         os.replace(temporary, target)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _without_parametrizations(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (already saved) with its parametrizations (EnCodec's weight norm) folded into plain
+    weights: the same outputs, and a module the ``--num-proc`` workers can receive (parametrized
+    modules cannot be pickled)."""
+    from torch.nn.utils import parametrize
+
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
+
+
+def _chunked_map(dataset, function, key: str, name: str, cache: Path, num_proc: int | None, desc: str | None = None):
+    """``dataset.map(function)`` in chunks of :data:`AUDIO_CHUNK_ROWS` rows, each cached in
+    ``cache/NAME-KEY-FIRSTROW.arrow``: a killed run keeps every finished chunk, and a re-run reuses
+    them. Worker processes (``num_proc``) die with this process."""
+    from datasets import concatenate_datasets
+
+    chunks = []
+    with _children_die_with(os.getpid()):
+        for first in range(0, len(dataset), AUDIO_CHUNK_ROWS):
+            rows_here = range(first, min(first + AUDIO_CHUNK_ROWS, len(dataset)))
+            chunk_key = f"{key}-{first:09d}"
+            chunks.append(
+                dataset.select(rows_here).map(
+                    function,
+                    num_proc=num_proc if num_proc and num_proc > 1 and len(rows_here) > 1 else None,
+                    cache_file_name=str(cache / f"{name}-{chunk_key}.arrow"),
+                    new_fingerprint=chunk_key,
+                    desc=f"{desc or name} (rows {first}-{rows_here[-1]} of {len(dataset)})",
+                )
+            )
+    return concatenate_datasets(chunks)
 
 
 def _fingerprint(*parts) -> str:
@@ -167,7 +203,7 @@ def prepare_corpus(
     Raises:
         ValueError: Unknown codec/aligner, unsupported corpus layout, or nothing usable left.
     """
-    from datasets import Dataset, concatenate_datasets, disable_progress_bars, enable_progress_bars
+    from datasets import Dataset, disable_progress_bars, enable_progress_bars
 
     (enable_progress_bars if progress else disable_progress_bars)()
     out = Path(out)
@@ -230,21 +266,14 @@ def prepare_corpus(
         phonemes = sum(1 for i in row["phoneme_ids"] if i not in separators)
         return {"error": screen_waveform(waveform, phonemes).reason or ""}
 
-    screen_key = _fingerprint("screen", SCREEN_VERSION, text_key)
-    dataset = dataset.map(
-        screen,
-        num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
-        cache_file_name=str(cache / f"screen-{screen_key}.arrow"),
-        new_fingerprint=screen_key,
-        desc="screen",
-    )
+    dataset = _chunked_map(dataset, screen, _fingerprint("screen", SCREEN_VERSION, text_key), "screen", cache, num_proc)
     timings["screen"] = time.time() - step
 
     # Codec and aligner, fitted on a sample of the text-valid rows (or loaded).
     step = time.time()
     valid = [i for i, e in enumerate(dataset["error"]) if not e]
     sample = _fitting_sample(dataset["audio_path"], valid, fit_utterances, min_seconds, max_seconds, seed)
-    audio_codec = _load_or_fit_codec(codec, codec_model, out, dataset, sample, seed, progress).eval()
+    audio_codec = _without_parametrizations(_load_or_fit_codec(codec, codec_model, out, dataset, sample, seed, progress).eval())
     timings["codec"] = time.time() - step
     step = time.time()
     rate, frame_rate = audio_codec.config.sampling_rate, float(audio_codec.config.frame_rate)
@@ -293,7 +322,6 @@ def prepare_corpus(
             result["error"] = _reason(error)
         return result
 
-    parent = os.getpid()
     step = time.time()
     audio_key = _fingerprint(
         "audio",
@@ -306,21 +334,7 @@ def prepare_corpus(
         min_seconds,
         max_seconds,
     )
-    chunks = []
-    with _children_die_with(parent):
-        for first in range(0, len(dataset), AUDIO_CHUNK_ROWS):
-            rows_here = range(first, min(first + AUDIO_CHUNK_ROWS, len(dataset)))
-            chunk_key = f"{audio_key}-{first:09d}"
-            chunks.append(
-                dataset.select(rows_here).map(
-                    encode_and_align,
-                    num_proc=num_proc if num_proc and num_proc > 1 and len(rows_here) > 1 else None,
-                    cache_file_name=str(cache / f"audio-{chunk_key}.arrow"),
-                    new_fingerprint=chunk_key,
-                    desc=f"encode + align (rows {first}-{rows_here[-1]} of {len(dataset)})",
-                )
-            )
-    dataset = concatenate_datasets(chunks)
+    dataset = _chunked_map(dataset, encode_and_align, audio_key, "audio", cache, num_proc, desc="encode + align")
     timings["audio"] = time.time() - step
 
     if isinstance(align_model, EllaVAlignerModel):

@@ -35,7 +35,7 @@ def test_demos_fit_in_60_mb_and_have_the_nars_their_cards_describe():
     """ELLA-V's NAR reads each frame's aligned phoneme (frame_phonemes), which VALL-E cannot give it;
     otherwise the two NARs are the same recipe: same parameter names and shapes except that embedding."""
     total = sum(p.stat().st_size for name in NAMES for p in (DEMOS / name).rglob("*") if p.is_file())
-    assert total <= 60_000_000, total  # the voice issue's size budget for both demos
+    assert total <= 60_000_000, total  # the size budget for both demos (60 MB)
     shapes = {}
     for name in NAMES:
         with safe_open(str(DEMOS / name / "model.safetensors"), framework="pt") as handle:

@@ -149,15 +149,18 @@ def test_prepare_killed_then_rerun_reuses_finished_chunks(flite_corpus, prepared
         args = [str(flite_corpus), str(out), str(tmp_path / "codec"), str(tmp_path / "aligner"), str(tmp_path / log), str(kill_at)]
         return subprocess.run([sys.executable, "-c", PREPARE_THEN_DIE, *args], capture_output=True, text=True, timeout=300)
 
-    killed = run("first.log", kill_at=10)  # dies on the 2nd row of the 3rd chunk of 4 rows
+    # The screening step reads all 24 files first (6 chunks of 4 rows), then the audio step: the
+    # 34th read is the 2nd row of the audio step's 3rd chunk.
+    killed = run("first.log", kill_at=24 + 10)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not (out / "dataset").exists() and not (out / "summary.json").exists()  # nothing half-written
+    assert len(list((out / "cache").glob("screen-*.arrow"))) == 6
     finished = sorted(p.name for p in (out / "cache").glob("audio-*.arrow"))
     assert len(finished) == 2  # rows 0-3 and 4-7
     rerun = run("second.log", kill_at=0)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     redone = (tmp_path / "second.log").read_text().splitlines()
-    assert len(redone) == 24 - 8  # the finished chunks were reused, not recomputed
+    assert len(redone) == 24 - 8  # the finished chunks (screening and audio) were reused, not recomputed
     assert not list((out / "cache").glob("tmp*"))  # the killed run's temporary file was removed
     got, want = load_from_disk(str(out / "dataset")), load_from_disk(str(prepared_corpus / "dataset"))
     assert got["id"] == want["id"] and got["codes"] == want["codes"] and got["durations"] == want["durations"]
@@ -322,7 +325,7 @@ def test_synthesize_checks_its_output_and_inputs_before_working(tmp_path):
         (["Hi.", "-o", str(tmp_path / "speech")], "ending in one of .wav"),
         (["Hi.", "-o", str(tmp_path / "missing" / "x.wav")], "does not exist"),
         (["Hi.", "-o", str(tmp_path / "x.wav"), "--prompt-audio", str(tmp_path / "nope.wav"), "--prompt-text", "Hi."], "nope.wav does not exist"),
-        (["Hi.", "-o", str(tmp_path / "x.wav"), "--max-frames-per-phone", "0"], "must be >= 1"),
+        (["Hi.", "-o", str(tmp_path / "x.wav"), "--max-frames-per-phone", "0"], "max_frames_per_phone must be a positive integer"),
     ]
     (tmp_path / "empty.txt").write_text("\n  \n")
     cases.append((["-o", str(tmp_path / "x.wav"), "--batch-file", str(tmp_path / "empty.txt")], "has no text lines"))

@@ -190,6 +190,7 @@ def save_checkpoint(accelerator, run: Path, state: dict, keep_last: int, export:
         shutil.rmtree(temporary, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temporary))
+    accelerator.wait_for_everyone()  # every process's RNG state is in before the folder is committed
     if accelerator.is_main_process:
         (temporary / STATE_FILE).write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
