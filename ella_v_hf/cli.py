@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from ._decoding import add_decoding_flags, decoding_arguments
+from ._lock import is_main_process
 from ._outputs import atomic_file, check_output_file
 from .presets import PRESETS, preset
 
@@ -342,6 +343,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("layout", args.layout), ("stage", args.stage), ("max_steps", args.max_steps)) if v is not None}
     config = replace(config, **changes)
     summary = train(config, args.data, args.out, resume=args.resume)
+    if not is_main_process():  # one report for a distributed run
+        return 0
     if args.json:
         print(json.dumps(summary))
     else:

@@ -230,3 +230,24 @@ def test_measure_codec_stage_rows(flite_corpus, small_codec, tmp_path, capsys):
     with pytest.raises(SystemExit):  # the command line refuses Griffin-Lim iterations for EnCodec
         main(["--codec", str(tmp_path / "encodec"), "--data", str(flite_corpus), "--n", "1", "--griffin-lim-iters", "10"])
     assert "has no Griffin-Lim stage" in capsys.readouterr().err
+
+
+def test_prepare_with_encodec_and_worker_processes(flite_corpus, tmp_path):
+    """EnCodec's weight-normed convolutions cannot be pickled; prepare folds them (same codes) so
+    its --num-proc workers can encode."""
+    from torch.nn.utils import parametrize
+
+    from ella_v_hf.processing.prepare import _without_parametrizations, prepare_corpus
+
+    encodec = tiny_encodec()
+    encodec.save_pretrained(tmp_path / "hub-format")
+    codec = EllaVEncodecModel.from_encodec(str(tmp_path / "hub-format")).eval()
+    waveform = torch.randn(1, 1, 24000) * 0.1
+    before = codec.encode(waveform)
+    assert any(parametrize.is_parametrized(m) for m in codec.modules())
+    folded = _without_parametrizations(codec)
+    assert not any(parametrize.is_parametrized(m) for m in folded.modules()) and torch.equal(folded.encode(waveform), before)
+    summary = prepare_corpus(flite_corpus, tmp_path / "out", codec="encodec", codec_model=str(tmp_path / "hub-format"),
+                             num_proc=2, progress=False)
+    assert summary.utterances > 20
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "out" / "codec"), EllaVEncodecModel)  # saved before folding

@@ -31,6 +31,7 @@ mkdir -p "$RUNS"
 RUNS=$(realpath "$RUNS")
 CONFIGS=$(python3 -c 'import ella_v_hf.training as t, os; print(os.path.join(os.path.dirname(t.__file__), "configs"))')
 CONFIG="$CONFIGS/base-$LAYOUT.json"
+RECIPE=$CONFIG  # the schedule the projection is for (the dry run trains on smaller batches)
 cd "$RUNS"
 
 if [ "$DRY" = 1 ]; then
@@ -79,4 +80,4 @@ for stage in gar nar; do
 done
 ella-v assemble --gar train-gar/model --nar train-nar/model --out "$LAYOUT-base"
 ella-v evaluate --model "$LAYOUT-base" "${EVAL[@]}" --out "eval/$LAYOUT-base.json" --overwrite
-python3 -m ella_v_hf.evaluation.project_training --config "$CONFIG" --processes "$GPUS"
+python3 -m ella_v_hf.evaluation.project_training --config "$RECIPE" --processes "$GPUS"
