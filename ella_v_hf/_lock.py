@@ -1,4 +1,5 @@
-"""One writer per output directory: ``ella-v train``, ``train-codec`` and ``prepare`` lock their ``--out``.
+"""One writer per output directory: every command that writes a folder locks it
+(:func:`ella_v_hf._outputs.writes_output_dir`).
 
 The lock is an ``flock`` on ``OUT/.ella-v.lock`` (which holds the owner's PID and command for the message). The
 operating system releases it when the process ends, however it ends, so a killed run never leaves
@@ -8,12 +9,9 @@ a stale lock behind.
 from __future__ import annotations
 
 import fcntl
-import functools
-import inspect
 import os
 import signal
 import sys
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,30 +59,6 @@ def run_lock(directory: str | os.PathLike, command: str, enabled: bool = True):
         handle.close()  # closing releases the flock
 
 
-def holds_run_lock(command: str, directory_argument: str = "out", check: Callable[[dict], None] | None = None) -> Callable:
-    """Decorator: run the function while holding the lock of its ``directory_argument`` (main process only).
-
-    ``check``, given the call's arguments by name (defaults applied), runs before the lock is taken,
-    so that bad arguments fail without creating the output directory.
-    """
-
-    def decorate(function: Callable) -> Callable:
-        signature = inspect.signature(function)
-
-        @functools.wraps(function)
-        def locked(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            if check is not None:
-                check(bound.arguments)
-            with run_lock(bound.arguments[directory_argument], command, enabled=is_main_process()):
-                return function(*args, **kwargs)
-
-        return locked
-
-    return decorate
-
-
 def die_with_parent() -> None:
     """Have Linux kill this process when its parent dies (``PR_SET_PDEATHSIG``): a worker of
     ``prepare --num-proc N``, or one process of a ``torchrun`` training, never outlives a killed
@@ -108,4 +82,4 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
 
 
-__all__ = ["LOCK_NAME", "RunLockedError", "die_with_parent", "holds_run_lock", "is_distributed_worker", "is_main_process", "run_lock"]
+__all__ = ["LOCK_NAME", "RunLockedError", "die_with_parent", "is_distributed_worker", "is_main_process", "run_lock"]
