@@ -615,6 +615,7 @@ def describe_error(error: BaseException, command: str | None = None) -> str:
     """One line a person can act on; a full disk is named as such (libraries word it in many ways)."""
     text = str(error)
     full = getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in text or "StorageFull" in text
+    full = full or text.strip() == "System error."  # libsndfile's whole message for a failed write
     if full or "inline_container" in text:  # torch's checkpoint writer says only "enforce fail at inline_container.cc"
         advice = RESTART_ADVICE.get(command, "run it again")
         return f"writing failed, most likely because the disk is full ({text.splitlines()[0][:200]}); free some space and {advice}"

@@ -229,3 +229,7 @@ def test_prepare_drops_garbage_before_fitting_and_says_why(flite_corpus, small_c
     assert reasons["wrong_text"].startswith("the transcript does not fit the audio")
     assert summary.utterances == 24  # every genuine utterance kept
     assert summary.skipped_by_reason["no signal"] == 1 and "screen" in summary.seconds
+
+
+def test_libsndfiles_bare_system_error_is_named_as_a_failed_write():
+    assert "most likely because the disk is full" in cli.describe_error(RuntimeError("System error."), "synthesize")
