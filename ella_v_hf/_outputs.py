@@ -1,6 +1,6 @@
 """The rule every writing command follows, so that nothing a user owns is deleted or overwritten.
 
-- **Directories** (``prepare``, ``train``, ``train-codec``, ``assemble``): a target that exists and
+- **Directories** (``prepare``, ``train``, ``train-codec``, ``assemble``, ``make-demo-corpus``): a target that exists and
   is not empty is refused unless the same command created it, which the marker file
   ``.ella-v-output.json`` says (outputs written before the marker existed are recognised by their
   own structure). Inside an output of its own, a command replaces only the files it wrote: the

@@ -175,11 +175,6 @@ def check_output_path(path: str) -> None:
         raise ValueError(f"-o {path}: the folder {folder} is not writable")
 
 
-def _generation_options(args: argparse.Namespace) -> dict:
-    """``generate()`` options from ``ella-v synthesize``'s flags; unset ones keep the model's ``generation_config``."""
-    return decoding_arguments(args)
-
-
 def _stream_to_file(args: argparse.Namespace, model, processor, prompt, prompt_rate) -> int:
     """``ella-v synthesize --stream``: each chunk is appended to the WAV file (and flushed) as it is made."""
     import soundfile as sf
@@ -196,7 +191,7 @@ def _stream_to_file(args: argparse.Namespace, model, processor, prompt, prompt_r
 
             result, first = synthesize_stream(
                 model, processor, args.text, write, prompt_audio=prompt, prompt_text=args.prompt_text,
-                prompt_sampling_rate=prompt_rate, seed=args.seed, **_generation_options(args),
+                prompt_sampling_rate=prompt_rate, seed=args.seed, **decoding_arguments(args),
             )
         if result.audio.size == 0:
             raise RuntimeError("the model generated no audio (it ended the utterance at once); try sampling (drop --greedy) or another --seed")
@@ -238,7 +233,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     check_seed(args.seed)
     from .modeling import EllaVGenerationConfig
 
-    EllaVGenerationConfig(**_generation_options(args)).check_supported()  # before the model loads
+    EllaVGenerationConfig(**decoding_arguments(args)).check_supported()  # before the model loads
     prompt, prompt_rate = (None, None)
     if args.prompt_text is not None and not args.prompt_audio:
         raise ValueError("--prompt-text is the transcript of --prompt-audio: give both, or neither")
@@ -278,7 +273,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
                 prompt_text=args.prompt_text,
                 prompt_sampling_rate=prompt_rate,
                 seed=args.seed,
-                **_generation_options(args),
+                **decoding_arguments(args),
             )
             if result.audio.size == 0:
                 raise RuntimeError("the model generated no audio (it ended the utterance at once); try sampling (drop --greedy) or another --seed")

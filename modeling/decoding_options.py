@@ -198,10 +198,6 @@ DECODING_OPTIONS: tuple[DecodingOption, ...] = (
         _in_range("sentence_pause_seconds", lambda v: v >= 0, ">= 0"), own=True, cli=False,
     ),
 )
-#: The options by name.
-OPTIONS: dict[str, DecodingOption] = {option.name: option for option in DECODING_OPTIONS}
-#: The ELLA-V fields of ``EllaVGenerationConfig`` (default ``None`` each).
-OWN_FIELDS: tuple[str, ...] = tuple(option.name for option in DECODING_OPTIONS if option.own)
 
 
 def parse_strategy(spec: str) -> dict[str, Any]:
@@ -240,8 +236,6 @@ __all__ = [
     "DECODING_OPTIONS",
     "FIRST_LEVEL_DECODINGS",
     "NAR_DECODINGS",
-    "OPTIONS",
-    "OWN_FIELDS",
     "DecodingOption",
     "check_eop_quantile",
     "check_guidance_scale",

@@ -34,9 +34,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor
 
 from . import decoding_options as table
-from .decoding_options import (
-    check_eop_quantile,
-)
+from .decoding_options import check_eop_quantile
 from .sequence_layout import LayoutSpec, TokenSpace, parse_gar_sequence
 from .transformers_compat import default_generation_params, sampling_warpers
 

@@ -648,10 +648,11 @@ def test_synthesize_cli(tts_dir, tmp_path):
 
 
 def test_synthesize_cli_sampling_options_default_to_the_model():
-    from ella_v_hf.cli import _generation_options, build_parser
+    from ella_v_hf._decoding import decoding_arguments
+    from ella_v_hf.cli import build_parser
 
     def options(*flags):
-        return _generation_options(build_parser().parse_args(["synthesize", "Hi.", "-o", "x.wav", *flags]))
+        return decoding_arguments(build_parser().parse_args(["synthesize", "Hi.", "-o", "x.wav", *flags]))
 
     for key in ("eop_quantile", "top_p", "temperature", "guidance_scale"):
         assert key not in options()  # the model's generation_config decides

@@ -131,6 +131,11 @@ def list_checkpoints(run: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name[5:]))
 
 
+def has_checkpoints(run: Path) -> bool:
+    """Whether ``run`` holds a complete checkpoint (a run directory written before the output marker existed)."""
+    return bool(list_checkpoints(run))
+
+
 def resume_from(accelerator, run: Path, checkpoints: list[Path], state: dict) -> Path:
     """Restore the newest readable checkpoint of ``checkpoints`` (oldest first): its accelerator
     state into the prepared objects and its trainer state into ``state``; drop the log records of
@@ -243,4 +248,4 @@ def append_log(run: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "list_checkpoints", "record_corpus", "remove_stale", "resume_from", "save_checkpoint", "step_seed", "trim_log"]
+__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "has_checkpoints", "list_checkpoints", "record_corpus", "remove_stale", "resume_from", "save_checkpoint", "step_seed", "trim_log"]

@@ -43,6 +43,7 @@ from .checkpointing import (
     JsonRecipe,
     append_log,
     export_atomically,
+    has_checkpoints,
     list_checkpoints,
     record_recipe,
     remove_stale,
@@ -274,11 +275,6 @@ def reconstruction_losses(
     return totals
 
 
-def _has_checkpoints(run: Path) -> bool:
-    """A run directory written before the output marker existed."""
-    return bool(list_checkpoints(run))
-
-
 def _check_train_codec(arguments: dict) -> None:
     """The recipe and its alignments, before the run directory is created."""
     config = arguments["config"]
@@ -292,7 +288,7 @@ def _check_train_codec(arguments: dict) -> None:
         raise ValueError("alignments were given but the recipe's phoneme_loss_weight is 0: set it (e.g. 0.1) or drop --alignments")
 
 
-@writes_output_dir("ella-v train-codec", legacy=_has_checkpoints, check=_check_train_codec)
+@writes_output_dir("ella-v train-codec", legacy=has_checkpoints, check=_check_train_codec)
 def train_codec(
     config: CodecTrainConfig,
     data: str | os.PathLike,

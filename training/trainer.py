@@ -34,6 +34,7 @@ from .checkpointing import (
     JsonRecipe,
     append_log,
     export_atomically,
+    has_checkpoints,
     list_checkpoints,
     record_corpus,
     record_recipe,
@@ -222,11 +223,6 @@ def load_teacher(path: str | os.PathLike, student: EllaVTTSConfig) -> torch.nn.M
     return loaded.gar.eval().requires_grad_(False)
 
 
-def _has_checkpoints(run: Path) -> bool:
-    """A run directory written before the output marker existed."""
-    return bool(list_checkpoints(run))
-
-
 def _check_train(arguments: dict) -> None:
     """The recipe and the corpus, before the run directory is created."""
     arguments["config"].validate()
@@ -235,7 +231,7 @@ def _check_train(arguments: dict) -> None:
         raise ValueError(f"{data} is not a prepared corpus (run `ella-v prepare` first)")
 
 
-@writes_output_dir("ella-v train", legacy=_has_checkpoints, check=_check_train)
+@writes_output_dir("ella-v train", legacy=has_checkpoints, check=_check_train)
 def train(
     config: TrainConfig,
     data: str | os.PathLike,
