@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import socket
 
 import pytest
 import torch
@@ -30,6 +31,13 @@ def tiny_config(**overrides) -> EllaVConfig:
 
 def tiny_nar_config(**overrides) -> EllaVNARConfig:
     return EllaVNARConfig(**{**TINY, **overrides})
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (for test servers and torchrun)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def random_utterance(rng: random.Random, config: EllaVConfig, n_phonemes: int | None = None):

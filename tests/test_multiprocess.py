@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 from safetensors.torch import load_file
 
 from ella_v_hf.training.trainer import rank_share
@@ -30,12 +30,6 @@ RECIPE = {"preset": "tiny", "model_overrides": SMALL, "warmup_steps": 2, "max_to
 #: against accumulation), so equal to about 1e-6 relative; this bound leaves room, and a wrong
 #: batch, seed or learning rate moves them by far more (1e-2 and up).
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_command(processes: int, config: Path, data: Path, out: Path, *extra: str) -> list[str]:

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 gr = pytest.importorskip("gradio", reason="the [demo] extra (in [dev]) installs gradio")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
