@@ -23,7 +23,9 @@ from setuptools import setup
 
 ROOT = Path(__file__).parent
 TRAIN = ["accelerate>=1.3", "scikit-learn>=1.4.2"]  # TensorBoard logging turns on when `tensorboard` is installed
-EVAL = ["evaluate>=0.4", "jiwer>=3.0", "pocketsphinx>=5.0", "matplotlib>=3.8.4"]
+# speechmos ships DNSMOS's ONNX weights but declares none of what it imports (librosa, onnxruntime, requests).
+EVAL = ["evaluate>=0.4", "jiwer>=3.0", "pocketsphinx>=5.0", "matplotlib>=3.8.4",
+        "speechmos>=0.0.1.1", "onnxruntime>=1.19", "librosa>=0.10.2", "requests>=2.32.2", "pesq>=0.0.4", "pystoi>=0.4.1"]
 PLOT = ["matplotlib>=3.8.4"]
 TEXTGRID = ["praatio>=6.1"]
 DEMO = ["gradio>=6.27,<7", "imageio-ffmpeg>=0.5", *PLOT]  # ella-v demo (ffmpeg for streamed audio; matplotlib for the plot)

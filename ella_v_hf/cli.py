@@ -408,6 +408,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         args.out,
         asr=args.asr,
         sim=args.sim,
+        dnsmos=args.dnsmos,
         sweep=[s.strip() for s in args.sweep.split(";") if s.strip()],
         mode=args.prompt_mode,
         prompt_seconds=args.prompt_seconds,
@@ -512,12 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=_cmd_train)
 
-    ev = sub.add_parser("evaluate", help="WER/CER/SIM/INF/CUT/RTF of a checkpoint vs ground truth and codec resynthesis")
+    ev = sub.add_parser("evaluate", help="WER/CER/SIM/DNSMOS/INF/CUT/RTF of a checkpoint vs ground truth and codec resynthesis")
     ev.add_argument("--model", required=True)
     ev.add_argument("--eval", required=True, help="audiofolder / LibriTTS / LibriSpeech directory, or a text file")
     ev.add_argument("--out", required=True, help="results JSON (a .md table and a .png chart are written beside it)")
     ev.add_argument("--asr", default="pocketsphinx", help="pocketsphinx or a transformers ASR model id/path")
     ev.add_argument("--sim", default="auto", help="auto (resemblyzer if installed), resemblyzer, none, or a transformers x-vector model id/path")
+    ev.add_argument("--dnsmos", choices=["auto", "yes", "no"], default="auto",
+                    help="judge every output's quality with DNSMOS P.808 / P.835 (auto: where the [eval] extra installed it)")
     ev.add_argument("--sweep", default="top_p=0.9", help="';'-separated strategies, e.g. 'greedy;top_p=0.8;top_p=0.9,nar_decoding=argmax'")
     ev.add_argument("--prompt-mode", choices=["continuation", "cross", "none"], default="continuation")
     ev.add_argument("--prompt-seconds", type=float, default=3.0)

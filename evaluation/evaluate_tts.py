@@ -38,6 +38,7 @@ from ..processing import EllaVProcessor, load_audio, prepare_waveform, read_corp
 from ..processing.tokenization_ella_v import token_words
 from ..synthesis import load_checkpoint, set_decode_weights
 from .judges import load_asr, load_similarity, wer_cer
+from .quality import DNSMOS_FIELDS, load_dnsmos
 from .resynthesis import decode_codes, encode_waveform
 
 #: Continuation items need at least this much reference speech after the prompt.
@@ -77,7 +78,8 @@ def item_seed(run_seed: int, index: int) -> int:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Metrics of one system's rows: WER, CER, SIM, duration ratio, RTF, EMPTY, INF, CUT, utterances.
+    """Metrics of one system's rows: WER, CER, SIM, DNSMOS (``dnsmos_p808``, ``dnsmos_sig``,
+    ``dnsmos_bak``, ``dnsmos_ovrl``, where judged), duration ratio, RTF, EMPTY, INF, CUT, utterances.
 
     Rows from several seeded runs (a ``"seed"`` field with more than one value) are scored run by run
     and averaged; ``seeds`` lists the run seeds, ``wer_per_seed`` / ``cer_per_seed`` each run's value
@@ -89,7 +91,7 @@ def summarize(rows: list[dict]) -> dict:
     per_run = []
     for run_rows in runs.values():
         metrics = wer_cer([r["reference"] for r in run_rows], [r["hypothesis"] for r in run_rows])
-        for key in ("sim", "duration_ratio", "rtf"):
+        for key in ("sim", *(f"dnsmos_{field}" for field in DNSMOS_FIELDS), "duration_ratio", "rtf"):
             values = [r[key] for r in run_rows if key in r]
             metrics[key] = float(np.mean(values)) if values else None
         metrics["empty_rate"] = float(np.mean([not r["hypothesis"].strip() for r in run_rows]))
@@ -224,6 +226,7 @@ def evaluate_model(
     seeds: int = 1,
     decode_weights: str = "checkpoint",
     overwrite: bool = False,
+    dnsmos: str = "auto",
 ) -> dict:
     """Evaluate a checkpoint (see the module docstring). Writes ``out`` (JSON), ``.md`` and ``.png``
     beside it; existing ones are refused before any work unless ``overwrite``.
@@ -235,6 +238,9 @@ def evaluate_model(
     reference resynthesised from its first codebook only: all a perfect GAR could give without a
     NAR) and ``STRATEGY [first codebook]`` (the generated first codebook decoded alone, i.e. the GAR
     without the NAR's codebooks).
+
+    ``dnsmos`` (``auto``, ``yes``, ``no``): judge every non-empty output's quality with DNSMOS
+    (:mod:`ella_v_hf.evaluation.quality`); ``auto`` where its packages are installed.
 
     ``decode_weights`` (:data:`~ella_v_hf.synthesis.DECODE_WEIGHT_CHOICES`) overrides the GAR's
     ``decode_weight_dtype`` (``"float32"``: exact float32 decoding); the result records the one used.
@@ -257,7 +263,7 @@ def evaluate_model(
     if not items:
         reasons = "; ".join(f"{s['id']}: {s['reason']}" for s in skipped[:5]) + (" …" if len(skipped) > 5 else "")
         raise ValueError(f"No usable evaluation items in {eval_path}: {len(skipped)} skipped ({reasons or 'the folder holds none'})")
-    judge, similarity = load_asr(asr), load_similarity(sim)
+    judge, similarity, quality = load_asr(asr), load_similarity(sim), load_dnsmos(dnsmos)
     rows: dict[str, list[dict]] = {}
 
     def score(name: str, item: EvalItem, audio: np.ndarray, extra: dict) -> dict:
@@ -270,6 +276,8 @@ def evaluate_model(
         if similarity is not None and audio.size and (item.prompt_audio is not None or item.reference_audio is not None):
             anchor = item.prompt_audio if item.prompt_audio is not None else item.reference_audio
             row["sim"] = similarity.similarity(audio, rate, anchor, rate)
+        if quality is not None and audio.size:
+            row.update({f"dnsmos_{key}": value for key, value in quality(audio, rate).items()})
         row.update(extra)
         rows.setdefault(name, []).append(row)
         return row
@@ -306,7 +314,7 @@ def evaluate_model(
     if Path(eval_path).is_file():  # a text file: one fixed prompt for every line, or none
         mode = "fixed" if prompt_audio else "none"
     result = {"model": str(model_dir), "decode_weight_dtype": decode_weight_dtype, "layout": layout, "eval": str(eval_path), "prompt_mode": mode, "asr": asr, "sim": sim,
-              "seed": seed, "seeds": seeds, "summary": summary, "skipped": skipped, "utterances": rows}
+              "dnsmos": quality is not None, "seed": seed, "seeds": seeds, "summary": summary, "skipped": skipped, "utterances": rows}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     writers = (lambda f: f.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8"),
                lambda f: f.write_text(markdown_table(result), encoding="utf-8"),
@@ -320,8 +328,8 @@ def evaluate_model(
 def markdown_table(result: dict) -> str:
     """The summary as a Markdown table; a system run with several seeds shows WER / CER as mean ± std."""
     lines = [f"`{result['model']}` ({result['layout']}) on `{result['eval']}`, prompts: {result['prompt_mode']}, ASR: {result['asr']}", "",
-             "| system | WER | CER | SIM | INF | EMPTY | CUT | duration ratio | RTF | n | seeds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| system | WER | CER | SIM | DNSMOS P.808 | DNSMOS OVRL | INF | EMPTY | CUT | duration ratio | RTF | n | seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def fmt(value, percent=False, std=None):
         if value is None:
@@ -333,6 +341,7 @@ def markdown_table(result: dict) -> str:
     for name, m in result["summary"].items():
         seeds = ", ".join(map(str, m["seeds"])) if "seeds" in m else "–"
         lines.append(f"| {name} | {fmt(m['wer'], True, m.get('wer_std'))} | {fmt(m['cer'], True, m.get('cer_std'))} | {fmt(m['sim'])} "
+                     f"| {fmt(m.get('dnsmos_p808'))} | {fmt(m.get('dnsmos_ovrl'))} "
                      f"| {fmt(m.get('inf_rate'), True)} | {fmt(m.get('empty_rate'), True)} | {fmt(m.get('cut_rate'), True)} "
                      f"| {fmt(m['duration_ratio'])} | {fmt(m['rtf'])} | {m['utterances']} | {seeds} |")
     return "\n".join(lines) + "\n"

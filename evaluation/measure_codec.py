@@ -10,7 +10,9 @@ codec, EnCodec). Measure on held-out utterances the codec never saw.
 own log-mel through the codec's mel inversion and Griffin-Lim: what a decoder that reproduced the
 log-mel exactly would score) and, for the learned codec, ``unquantised`` (the encoder's latents through the
 decoder without any codebook). ``--griffin-lim-iters N`` replaces the codec's iteration count in
-every row.
+every row. ``--quality`` adds, per row, the mean DNSMOS (P.808, P.835 SIG/BAK/OVRL) and, for every
+resynthesis against its reference, PESQ (wide band), STOI and the log-mel distance
+(:mod:`ella_v_hf.evaluation.quality`; the ``[eval]`` extra).
 
 How hard the first codebook is for a GAR, from an ``ella-v prepare`` output made with the codec
 (its codes and forced alignments; no audio is decoded):
@@ -29,6 +31,7 @@ import argparse
 import json
 import sys
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ..modeling.sequence_layout import LayoutError, frame_phonemes
@@ -36,6 +39,7 @@ from ..processing.audio import load_audio, prepare_waveform
 from ..processing.corpus import read_corpus
 from .asr import PocketsphinxASR
 from .judges import wer_cer
+from .quality import DNSMOS, mean_scores, reference_scores
 from .resynthesis import decode_codes, encode_waveform, unquantised_resynthesis, waveform_stage_ceiling
 
 
@@ -48,6 +52,7 @@ def measure_codec(
     asr=None,
     stages: bool = False,
     griffin_lim_iters: int | None = None,
+    quality: bool = False,
 ) -> dict:
     """WER/CER of ground truth and of resynthesis from the first k codebooks.
 
@@ -61,6 +66,8 @@ def measure_codec(
         stages: Also measure the waveform stage's ceiling and the unquantised autoencoder (where the
             codec has them; see the module docstring).
         griffin_lim_iters: Griffin-Lim iterations for every row (default: the codec's own).
+        quality: Also DNSMOS of every row and PESQ / STOI / log-mel distance of every resynthesis
+            (``result["quality"][row]``, means over the utterances).
 
     Raises:
         ValueError: ``griffin_lim_iters`` for a codec without Griffin-Lim, or below 1.
@@ -82,18 +89,29 @@ def measure_codec(
     first_k: dict[int, list[str]] = {k: [] for k in levels}
     stage_functions = {"waveform_stage": waveform_stage_ceiling, "unquantised": unquantised_resynthesis} if stages else {}
     stage_rows: dict[str, list[str]] = {name: [] for name in stage_functions}
+    dnsmos = DNSMOS() if quality else None
+    scores: dict[str, list[dict[str, float]]] = {}
+
+    def judge(row: str, audio: np.ndarray, rate: int, reference: tuple[np.ndarray, int] | None) -> str:
+        if dnsmos is not None:
+            row_scores = {f"dnsmos_{key}": value for key, value in dnsmos(audio, rate).items()}
+            if reference is not None:
+                row_scores.update(reference_scores(*reference, audio, rate))
+            scores.setdefault(row, []).append(row_scores)
+        return asr.transcribe(audio, rate)
+
     for u in tqdm(utterances, desc="codec resynthesis", disable=not progress, file=sys.stderr):
         waveform, rate = load_audio(u.audio_path)
         references.append(u.text)
-        source.append(asr.transcribe(waveform, rate))
+        source.append(judge("ground_truth", waveform, rate, None))
         waveform, rate = prepare_waveform(waveform, rate, config.sampling_rate), config.sampling_rate  # resampled once
         codes = encode_waveform(codec, waveform, rate)
         for k in levels:
-            first_k[k].append(asr.transcribe(decode_codes(codec, codes[:k]), config.sampling_rate))
+            first_k[k].append(judge(f"first_{k}", decode_codes(codec, codes[:k]), rate, (waveform, rate)))
         for name, function in stage_functions.items():
             audio = function(codec, waveform, rate)
             if audio is not None:
-                stage_rows[name].append(asr.transcribe(audio, config.sampling_rate))
+                stage_rows[name].append(judge(name, audio, rate, (waveform, rate)))
     result = {
         "codec": codec_dir,
         "data": data,
@@ -106,6 +124,8 @@ def measure_codec(
         result["config"]["griffin_lim_iters"] = config.griffin_lim_iters
     if stages:  # rows the codec has no stage for are absent
         result["stages"] = {name: wer_cer(references, rows) for name, rows in stage_rows.items() if rows}
+    if quality:
+        result["quality"] = {row: mean_scores(rows) for row, rows in scores.items()}
     return result
 
 
@@ -161,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", type=int, nargs="*", default=None, help="k values (default: 1..K)")
     parser.add_argument("--stages", action="store_true", help="also the waveform stage's ceiling and the unquantised autoencoder")
     parser.add_argument("--griffin-lim-iters", type=int, default=None, help="Griffin-Lim iterations (default: the codec's)")
+    parser.add_argument("--quality", action="store_true", help="also DNSMOS, PESQ, STOI and log-mel distance per row ([eval] extra)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.prepared:
@@ -168,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.codec and args.data:
         try:
             result = measure_codec(
-                args.codec, args.data, args.n, args.levels, stages=args.stages, griffin_lim_iters=args.griffin_lim_iters
+                args.codec, args.data, args.n, args.levels, stages=args.stages, griffin_lim_iters=args.griffin_lim_iters,
+                quality=args.quality,
             )
         except ValueError as error:
             parser.error(str(error))
