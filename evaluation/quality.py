@@ -37,13 +37,14 @@ class DNSMOS:
         ort = require("onnxruntime", "eval", "DNSMOS")
         dnsmos = require("speechmos.dnsmos", "eval", "DNSMOS")
         folder = os.path.join(os.path.dirname(dnsmos.__file__), "dnsmos_models")
-        self._scorer = dnsmos.DNSMOS(os.path.join(folder, "sig_bak_ovr.onnx"), os.path.join(folder, "model_v8.onnx"))
+        primary, p808 = os.path.join(folder, "sig_bak_ovr.onnx"), os.path.join(folder, "model_v8.onnx")
+        self._scorer = dnsmos.DNSMOS(primary, p808)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         # speechmos opens its sessions with every core; reopened with the caller's thread count.
-        self._scorer.onnx_sess = ort.InferenceSession(self._scorer.primary_model_path, options)
-        self._scorer.p808_onnx_sess = ort.InferenceSession(os.path.join(folder, "model_v8.onnx"), options)
+        self._scorer.onnx_sess = ort.InferenceSession(primary, options)
+        self._scorer.p808_onnx_sess = ort.InferenceSession(p808, options)
 
     def __call__(self, waveform: np.ndarray, sampling_rate: int) -> dict[str, float]:
         """Mono ``[S]`` at any rate -> ``{"p808", "sig", "bak", "ovrl"}`` (MOS, 1 to 5).
@@ -87,12 +88,16 @@ def _pair(reference: np.ndarray, reference_rate: int, estimate: np.ndarray, esti
     return reference[:length].astype(np.float32), estimate[:length].astype(np.float32)
 
 
-def log_mel_distance(reference: np.ndarray, reference_rate: int, estimate: np.ndarray, estimate_rate: int) -> float:
-    """Mean absolute log-mel difference (see the module docstring); 0 for identical signals."""
-    reference, estimate = _pair(reference, reference_rate, estimate, estimate_rate)
+def _mel_distance(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Mean absolute log-mel difference of two paired 16 kHz waveforms ``[S]`` (from :func:`_pair`)."""
     with torch.no_grad():
         mels = _LOG_MEL(torch.from_numpy(np.stack([reference, estimate])))  # [2, T, 80]
     return float((mels[0] - mels[1]).abs().mean())
+
+
+def log_mel_distance(reference: np.ndarray, reference_rate: int, estimate: np.ndarray, estimate_rate: int) -> float:
+    """Mean absolute log-mel difference (see the module docstring); 0 for identical signals."""
+    return _mel_distance(*_pair(reference, reference_rate, estimate, estimate_rate))
 
 
 def reference_scores(reference: np.ndarray, reference_rate: int, estimate: np.ndarray, estimate_rate: int) -> dict[str, float]:
@@ -110,7 +115,7 @@ def reference_scores(reference: np.ndarray, reference_rate: int, estimate: np.nd
     return {
         "pesq": pesq_wb,
         "stoi": float(pystoi.stoi(ref, est, RATE, extended=False)),
-        "mel_distance": log_mel_distance(ref, RATE, est, RATE),
+        "mel_distance": _mel_distance(ref, est),
     }
 
 
