@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,34 +50,55 @@ def read_corpus(root: str | os.PathLike) -> tuple[list[Utterance], list[CorpusPr
     Raises:
         ValueError: If ``root`` is not a directory of one of the supported layouts.
     """
+    utterances, problems = [], []
+    for entry in iter_corpus(root):
+        (problems if isinstance(entry, CorpusProblem) else utterances).append(entry)
+    return utterances, problems
+
+
+def iter_corpus(root: str | os.PathLike) -> Iterator[Utterance | CorpusProblem]:
+    """:func:`read_corpus` one entry at a time, in the same order (the layout is recognised
+    first, so a wrong directory fails before anything is yielded): memory stays flat however large
+    the corpus, but for the set of ids seen (to report duplicates).
+
+    Raises:
+        ValueError: If ``root`` is not a directory of one of the supported layouts.
+    """
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"Corpus directory {str(root)!r} does not exist")
     if (root / "metadata.csv").is_file():
         entries = _read_audiofolder(root)
-    elif any(root.rglob("*.normalized.txt")):
+    elif _has_file(root, "*.normalized.txt"):
         entries = _read_libritts(root)
-    elif any(root.rglob("*.trans.txt")):
+    elif _has_file(root, "*.trans.txt"):
         entries = _read_librispeech(root)
     else:
         raise ValueError(
             f"{str(root)!r} is not a supported corpus: expected metadata.csv (audiofolder), "
             "LibriTTS *.normalized.txt files or LibriSpeech *.trans.txt files"
         )
-    utterances, problems, seen = [], [], set()
+    return _checked(entries)
+
+
+def _has_file(root: Path, pattern: str) -> bool:
+    return next(iter(root.rglob(pattern)), None) is not None
+
+
+def _checked(entries: Iterable[Utterance | CorpusProblem]) -> Iterator[Utterance | CorpusProblem]:
+    seen: set[str] = set()
     for utt in entries:
         if isinstance(utt, CorpusProblem):
-            problems.append(utt)
+            yield utt
         elif utt.id in seen:
-            problems.append(CorpusProblem(utt.id, "duplicated id"))
+            yield CorpusProblem(utt.id, "duplicated id")
         elif not utt.text.strip():
-            problems.append(CorpusProblem(utt.id, "empty transcript"))
+            yield CorpusProblem(utt.id, "empty transcript")
         elif not os.path.isfile(utt.audio_path):
-            problems.append(CorpusProblem(utt.id, f"missing audio file: {utt.audio_path}"))
+            yield CorpusProblem(utt.id, f"missing audio file: {utt.audio_path}")
         else:
-            utterances.append(utt)
+            yield utt
         seen.add(utt.id)
-    return utterances, problems
 
 
 def read_text(path: Path) -> str:
@@ -113,39 +135,45 @@ def _read_audiofolder(root: Path) -> list[Utterance | CorpusProblem]:
     return out
 
 
-def _read_libritts(root: Path) -> list[Utterance]:
-    out = []
-    for text_file in sorted(root.rglob("*.normalized.txt")):
+def _read_libritts(root: Path) -> Iterator[Utterance]:
+    for text_file in _sorted_walk(root, ".normalized.txt"):
         utt_id = text_file.name[: -len(".normalized.txt")]
-        out.append(
-            Utterance(
-                id=utt_id,
-                audio_path=str(text_file.with_name(utt_id + ".wav")),
-                text=read_text(text_file).strip(),
-                speaker_id=utt_id.split("_")[0],
-                prompt_id=utt_id,
-            )
+        yield Utterance(
+            id=utt_id,
+            audio_path=str(text_file.with_name(utt_id + ".wav")),
+            text=read_text(text_file).strip(),
+            speaker_id=utt_id.split("_")[0],
+            prompt_id=utt_id,
         )
-    return out
 
 
-def _read_librispeech(root: Path) -> list[Utterance]:
-    out = []
-    for trans in sorted(root.rglob("*.trans.txt")):
+def _read_librispeech(root: Path) -> Iterator[Utterance]:
+    for trans in _sorted_walk(root, ".trans.txt"):
         for line in read_text(trans).splitlines():
             if not line.strip():
                 continue
             utt_id, _, text = line.partition(" ")
-            out.append(
-                Utterance(
-                    id=utt_id,
-                    audio_path=str(trans.with_name(utt_id + ".flac")),
-                    text=text.strip(),
-                    speaker_id=utt_id.split("-")[0],
-                    prompt_id=utt_id,
-                )
+            yield Utterance(
+                id=utt_id,
+                audio_path=str(trans.with_name(utt_id + ".flac")),
+                text=text.strip(),
+                speaker_id=utt_id.split("-")[0],
+                prompt_id=utt_id,
             )
-    return out
+
+
+def _sorted_walk(root: Path, suffix: str) -> Iterator[Path]:
+    """The files under ``root`` whose names end in ``suffix``, in the order of ``sorted(rglob)``
+    (path order), one directory at a time: only one folder's listing is held at once."""
+    entries = sorted(os.scandir(root), key=lambda entry: entry.name)
+    files = [Path(e.path) for e in entries if e.name.endswith(suffix) and e.is_file()]
+    folders = [Path(e.path) for e in entries if e.is_dir()]
+    # sorted(rglob) orders full paths: a file "a/x" and a folder "a/b/" interleave by name.
+    for _name, kind, path in sorted([(p.name, 0, p) for p in files] + [(p.name, 1, p) for p in folders]):
+        if kind == 0:
+            yield path
+        else:
+            yield from _sorted_walk(path, suffix)
 
 
 def sentence_key(text: str) -> str:

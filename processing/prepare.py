@@ -5,8 +5,10 @@ inputs and settings, so a re-run reuses finished work; the audio step runs in ch
 ``AUDIO_CHUNK_ROWS`` rows with one cache file per chunk and process, so a killed run keeps every
 finished chunk, and the temporary files it left are removed by the next run):
 
-1. read the corpus (audiofolder / LibriTTS / LibriSpeech); entries with missing audio, empty
-   transcripts or duplicated ids are skipped and listed;
+1. read the corpus (audiofolder / LibriTTS / LibriSpeech), streamed into a memory-mapped Arrow
+   table in the cache (memory stays flat however large the corpus: no step holds the corpus's
+   codes in memory, and the saved dataset is written in shards of at most 500 MB); entries with
+   missing audio, empty transcripts or duplicated ids are skipped and listed;
 2. ``text``: phonemise (batched espeak calls);
 3. ``screen``: drop recordings without signal, without voiced speech, mostly silent, or whose
    transcript has far too many or too few phonemes for their speech (:mod:`.screening`), before
@@ -25,7 +27,7 @@ their reason, never fatal. Output directory::
     OUT/processor/   EllaVProcessor (tokenizer + audio settings) for training and synthesis
     OUT/codec/       the codec (a registered codec model: ``AutoModel.from_pretrained``)
     OUT/aligner/     the built-in aligner, when it was used
-    OUT/summary.json utterances, hours, skipped (with reasons), timings, utterances/s
+    OUT/summary.json utterances, hours, skipped (with reasons), wall and CPU seconds per step, utterances/s
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from .aligners import ALIGNERS, AlignerContext, build_aligner
 from .aligners.builtin import mismatch_threshold
 from .aligners.textgrid import TextGridMismatch
 from .audio import AudioError, load_audio, prepare_waveform
-from .corpus import read_corpus
+from .corpus import CorpusProblem, iter_corpus
 from .processing_ella_v import EllaVProcessor
 from .screening import RATE as SCREEN_RATE
 from .screening import screen_waveform
@@ -77,7 +79,34 @@ class PrepareSummary:
     skipped: list[dict] = field(default_factory=list)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     utterances_per_second: float = 0.0
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process and by every worker process it has waited for."""
+    import resource
+
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
+
+class _StepClock:
+    """Wall and CPU seconds of each step (CPU: this process and its finished ``--num-proc`` workers,
+    so a step's core-seconds stay right on a busy machine, where its wall time does not)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._created = self._started = (time.time(), _cpu_seconds())
+
+    def start(self) -> None:
+        self._started = (time.time(), _cpu_seconds())
+
+    def stop(self, name: str, since_creation: bool = False) -> None:
+        wall, cpu = self._created if since_creation else self._started
+        self.wall[name] = time.time() - wall
+        self.cpu[name] = _cpu_seconds() - cpu
 
 
 @contextmanager
@@ -158,6 +187,64 @@ def _is_prepared(path: Path) -> bool:
     return isinstance(summary, dict) and {"utterances", "hours", "skipped"} <= set(summary)
 
 
+#: Corpus entries per Arrow record batch while the corpus is read (the most held in memory at once).
+CORPUS_BATCH_ROWS = 10_000
+#: Suffix of the corpus table while it is written.
+_PARTIAL = ".arrow.partial"
+_CORPUS_COLUMNS = ("id", "audio_path", "text", "speaker_id", "prompt_id")
+
+
+def _corpus_dataset(data: str | os.PathLike, cache: Path):
+    """The corpus's entries as a memory-mapped ``datasets.Dataset`` (columns id, audio_path, text,
+    speaker_id, prompt_id), written to ``cache/corpus-KEY.arrow`` in record batches of
+    :data:`CORPUS_BATCH_ROWS` while the corpus is read, so memory stays flat however large the
+    corpus; KEY fingerprints every entry and its audio file's content (:func:`_file_key`).
+
+    Returns:
+        ``(dataset, skipped, key)``: ``skipped`` lists the entries the reader left out, with why.
+
+    Raises:
+        ValueError: Nothing usable in the corpus.
+    """
+    import tempfile
+
+    import pyarrow as pa
+    from datasets import Dataset
+
+    schema = pa.schema([(name, pa.string()) for name in _CORPUS_COLUMNS])
+    digest = hashlib.sha256(f"corpus-{PIPELINE_VERSION}".encode())
+    skipped: list[dict] = []
+    count = 0
+    with tempfile.NamedTemporaryFile(dir=cache, prefix="corpus-", suffix=_PARTIAL, delete=False) as sink:
+        partial = Path(sink.name)
+        try:
+            with pa.ipc.new_stream(sink, schema) as writer:
+                batch: list[dict] = []
+                for entry in iter_corpus(data):
+                    if isinstance(entry, CorpusProblem):
+                        skipped.append({"id": entry.id, "reason": entry.reason})
+                        continue
+                    row = asdict(entry)
+                    digest.update(json.dumps([row[c] for c in _CORPUS_COLUMNS] + list(_file_key(row["audio_path"]))).encode())
+                    batch.append(row)
+                    count += 1
+                    if len(batch) == CORPUS_BATCH_ROWS:
+                        writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
+                        batch = []
+                if batch:
+                    writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    if count == 0:
+        partial.unlink(missing_ok=True)
+        raise ValueError(f"No usable utterances in {data!s} ({len(skipped)} skipped)")
+    key = digest.hexdigest()[:16]
+    table = cache / f"corpus-{key}.arrow"
+    os.replace(partial, table)
+    return Dataset.from_file(str(table)), skipped, key
+
+
 #: Names of the temporary files datasets writes into the cache (``tempfile``'s ``tmpXXXXXXXX``).
 _DATASETS_TEMPORARY = re.compile(r"tmp[a-z0-9_]{8}")
 
@@ -203,7 +290,7 @@ def prepare_corpus(
     Raises:
         ValueError: Unknown codec/aligner, unsupported corpus layout, or nothing usable left.
     """
-    from datasets import Dataset, disable_progress_bars, enable_progress_bars
+    from datasets import disable_progress_bars, enable_progress_bars
 
     (enable_progress_bars if progress else disable_progress_bars)()
     out = Path(out)
@@ -212,16 +299,11 @@ def prepare_corpus(
     for stale in cache.glob("tmp*"):  # datasets' temporary writers, left behind by a killed run
         if _DATASETS_TEMPORARY.fullmatch(stale.name) and stale.is_file():
             stale.unlink(missing_ok=True)
-    timings: dict[str, float] = {}
-    start = time.time()
+    for stale in cache.glob(f"corpus-*{_PARTIAL}"):  # our own corpus table, half-written by a killed run
+        stale.unlink(missing_ok=True)
+    clock = _StepClock()
 
-    utterances, problems = read_corpus(data)
-    skipped = [{"id": p.id, "reason": p.reason} for p in problems]
-    if not utterances:
-        raise ValueError(f"No usable utterances in {data!s} ({len(skipped)} skipped)")
-    rows = [asdict(u) for u in utterances]
-    corpus_key = _fingerprint([(r["id"], r["audio_path"], r["text"], _file_key(r["audio_path"])) for r in rows])
-    dataset = Dataset.from_list(rows)
+    dataset, skipped, corpus_key = _corpus_dataset(data, cache)
 
     tokenizer = EllaVPhonemeTokenizer(language=language)
 
@@ -240,7 +322,7 @@ def prepare_corpus(
                     errors.append(_reason(error))
         return {"phoneme_ids": ids, "error": errors}
 
-    step = time.time()
+    clock.start()
     text_key = _fingerprint("text", corpus_key, language, tokenizer.get_vocab())
     dataset = dataset.map(
         phonemize,
@@ -250,10 +332,10 @@ def prepare_corpus(
         new_fingerprint=text_key,
         desc="phonemise",
     )
-    timings["text"] = time.time() - step
+    clock.stop("text")
 
     # Screening: nothing the codec or the aligner is fitted on, and nothing kept, is garbage.
-    step = time.time()
+    clock.start()
     separators = set(tokenizer.separator_token_ids)
 
     def screen(row: dict) -> dict:
@@ -267,15 +349,15 @@ def prepare_corpus(
         return {"error": screen_waveform(waveform, phonemes).reason or ""}
 
     dataset = _chunked_map(dataset, screen, _fingerprint("screen", SCREEN_VERSION, text_key), "screen", cache, num_proc)
-    timings["screen"] = time.time() - step
+    clock.stop("screen")
 
     # Codec and aligner, fitted on a sample of the text-valid rows (or loaded).
-    step = time.time()
+    clock.start()
     valid = [i for i, e in enumerate(dataset["error"]) if not e]
     sample = _fitting_sample(dataset["audio_path"], valid, fit_utterances, min_seconds, max_seconds, seed)
     audio_codec = _without_parametrizations(_load_or_fit_codec(codec, codec_model, out, dataset, sample, seed, progress).eval())
-    timings["codec"] = time.time() - step
-    step = time.time()
+    clock.stop("codec")
+    clock.start()
     rate, frame_rate = audio_codec.config.sampling_rate, float(audio_codec.config.frame_rate)
     trained = out / "aligner"
     saved = aligner_model or (str(trained) if (trained / "model.safetensors").is_file() else None)
@@ -296,7 +378,7 @@ def prepare_corpus(
     if isinstance(align_model, EllaVAlignerModel) and (saved is None or Path(saved).resolve() != trained.resolve()):
         with _atomic_dir(trained) as folder:  # trained here, or given: the corpus carries the aligner it was aligned with
             align_model.save_pretrained(folder)
-    timings["aligner"] = time.time() - step
+    clock.stop("aligner")
     processor = EllaVProcessor(tokenizer, sampling_rate=rate)
     with _atomic_dir(out / "processor") as folder:
         processor.save_pretrained(folder, remote_code=False)
@@ -322,7 +404,7 @@ def prepare_corpus(
             result["error"] = _reason(error)
         return result
 
-    step = time.time()
+    clock.start()
     audio_key = _fingerprint(
         "audio",
         PIPELINE_VERSION,
@@ -335,20 +417,21 @@ def prepare_corpus(
         max_seconds,
     )
     dataset = _chunked_map(dataset, encode_and_align, audio_key, "audio", cache, num_proc, desc="encode + align")
-    timings["audio"] = time.time() - step
+    clock.stop("audio")
 
     if isinstance(align_model, EllaVAlignerModel):
         dataset = _flag_mismatches(dataset, align_model.config.mismatch_threshold)
     errors = dataset["error"]
     skipped += [{"id": i, "reason": e} for i, e in zip(dataset["id"], errors) if e]
-    good = dataset.filter(lambda e: not e, input_columns="error", keep_in_memory=True)
+    good = dataset.select([i for i, e in enumerate(errors) if not e])  # an index mapping: nothing copied
     if len(good) == 0:
         raise ValueError(f"Every utterance was skipped; first reasons: {skipped[:5]}")
     good = good.remove_columns([c for c in ("error", "audio_path", "align_score") if c in good.column_names])
     with _atomic_dir(out / "dataset") as folder:
         good.save_to_disk(str(folder))
     hours = float(np.sum(good["num_frames"])) / frame_rate / 3600
-    timings["total"] = time.time() - start
+    clock.stop("total", since_creation=True)
+    timings = clock.wall
     reasons = Counter(s["reason"].split(":")[0] for s in skipped)
     summary = PrepareSummary(
         out=str(out),
@@ -357,6 +440,7 @@ def prepare_corpus(
         skipped=skipped,
         skipped_by_reason=dict(reasons),
         seconds={k: round(v, 2) for k, v in timings.items()},
+        cpu_seconds={k: round(v, 2) for k, v in clock.cpu.items()},
         utterances_per_second=round(len(dataset) / max(timings["audio"], 1e-9), 2),
     )
     (out / ".summary.json").write_text(json.dumps(asdict(summary), indent=1, ensure_ascii=False), encoding="utf-8")
@@ -386,20 +470,18 @@ def _flag_mismatches(dataset, corpus_threshold: float | None):
     transcript is an outlier for its speaker too)."""
     if corpus_threshold is None:
         return dataset
-    ok = [i for i, e in enumerate(dataset["error"]) if not e]
+    errors = dataset["error"]
+    ok = [i for i, e in enumerate(errors) if not e]
     speakers, scores = dataset["speaker_id"], dataset["align_score"]
     per_speaker = speaker_thresholds([speakers[i] for i in ok], [scores[i] for i in ok])
-
-    def flag(row: dict) -> dict:
-        if row["error"]:
-            return {"error": row["error"]}
-        limit = min(corpus_threshold, per_speaker.get(row["speaker_id"], corpus_threshold))
-        if row["align_score"] < limit:
-            return {"error": f"AlignmentError: transcript does not match the audio: alignment score "
-                             f"{row['align_score']:.2f} is below the threshold {limit:.2f}"}
-        return {"error": ""}
-
-    return dataset.map(flag, keep_in_memory=True, desc="check alignments")
+    flagged = list(errors)
+    for i in ok:
+        limit = min(corpus_threshold, per_speaker.get(speakers[i], corpus_threshold))
+        if scores[i] < limit:
+            flagged[i] = (f"AlignmentError: transcript does not match the audio: alignment score "
+                          f"{scores[i]:.2f} is below the threshold {limit:.2f}")
+    # A new column beside the memory-mapped ones: the codes are not copied (a map would rewrite them).
+    return dataset.remove_columns("error").add_column("error", flagged)
 
 
 #: Config entries that say where a model was loaded from or by what, not what it computes.

@@ -181,6 +181,7 @@ SLOW_TESTS = {
     "test_demo_bench_measures_half_decoding_against_float32", "test_sigkill_then_resume_continues_from_the_last_good_checkpoint",
     "test_two_processes_train_like_one", "test_a_killed_two_process_run_resumes_exactly", "test_trainer_fine_tuning_runs_on_two_processes",
     "test_prepare_with_encodec_and_worker_processes", "test_a_cancelled_long_request_frees_the_model_for_the_next_one",
+    "test_scaling_benchmark_runs_prepare_and_projects",
 }
 
 

@@ -31,6 +31,70 @@ def test_libritts_and_librispeech_layouts(flite_corpus, tmp_path):
     assert not problems
 
 
+def _libritts_tree(flite_corpus, root, names):
+    wav = next((flite_corpus / "audio" / "slt").glob("*.wav"))
+    for name in names:
+        speaker, chapter = name.split("_")[:2]
+        folder = root / speaker / chapter
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.wav").symlink_to(wav)
+        (folder / f"{name}.normalized.txt").write_text(f"Sentence {name}.")
+
+
+def test_streamed_reader_keeps_the_path_order(flite_corpus, tmp_path):
+    """iter_corpus walks one folder at a time yet yields what sorted(rglob) would (the cache keys
+    depend on the order): speakers "2" and "10", chapter folders beside files, nested deeper."""
+    from ella_v_hf.processing.corpus import iter_corpus
+
+    names = ["10_5_000000_000001", "10_5_000000_000000", "2_7_000001_000000", "2_7_000000_000003", "2_30_000000_000000"]
+    _libritts_tree(flite_corpus, tmp_path / "LibriTTS", names)
+    extra = tmp_path / "LibriTTS" / "2" / "7" / "deeper"
+    extra.mkdir()
+    (extra / "2_7_9_9.normalized.txt").write_text("Deeper.")
+    (extra / "2_7_9_9.wav").symlink_to(next((flite_corpus / "audio" / "slt").glob("*.wav")))
+    expected = [p.name[: -len(".normalized.txt")] for p in sorted((tmp_path / "LibriTTS").rglob("*.normalized.txt"))]
+    assert [u.id for u in iter_corpus(tmp_path / "LibriTTS")] == expected
+    assert [u.id for u in read_corpus(tmp_path / "LibriTTS")[0]] == expected
+
+
+def test_prepare_streams_the_corpus_into_arrow_batches(flite_corpus, tmp_path, monkeypatch):
+    """prepare's corpus table is written in record batches (never the whole corpus in memory), holds
+    every usable entry in order, lists the problems, and a failed read leaves no partial file."""
+    import pyarrow as pa
+
+    from ella_v_hf.processing import prepare
+
+    names = [f"19_198_000000_{i:06d}" for i in range(7)]
+    _libritts_tree(flite_corpus, tmp_path / "LibriTTS", names)
+    (tmp_path / "LibriTTS" / "19" / "198" / "19_198_000001_000000.normalized.txt").write_text("No audio.")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setattr(prepare, "CORPUS_BATCH_ROWS", 3)
+    dataset, skipped, key = prepare._corpus_dataset(tmp_path / "LibriTTS", cache)
+    assert dataset["id"] == names and dataset["speaker_id"] == ["19"] * 7
+    assert [s["id"] for s in skipped] == ["19_198_000001_000000"]
+    (table,) = cache.glob("corpus-*")
+    assert table.name == f"corpus-{key}.arrow"
+    with pa.memory_map(str(table)) as source:
+        assert [len(batch) for batch in pa.ipc.open_stream(source)] == [3, 3, 1]
+    assert prepare._corpus_dataset(tmp_path / "LibriTTS", cache)[2] == key  # same corpus, same key
+
+    (tmp_path / "LibriTTS" / "19" / "198" / f"{names[0]}.wav").unlink()
+    (tmp_path / "LibriTTS" / "19" / "198" / f"{names[0]}.wav").write_bytes(b"RIFF-changed")
+    assert prepare._corpus_dataset(tmp_path / "LibriTTS", cache)[2] != key  # the audio changed: a new key
+
+    real = prepare.iter_corpus
+
+    def broken(root):
+        yield from real(root)
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(prepare, "iter_corpus", broken)
+    with pytest.raises(OSError, match="disk gone"):
+        prepare._corpus_dataset(tmp_path / "LibriTTS", cache)
+    assert not list(cache.glob("*.partial"))
+
+
 def test_audiofolder_needs_its_columns(tmp_path):
     (tmp_path / "metadata.csv").write_text("path,sentence\na.wav,hello\n")
     with pytest.raises(ValueError, match="needs the columns file_name,text"):
