@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,32 +30,69 @@ from ..training.trainer import TrainConfig
 A100_BF16_TFLOPS = 312.0
 
 
-def step_flops(config: TrainConfig, num_phonemes: int = 80, codebook_size: int = 1024, num_codebooks: int = 8,
-               phonemes_per_frame: float = 0.2, sequence_tokens: int = 1100) -> dict[str, float]:
-    """FLOPs of one training step (forward + backward) of the recipe's GAR and NAR, on one batch of
+@dataclass(frozen=True)
+class RecipeBatch:
+    """The shapes of one training batch of a recipe: ``rows`` GAR rows of ``tokens`` tokens, and the
+    NAR's rows of ``frames`` frames and ``phones`` phonemes."""
+
+    rows: int
+    tokens: int
+    frames: int
+    phones: int
+    num_codebooks: int
+
+
+def recipe_models(config: TrainConfig, num_phonemes: int = 80, codebook_size: int = 1024, num_codebooks: int = 8,
+                  phonemes_per_frame: float = 0.2, sequence_tokens: int = 1100) -> tuple[EllaVForCausalLM, EllaVNARModel, RecipeBatch]:
+    """The recipe's GAR and NAR (random weights, on the current default device: ``with
+    torch.device("meta")`` builds them without memory) and the shapes of one of its batches:
     ``max_tokens_per_batch`` GAR tokens in rows of ``sequence_tokens`` (1,100: a 10 s utterance at
     75 Hz; a phoneme per five frames, as speech has about 15 phonemes per second)."""
     dims = {**preset(config.preset), **config.model_overrides}
     shared = dict(num_phonemes=num_phonemes, codebook_size=codebook_size, num_codebooks=num_codebooks, **dims)
     rows = max(1, config.max_tokens_per_batch // sequence_tokens)
-    tokens = sequence_tokens
-    frames = int(tokens / (1 + 3 * phonemes_per_frame))  # prefix, in-sequence phonemes and EOPs besides the frames
+    frames = int(sequence_tokens / (1 + 3 * phonemes_per_frame))  # prefix, in-sequence phonemes and EOPs besides the frames
     phones = max(1, int(frames * phonemes_per_frame))
+    gar = EllaVForCausalLM(EllaVConfig(layout=config.layout, max_position_embeddings=max(4096, sequence_tokens + 16), **shared))
+    nar = EllaVNARModel(EllaVNARConfig(max_position_embeddings=max(4096, frames + phones + 16), **shared))
+    return gar, nar, RecipeBatch(rows, sequence_tokens, frames, phones, num_codebooks)
+
+
+def gar_step(gar: EllaVForCausalLM, batch: RecipeBatch, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Forward and backward of the GAR on one batch (``ids`` ``[rows, tokens]``; zeros by default); returns the loss."""
+    if ids is None:
+        ids = torch.zeros(batch.rows, batch.tokens, dtype=torch.long)
+    loss = gar(ids, labels=ids).loss
+    loss.backward()
+    return loss
+
+
+def nar_step(nar: EllaVNARModel, batch: RecipeBatch, codes: torch.Tensor | None = None, phonemes: torch.Tensor | None = None) -> torch.Tensor:
+    """Forward and backward of the NAR on one batch (``codes`` ``[rows, K, frames]``, ``phonemes``
+    ``[rows, phones]``; zeros by default), predicting the second codebook; returns the loss."""
+    if codes is None:
+        codes = torch.zeros(batch.rows, batch.num_codebooks, batch.frames, dtype=torch.long)
+    if phonemes is None:
+        phonemes = torch.zeros(batch.rows, batch.phones, dtype=torch.long)
+    index = torch.ones(batch.rows, dtype=torch.long, device=codes.device)
+    loss = nar(phoneme_ids=phonemes, codes=codes, codebook_index=index, labels=codes[:, 1]).loss
+    loss.backward()
+    return loss
+
+
+def step_flops(config: TrainConfig, **model: Any) -> dict[str, float]:
+    """FLOPs of one training step (forward + backward) of the recipe's GAR and NAR on one batch
+    (:func:`recipe_models`; ``model`` are its keyword arguments), counted on the meta device."""
     result = {}
     with torch.device("meta"):
-        gar = EllaVForCausalLM(EllaVConfig(layout=config.layout, max_position_embeddings=max(4096, tokens + 16), **shared))
-        nar = EllaVNARModel(EllaVNARConfig(max_position_embeddings=max(4096, frames + phones + 16), **shared))
-        ids = torch.zeros(rows, tokens, dtype=torch.long)
+        gar, nar, batch = recipe_models(config, **model)
         counter = FlopCounterMode(display=False)
         with counter:
-            gar(ids, labels=ids).loss.backward()
+            gar_step(gar, batch)
         result["gar"] = float(counter.get_total_flops())
-        codes = torch.zeros(rows, num_codebooks, frames, dtype=torch.long)
         counter = FlopCounterMode(display=False)
         with counter:
-            out = nar(phoneme_ids=torch.zeros(rows, phones, dtype=torch.long), codes=codes,
-                      codebook_index=torch.ones(rows, dtype=torch.long), labels=codes[:, 1])
-            out.loss.backward()
+            nar_step(nar, batch)
         result["nar"] = float(counter.get_total_flops())
     if config.stage == "gar":
         result["nar"] = 0.0
