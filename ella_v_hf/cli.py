@@ -365,6 +365,20 @@ def _cmd_train_codec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_vocoder(args: argparse.Namespace) -> int:
+    from .training.train_vocoder import VocoderTrainConfig, train_vocoder
+
+    config = VocoderTrainConfig.from_file(args.config) if args.config else VocoderTrainConfig()
+    if args.max_steps is not None:
+        config.max_steps = args.max_steps
+    summary = train_vocoder(config, args.codec, args.data, args.out, resume=args.resume)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"trained {summary['step']} steps -> {summary['model']} (held-out {summary['eval']})", file=sys.stderr)
+    return 0
+
+
 def _cmd_assemble(args: argparse.Namespace) -> int:
     from .training.assemble import assemble_checkpoint
 
@@ -553,6 +567,16 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--json", action="store_true")
     tc.set_defaults(func=_cmd_train_codec)
 
+    tv = sub.add_parser("train-vocoder", help="train the learned codec's waveform stage (a Vocos-style vocoder; the codec stays frozen)")
+    tv.add_argument("--codec", required=True, help="a trained learned codec (a codec directory, or a TTS checkpoint whose codec is taken)")
+    tv.add_argument("--data", required=True, help="audiofolder, LibriTTS or LibriSpeech directory")
+    tv.add_argument("--out", required=True, help="run directory (the codec with its vocoder lands in OUT/model)")
+    tv.add_argument("--config", default=None, help="JSON recipe, e.g. training/configs/vocoder.json")
+    tv.add_argument("--max-steps", type=int, default=None)
+    tv.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    tv.add_argument("--json", action="store_true")
+    tv.set_defaults(func=_cmd_train_vocoder)
+
     asm = sub.add_parser("assemble", help="one release checkpoint (fp16) from a GAR run and a NAR run")
     asm.add_argument("--gar", required=True, help="checkpoint whose GAR is taken (e.g. RUN/model of a stage-ar run)")
     asm.add_argument("--nar", default=None, help="checkpoint whose NAR is taken (default: --gar)")
@@ -605,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
 RESTART_ADVICE = {
     "train": "run it again with --resume to continue from the last checkpoint",
     "train-codec": "run it again with --resume to continue from the last checkpoint",
+    "train-vocoder": "run it again with --resume to continue from the last checkpoint",
     "prepare": "run the same command again: finished steps are reused",
 }
 

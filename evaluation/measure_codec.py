@@ -53,6 +53,7 @@ def measure_codec(
     stages: bool = False,
     griffin_lim_iters: int | None = None,
     quality: bool = False,
+    waveform_decoder: str | None = None,
 ) -> dict:
     """WER/CER of ground truth and of resynthesis from the first k codebooks.
 
@@ -68,9 +69,12 @@ def measure_codec(
         griffin_lim_iters: Griffin-Lim iterations for every row (default: the codec's own).
         quality: Also DNSMOS of every row and PESQ / STOI / log-mel distance of every resynthesis
             (``result["quality"][row]``, means over the utterances).
+        waveform_decoder: The learned codec's waveform stage for every row (``"griffin-lim"`` or
+            ``"vocos"``; default: the codec's own).
 
     Raises:
-        ValueError: ``griffin_lim_iters`` for a codec without Griffin-Lim, or below 1.
+        ValueError: ``griffin_lim_iters`` for a codec without Griffin-Lim, or below 1; a
+            ``waveform_decoder`` the codec does not have.
     """
     from ..processing.prepare import load_codec
 
@@ -82,6 +86,12 @@ def measure_codec(
         if griffin_lim_iters < 1:
             raise ValueError(f"griffin_lim_iters must be at least 1, got {griffin_lim_iters}.")
         config.griffin_lim_iters = griffin_lim_iters
+    if waveform_decoder is not None:
+        if not hasattr(config, "waveform_decoder"):
+            raise ValueError(f"{codec_dir}: a {config.model_type} codec has one waveform stage; --waveform-decoder does not apply.")
+        if waveform_decoder == "vocos" and getattr(codec, "vocoder", None) is None:
+            raise ValueError(f"{codec_dir} has no vocoder: train one with `ella-v train-vocoder`.")
+        config.waveform_decoder = waveform_decoder
     levels = levels or list(range(1, config.num_codebooks + 1))
     utterances = read_corpus(data)[0][:n]
     asr = asr or PocketsphinxASR()
@@ -122,6 +132,8 @@ def measure_codec(
     }
     if hasattr(config, "griffin_lim_iters"):
         result["config"]["griffin_lim_iters"] = config.griffin_lim_iters
+    if hasattr(config, "waveform_decoder"):
+        result["config"]["waveform_decoder"] = config.waveform_decoder
     if stages:  # rows the codec has no stage for are absent
         result["stages"] = {name: wer_cer(references, rows) for name, rows in stage_rows.items() if rows}
     if quality:
@@ -182,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", action="store_true", help="also the waveform stage's ceiling and the unquantised autoencoder")
     parser.add_argument("--griffin-lim-iters", type=int, default=None, help="Griffin-Lim iterations (default: the codec's)")
     parser.add_argument("--quality", action="store_true", help="also DNSMOS, PESQ, STOI and log-mel distance per row ([eval] extra)")
+    parser.add_argument("--waveform-decoder", choices=("griffin-lim", "vocos"), default=None,
+                        help="the learned codec's waveform stage (default: the codec's own)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.prepared:
@@ -190,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = measure_codec(
                 args.codec, args.data, args.n, args.levels, stages=args.stages, griffin_lim_iters=args.griffin_lim_iters,
-                quality=args.quality,
+                quality=args.quality, waveform_decoder=args.waveform_decoder,
             )
         except ValueError as error:
             parser.error(str(error))

@@ -26,16 +26,18 @@ def decode_codes(codec, codes: torch.LongTensor, first_probabilities: torch.Tens
     return codec.decode(codes[None].to(codec.device), first_code_probabilities=first)[0, 0].float().cpu().numpy()
 
 
-def _griffin_lim(codec, log_mel: torch.Tensor) -> np.ndarray:
-    """Log-mel ``[1, T, n_mels]`` -> float32 waveform ``[S]`` through ``codec``'s own mel inversion
-    and Griffin-Lim settings (what its ``decode`` ends with)."""
+def _waveform_stage(codec, log_mel: torch.Tensor) -> np.ndarray:
+    """Log-mel ``[1, T, n_mels]`` -> float32 waveform ``[S]`` through ``codec``'s own waveform stage
+    (what its ``decode`` ends with: its vocoder, or its mel inversion and Griffin-Lim settings)."""
+    if hasattr(codec, "to_waveform"):
+        return codec.to_waveform(log_mel)[0].float().cpu().numpy()
     config = codec.config
     return codec.frontend.to_waveform(log_mel, config.griffin_lim_iters, config.griffin_lim_momentum)[0].float().cpu().numpy()
 
 
 @torch.no_grad()
 def waveform_stage_ceiling(codec, waveform: np.ndarray, sampling_rate: int) -> np.ndarray | None:
-    """The reference's own log-mel through ``codec``'s waveform stage (mel inversion + Griffin-Lim):
+    """The reference's own log-mel through ``codec``'s waveform stage (its vocoder, or mel inversion + Griffin-Lim):
     what a decoder that reproduced the log-mel exactly would give. ``None`` for a codec without
     such a stage (EnCodec decodes waveforms directly).
 
@@ -44,7 +46,7 @@ def waveform_stage_ceiling(codec, waveform: np.ndarray, sampling_rate: int) -> n
     if getattr(codec, "frontend", None) is None or not hasattr(codec.config, "griffin_lim_iters"):
         return None
     audio = prepare_waveform(waveform, sampling_rate, codec.config.sampling_rate)
-    return _griffin_lim(codec, codec.frontend(torch.from_numpy(audio)[None].to(codec.device)))  # log-mel [1, T, n_mels]
+    return _waveform_stage(codec, codec.frontend(torch.from_numpy(audio)[None].to(codec.device)))  # log-mel [1, T, n_mels]
 
 
 @torch.no_grad()
@@ -58,7 +60,7 @@ def unquantised_resynthesis(codec, waveform: np.ndarray, sampling_rate: int) -> 
         return None
     audio = prepare_waveform(waveform, sampling_rate, codec.config.sampling_rate)
     latents = codec.latents(codec.features(torch.from_numpy(audio)[None, None].to(codec.device)))  # [1, T, codebook_dim]
-    return _griffin_lim(codec, codec.decode_latents(latents))
+    return _waveform_stage(codec, codec.decode_latents(latents))
 
 
 __all__ = ["decode_codes", "encode_waveform", "unquantised_resynthesis", "waveform_stage_ceiling"]

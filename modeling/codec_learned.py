@@ -1,5 +1,5 @@
 """The learned embedded codec: a small convolutional autoencoder over log-mel frames with a residual
-vector quantiser, decoded to audio by Griffin-Lim.
+vector quantiser, decoded to audio by Griffin-Lim or by a learned vocoder (:mod:`.vocoder`).
 
 It is the offline default (no download; trainable on a CPU with ``ella-v train-codec``). Two
 choices make its *first* codebook carry the phonetic content, which the GAR needs:
@@ -31,6 +31,10 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from .code_vectors import summed_code_vectors
 from .loading import StrictLoadingMixin
 from .mel import LogMel, check_mel_fields
+from .vocoder import IstftVocoder
+
+#: The learned codec's waveform stages (``EllaVCodecConfig.waveform_decoder``).
+WAVEFORM_DECODERS = ("griffin-lim", "vocos")
 
 
 class EllaVCodecConfig(PreTrainedConfig):
@@ -53,7 +57,11 @@ class EllaVCodecConfig(PreTrainedConfig):
         ema_decay: Decay of the codebooks' exponential moving averages (training).
         dead_code_threshold: A code whose moving-average usage falls below this many frames per
             batch is restarted from a random latent of the batch (training).
-        griffin_lim_iters / griffin_lim_momentum: Phase reconstruction in ``decode``.
+        griffin_lim_iters / griffin_lim_momentum: Phase reconstruction in ``decode`` (Griffin-Lim).
+        waveform_decoder: ``decode``'s waveform stage: ``"griffin-lim"`` (the mel inversion) or
+            ``"vocos"`` (a learned :class:`~.vocoder.IstftVocoder`, trained by ``ella-v train-vocoder``).
+        vocoder_hidden_size / vocoder_intermediate_size / vocoder_layers / vocoder_n_fft: The
+            vocoder's ConvNeXt width, MLP width, depth and output STFT size (``"vocos"`` only).
     """
 
     model_type = "ella_v_codec"
@@ -77,9 +85,16 @@ class EllaVCodecConfig(PreTrainedConfig):
     dead_code_threshold: float = 0.5
     griffin_lim_iters: int = 32
     griffin_lim_momentum: float = 0.99
+    waveform_decoder: str = "griffin-lim"
+    vocoder_hidden_size: int = 128
+    vocoder_intermediate_size: int = 384
+    vocoder_layers: int = 8
+    vocoder_n_fft: int = 1280
 
     def __post_init__(self, **kwargs) -> None:
         check_mel_fields(self)
+        if self.waveform_decoder not in WAVEFORM_DECODERS:
+            raise ValueError(f"waveform_decoder must be one of {WAVEFORM_DECODERS}, got {self.waveform_decoder!r}")
         self.dilations = list(self.dilations)
         if self.downsample < 1 or self.kernel_size % 2 == 0 or not self.dilations:
             raise ValueError("downsample must be >= 1, kernel_size odd and dilations non-empty")
@@ -290,6 +305,11 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
             nn.GELU(),
             nn.Conv1d(hidden, config.n_mels, kernel, padding=kernel // 2),
         )
+        self.vocoder = (
+            IstftVocoder(config.n_mels, config.vocoder_hidden_size, config.vocoder_intermediate_size, config.vocoder_layers,
+                         config.vocoder_n_fft, config.hop_length)
+            if config.waveform_decoder == "vocos" else None
+        )
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -368,19 +388,38 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
         return self.reconstruct(latents) * self.feature_std + self.feature_mean
 
     @torch.no_grad()
+    def to_waveform(self, log_mel: torch.Tensor, waveform_decoder: str | None = None) -> torch.Tensor:
+        """Log-mel ``[B, T, n_mels]`` (unnormalised, as :meth:`decode_features` gives) -> waveform
+        ``[B, T * hop_length]`` through ``waveform_decoder`` (default: the config's).
+
+        Raises:
+            ValueError: ``"vocos"`` asked of a codec without a trained vocoder, or an unknown stage.
+        """
+        stage = waveform_decoder or self.config.waveform_decoder
+        if stage not in WAVEFORM_DECODERS:
+            raise ValueError(f"waveform_decoder must be one of {WAVEFORM_DECODERS}, got {stage!r}")
+        if stage == "vocos":
+            if self.vocoder is None:
+                raise ValueError("This codec has no vocoder: train one with `ella-v train-vocoder`, or use waveform_decoder='griffin-lim'")
+            return self.vocoder(((log_mel - self.feature_mean) / self.feature_std).to(self.vocoder.embed.weight.dtype)).float()
+        return self.frontend.to_waveform(log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum)
+
+    @torch.no_grad()
     def decode(
         self,
         audio_codes: torch.LongTensor,
         code_probabilities: torch.Tensor | None = None,
         first_code_probabilities: torch.Tensor | None = None,
+        waveform_decoder: str | None = None,
         **kwargs,
     ) -> torch.Tensor:
-        """Codes ``[B, K', T]`` -> waveform ``[B, 1, T * samples_per_frame]`` (log-mel, then Griffin-Lim).
+        """Codes ``[B, K', T]`` -> waveform ``[B, 1, T * samples_per_frame]`` (log-mel, then the
+        waveform stage: ``waveform_decoder``, default the config's — Griffin-Lim or the vocoder).
 
         ``code_probabilities``, ``first_code_probabilities``: as in :meth:`decode_features`.
         """
         log_mel = self.decode_features(audio_codes, code_probabilities, first_code_probabilities)
-        return self.frontend.to_waveform(log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum)[:, None]
+        return self.to_waveform(log_mel, waveform_decoder)[:, None]
 
 
-__all__ = ["EllaVCodecConfig", "EllaVCodecModel", "ResidualVectorQuantizer"]
+__all__ = ["WAVEFORM_DECODERS", "EllaVCodecConfig", "EllaVCodecModel", "ResidualVectorQuantizer"]
