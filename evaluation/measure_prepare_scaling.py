@@ -10,8 +10,10 @@ symbolic links to the source corpus's recordings, cycled, 250 utterances per spe
 ``ella-v prepare`` on it in a fresh output folder as a child process, and samples the memory of that
 process and its workers every 0.25 s: the peak resident set of the main process, the peak of the
 summed proportional set size (PSS: pages shared between the forked workers counted once) over the
-whole process tree, and that peak once the fixed-cost fitting is over (from when prepare writes its
-aligner: the memory of the steps that grow with the corpus). Throughput is read from the run's ``summary.json``, whose CPU seconds per
+whole process tree, that peak once the fixed-cost fitting is over (from when prepare writes its
+aligner: the memory of the steps that grow with the corpus), and the peak of the tree's anonymous
+resident memory (``RssAnon``): PSS also counts the page cache of the memory-mapped Arrow files a
+step reads, which the kernel drops under pressure; anonymous memory it cannot. Throughput is read from the run's ``summary.json``, whose CPU seconds per
 step count the process and its workers (so the figures hold on a machine busy with other work):
 utterances (and audio seconds) per core-second of the screening and audio (encode + align) steps,
 the two that grow with the corpus; fitting the codec and training the aligner on
@@ -83,6 +85,16 @@ def random_encodec(target: Path) -> Path:
     return target
 
 
+def _anonymous_bytes(pid: int) -> int:
+    """A process's resident anonymous memory (``RssAnon``: heap and stacks, what the kernel cannot
+    drop), without the file-backed pages of the memory-mapped Arrow files it reads (page cache)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 class TreeMemory:
     """Samples a process's resident set and its process tree's summed PSS in a thread; once the file
     ``fitted`` exists (prepare's aligner, written when the fixed-cost fitting is over), also the peak
@@ -98,6 +110,8 @@ class TreeMemory:
         self.peak_main_rss = 0
         self.peak_tree_pss = 0
         self.peak_tree_pss_after_fit = 0
+        self.peak_tree_anonymous = 0
+        self.peak_tree_anonymous_after_fit = 0
         self.peak_processes = 1
         self.samples = 0
         self._stop = threading.Event()
@@ -118,18 +132,21 @@ class TreeMemory:
                 after_fit = self.fitted.exists()
                 children = self.process.children(recursive=True)
                 main = self.process.memory_full_info()  # raises once the process is gone: no partial sample
-                total = main.pss
+                total, anonymous = main.pss, _anonymous_bytes(self.process.pid)
                 for child in children:
                     try:
                         total += child.memory_full_info().pss
-                    except (psutil.NoSuchProcess, psutil.AccessDenied):
+                        anonymous += _anonymous_bytes(child.pid)
+                    except (psutil.NoSuchProcess, psutil.AccessDenied, OSError):
                         continue
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 return
             self.peak_main_rss = max(self.peak_main_rss, main.rss)
             self.peak_tree_pss = max(self.peak_tree_pss, total)
+            self.peak_tree_anonymous = max(self.peak_tree_anonymous, anonymous)
             if after_fit:
                 self.peak_tree_pss_after_fit = max(self.peak_tree_pss_after_fit, total)
+                self.peak_tree_anonymous_after_fit = max(self.peak_tree_anonymous_after_fit, anonymous)
             self.peak_processes = max(self.peak_processes, 1 + len(children))
             self.samples += 1
             self._stop.wait(self.interval)
@@ -174,6 +191,8 @@ def measure_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
         "peak_main_rss_mb": round(memory.peak_main_rss / 2**20, 1),
         "peak_tree_pss_mb": round(memory.peak_tree_pss / 2**20, 1),
         "peak_tree_pss_after_fit_mb": round(memory.peak_tree_pss_after_fit / 2**20, 1),
+        "peak_tree_anonymous_mb": round(memory.peak_tree_anonymous / 2**20, 1),
+        "peak_tree_anonymous_after_fit_mb": round(memory.peak_tree_anonymous_after_fit / 2**20, 1),
         "peak_processes": memory.peak_processes,
         "memory_samples": memory.samples,
         "screen_utterances_per_core_second": round(size / max(cpu["screen"], 1e-9), 2),
@@ -202,23 +221,24 @@ def project(results: list[dict[str, Any]]) -> dict[str, Any]:
         import numpy as np
 
         sizes = np.array([r["utterances"] for r in results], dtype=float)
-        for key, column in (("peak", "peak_tree_pss_mb"), ("peak_after_fit", "peak_tree_pss_after_fit_mb")):
+        for key, column in (("peak_pss", "peak_tree_pss_mb"), ("peak_pss_after_fit", "peak_tree_pss_after_fit_mb"),
+                            ("peak_anonymous", "peak_tree_anonymous_mb")):
             pss = np.array([r[column] for r in results], dtype=float)
             slope, intercept = np.polyfit(sizes, pss, 1)
-            projection[f"{key}_pss_mb_per_1000_utterances"] = round(float(slope) * 1000, 2)
+            projection[f"{key}_mb_per_1000_utterances"] = round(float(slope) * 1000, 2)
             # A flat or falling fit (noise around a constant) extrapolates to no more than was measured.
-            projection[f"{key}_pss_mb_at_libritts"] = round(max(float(pss.max()), float(intercept + slope * LIBRITTS_UTTERANCES)), 1)
+            projection[f"{key}_mb_at_libritts"] = round(max(float(pss.max()), float(intercept + slope * LIBRITTS_UTTERANCES)), 1)
     return projection
 
 
 def markdown(results: list[dict[str, Any]], projection: dict[str, Any]) -> str:
     lines = [
-        "| utterances | audio h | processes | peak RSS main (MB) | peak PSS tree (MB) | peak PSS after fitting (MB) | screen utt/core-s | encode+align utt/core-s | audio s/core-s | fixed core-s | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| utterances | audio h | processes | peak RSS main (MB) | peak PSS tree (MB) | peak PSS after fitting (MB) | peak anonymous (MB) | screen utt/core-s | encode+align utt/core-s | audio s/core-s | fixed core-s | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['utterances']:,} | {r['audio_hours']:.2f} | {r['num_proc']} | {r['peak_main_rss_mb']:.0f} | {r['peak_tree_pss_mb']:.0f} | {r['peak_tree_pss_after_fit_mb']:.0f} | "
+            f"| {r['utterances']:,} | {r['audio_hours']:.2f} | {r['num_proc']} | {r['peak_main_rss_mb']:.0f} | {r['peak_tree_pss_mb']:.0f} | {r['peak_tree_pss_after_fit_mb']:.0f} | {r['peak_tree_anonymous_mb']:.0f} | "
             f"{r['screen_utterances_per_core_second']:.1f} | {r['audio_utterances_per_core_second']:.1f} | "
             f"{r['audio_seconds_per_core_second']:.1f} | {r['fixed_core_seconds']:.0f} | {r['wall_seconds']:.0f} |"
         )
@@ -226,9 +246,9 @@ def markdown(results: list[dict[str, Any]], projection: dict[str, Any]) -> str:
     text += (f"LibriTTS ({projection['libritts_hours']:.0f} h): {projection['core_hours']} core-hours "
              f"({projection['hours_on_16_cores']} h on 16 cores)")
     if "peak_pss_mb_per_1000_utterances" in projection:
-        text += (f"; peak memory changes by {projection['peak_pss_mb_per_1000_utterances']} MB per 1,000 utterances, the peak "
-                 f"after fitting by {projection['peak_after_fit_pss_mb_per_1000_utterances']} MB (extrapolated peak at "
-                 f"LibriTTS's size: {projection['peak_pss_mb_at_libritts']:.0f} MB)")
+        text += (f"; per 1,000 utterances the peak PSS changes by {projection['peak_pss_mb_per_1000_utterances']} MB, the peak "
+                 f"anonymous memory by {projection['peak_anonymous_mb_per_1000_utterances']} MB (extrapolated to LibriTTS's size: "
+                 f"{projection['peak_pss_mb_at_libritts']:.0f} MB PSS, {projection['peak_anonymous_mb_at_libritts']:.0f} MB anonymous)")
     return text + ".\n"
 
 

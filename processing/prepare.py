@@ -194,7 +194,7 @@ _PARTIAL = ".arrow.partial"
 _CORPUS_COLUMNS = ("id", "audio_path", "text", "speaker_id", "prompt_id")
 
 
-def _corpus_dataset(data: str | os.PathLike, cache: Path):
+def _corpus_dataset(data: str | os.PathLike, cache: Path, progress: bool = False):
     """The corpus's entries as a memory-mapped ``datasets.Dataset`` (columns id, audio_path, text,
     speaker_id, prompt_id), written to ``cache/corpus-KEY.arrow`` in record batches of
     :data:`CORPUS_BATCH_ROWS` while the corpus is read, so memory stays flat however large the
@@ -220,7 +220,7 @@ def _corpus_dataset(data: str | os.PathLike, cache: Path):
         try:
             with pa.ipc.new_stream(sink, schema) as writer:
                 batch: list[dict] = []
-                for entry in iter_corpus(data):
+                for entry in tqdm(iter_corpus(data), desc="read corpus", unit=" entries", disable=not progress):
                     if isinstance(entry, CorpusProblem):
                         skipped.append({"id": entry.id, "reason": entry.reason})
                         continue
@@ -303,7 +303,7 @@ def prepare_corpus(
         stale.unlink(missing_ok=True)
     clock = _StepClock()
 
-    dataset, skipped, corpus_key = _corpus_dataset(data, cache)
+    dataset, skipped, corpus_key = _corpus_dataset(data, cache, progress)
 
     tokenizer = EllaVPhonemeTokenizer(language=language)
 

@@ -154,3 +154,35 @@ def test_measure_codec_takes_either_waveform_stage(flite_corpus, tmp_path):
     assert result["config"]["waveform_decoder"] == "griffin-lim"
     with pytest.raises(ValueError, match="has no vocoder"):
         measure_codec(str(tmp_path / "plain"), str(flite_corpus), n=1, progress=False, asr=CountingASR(), waveform_decoder="vocos")
+
+
+def test_adversarial_training_resumes_exactly_and_logs_its_losses(flite_corpus, codec_dir, tmp_path):
+    recipe = dict(max_steps=4, eval_every=4, save_every=2, adversarial_weight=0.1, feature_matching_weight=0.2, discriminator_channels=4,
+                  stft_resolutions=[[256, 64], [512, 128]], discriminator_resolutions=[[256, 64], [512, 128]])
+    whole = train_vocoder(tiny_recipe(**recipe), codec_dir, flite_corpus, tmp_path / "whole", progress=False)
+    assert {"discriminator_loss", "adversarial_loss", "feature_matching_loss"} <= set(whole["last"])
+    train_vocoder(tiny_recipe(**recipe), codec_dir, flite_corpus, tmp_path / "split", progress=False, stop_after=2)
+    train_vocoder(tiny_recipe(**recipe), codec_dir, flite_corpus, tmp_path / "split", resume=True, progress=False)
+    a, b = (AutoModel.from_pretrained(tmp_path / run / "model") for run in ("whole", "split"))
+    assert not any("discriminator" in name for name in a.state_dict())  # training only: never saved with the codec
+    for name, value in a.state_dict().items():  # the discriminator's state was restored too
+        torch.testing.assert_close(value, b.state_dict()[name], msg=name)
+    with pytest.raises(ValueError, match="feature_matching_weight needs the discriminator"):
+        tiny_recipe(feature_matching_weight=1.0).validate()
+
+
+def test_discriminator_losses():
+    from ella_v_hf.training.discriminators import (
+        MultiResolutionDiscriminator,
+        discriminator_loss,
+        feature_matching_loss,
+        generator_loss,
+    )
+
+    discriminator = MultiResolutionDiscriminator([[256, 64], [512, 128]], channels=4).requires_grad_(False)
+    real, fake = torch.randn(2, 4000), torch.randn(2, 4000)
+    judged_real, judged_fake = discriminator(real), discriminator(fake)
+    assert len(judged_real) == 2 and len(judged_real[0][1]) == 5
+    assert float(feature_matching_loss(judged_real, discriminator(real))) == 0.0
+    assert float(feature_matching_loss(judged_real, judged_fake)) > 0
+    assert float(discriminator_loss(judged_real, judged_fake)) >= 0 and float(generator_loss(judged_fake)) >= 0

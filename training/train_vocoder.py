@@ -8,7 +8,8 @@ the crop's own normalised log-mel or, for a ``reconstruction_fraction`` share of
 codec decodes from the crop's first ``n`` quantiser levels (``n`` uniform in ``1..K``): the log-mel a
 GAR and NAR will hand it. The loss is a multi-resolution STFT loss (spectral convergence + log
 magnitude at each ``stft_resolutions`` entry) plus ``mel_loss_weight`` x the L1 distance of the
-codec's own log-mel. Every ``eval_every`` steps the held-out utterances are vocoded whole, from
+codec's own log-mel, and optionally (``adversarial_weight``) a multi-resolution spectrogram
+discriminator's hinge and feature-matching losses. Every ``eval_every`` steps the held-out utterances are vocoded whole, from
 their own log-mel and from all codebooks, and the same losses logged. Checkpoints are atomic,
 ``--resume`` continues exactly where a run stopped, and ``OUT/model`` holds the codec with its
 vocoder (``waveform_decoder="vocos"``).
@@ -43,6 +44,7 @@ from .checkpointing import (
     save_checkpoint,
     step_seed,
 )
+from .discriminators import MultiResolutionDiscriminator, discriminator_loss, feature_matching_loss, generator_loss
 from .train_codec import _levels, load_trained_codec
 
 #: EllaVCodecConfig's vocoder fields, by the names a recipe's ``vocoder`` entry uses.
@@ -57,6 +59,11 @@ class VocoderTrainConfig(JsonRecipe):
     ``vocoder``: the vocoder's size (``hidden_size``, ``intermediate_size``, ``layers``, ``n_fft``;
     unset ones keep :class:`EllaVCodecConfig`'s defaults, or the given codec's when it already has
     a vocoder, which then trains on from its weights).
+    ``adversarial_weight`` > 0: a spectrogram discriminator per ``discriminator_resolutions`` entry
+    (``discriminator_channels`` wide; :mod:`.discriminators`: on one CPU thread each costs about as
+    much as the vocoder's own step at 8 channels) trains against the vocoder with hinge
+    losses, and the vocoder's loss adds ``adversarial_weight`` x its hinge loss and
+    ``feature_matching_weight`` x the discriminator's feature-matching distance.
     """
 
     vocoder: dict = field(default_factory=dict)
@@ -70,6 +77,11 @@ class VocoderTrainConfig(JsonRecipe):
     reconstruction_fraction: float = 0.5
     mel_loss_weight: float = 1.0
     stft_resolutions: list = field(default_factory=lambda: [[512, 128], [1024, 256], [2048, 512]])
+    adversarial_weight: float = 0.0
+    feature_matching_weight: float = 0.0
+    discriminator_learning_rate: float = 5e-4
+    discriminator_channels: int = 8
+    discriminator_resolutions: list = field(default_factory=lambda: [[1024, 256]])
     eval_fraction: float = 0.05
     eval_utterances: int = 20
     eval_every: int = 500
@@ -89,10 +101,15 @@ class VocoderTrainConfig(JsonRecipe):
             raise ValueError(f"reconstruction_fraction must lie in [0, 1], got {self.reconstruction_fraction}")
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must lie in (0, 1), got {self.eval_fraction}")
-        if self.mel_loss_weight < 0:
-            raise ValueError(f"mel_loss_weight must be >= 0, got {self.mel_loss_weight}")
-        if not self.stft_resolutions or any(len(r) != 2 or not 0 < r[1] <= r[0] for r in self.stft_resolutions):
-            raise ValueError(f"stft_resolutions must be [[n_fft, hop], ...] with 0 < hop <= n_fft, got {self.stft_resolutions}")
+        for name in ("mel_loss_weight", "adversarial_weight", "feature_matching_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.feature_matching_weight and not self.adversarial_weight:
+            raise ValueError("feature_matching_weight needs the discriminator: set adversarial_weight > 0 too")
+        for name in ("stft_resolutions", "discriminator_resolutions"):
+            resolutions = getattr(self, name)
+            if not resolutions or any(len(r) != 2 or not 0 < r[1] <= r[0] for r in resolutions):
+                raise ValueError(f"{name} must be [[n_fft, hop], ...] with 0 < hop <= n_fft, got {resolutions}")
 
 
 def with_vocoder(codec: EllaVCodecModel, sizes: dict) -> EllaVCodecModel:
@@ -126,9 +143,12 @@ def stft_loss(prediction: torch.Tensor, target: torch.Tensor, resolutions: list)
     return total / len(resolutions)
 
 
-def vocoder_losses(model: EllaVCodecModel, features: torch.Tensor, waveform: torch.Tensor, config: VocoderTrainConfig) -> dict[str, torch.Tensor]:
-    """The vocoder's losses on normalised log-mel ``[B, T, n_mels]`` against waveforms ``[B, T * hop_length]``."""
-    prediction = model.vocoder(features)  # [B, T * hop]
+def vocoder_losses(model: EllaVCodecModel, features: torch.Tensor, waveform: torch.Tensor, config: VocoderTrainConfig,
+                   prediction: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The vocoder's reconstruction losses on normalised log-mel ``[B, T, n_mels]`` against waveforms
+    ``[B, T * hop_length]`` (``prediction``: the vocoder's output for ``features``, if already computed)."""
+    if prediction is None:
+        prediction = model.vocoder(features)  # [B, T * hop]
     stft = stft_loss(prediction, waveform, config.stft_resolutions)
     mel = F.l1_loss(model.frontend(prediction), model.frontend(waveform))
     return {"loss": stft + config.mel_loss_weight * mel, "stft_loss": stft, "mel_loss": mel}
@@ -251,6 +271,12 @@ def train_vocoder(
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, betas=(0.8, 0.9), weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    adversarial = config.adversarial_weight > 0
+    if adversarial:  # trained beside the vocoder, checkpointed with it, never saved with the codec
+        discriminator = MultiResolutionDiscriminator(config.discriminator_resolutions, config.discriminator_channels)
+        optimizer_d = torch.optim.AdamW(discriminator.parameters(), lr=config.discriminator_learning_rate, betas=(0.8, 0.9))
+        scheduler_d = get_cosine_schedule_with_warmup(optimizer_d, config.warmup_steps, config.max_steps)
+        discriminator, optimizer_d, scheduler_d = accelerator.prepare(discriminator, optimizer_d, scheduler_d)
     unwrapped = accelerator.unwrap_model(model)
     state = {"step": 0, "seconds": 0.0}
     if resume and checkpoints:
@@ -270,7 +296,24 @@ def train_vocoder(
         waveform = torch.from_numpy(np.stack([train[r][s : s + samples] for r, s in zip(rows, starts)])).to(accelerator.device)
         levels = _levels(config.batch_size, unwrapped.config.num_codebooks, True, generator)
         levels[torch.rand(config.batch_size, generator=generator) >= config.reconstruction_fraction] = 0  # 0: the crop's own log-mel
-        outputs = vocoder_losses(unwrapped, _inputs(unwrapped, waveform, levels.to(accelerator.device)), waveform, config)
+        prediction = unwrapped.vocoder(_inputs(unwrapped, waveform, levels.to(accelerator.device)))  # [B, S]
+        outputs = vocoder_losses(unwrapped, None, waveform, config, prediction)
+        if adversarial:
+            optimizer_d.zero_grad()
+            outputs["discriminator_loss"] = discriminator_loss(discriminator(waveform), discriminator(prediction.detach()))
+            accelerator.backward(outputs["discriminator_loss"])
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(discriminator.parameters(), config.max_grad_norm)
+            optimizer_d.step()
+            scheduler_d.step()
+            with torch.no_grad():  # the real side: feature-matching targets only
+                real = discriminator(waveform)
+            fake = discriminator(prediction)
+            outputs["adversarial_loss"] = generator_loss(fake)
+            outputs["loss"] = outputs["loss"] + config.adversarial_weight * outputs["adversarial_loss"]
+            if config.feature_matching_weight:
+                outputs["feature_matching_loss"] = feature_matching_loss(real, fake)
+                outputs["loss"] = outputs["loss"] + config.feature_matching_weight * outputs["feature_matching_loss"]
         accelerator.backward(outputs["loss"])
         if config.max_grad_norm:
             accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
