@@ -186,3 +186,17 @@ def test_discriminator_losses():
     assert float(feature_matching_loss(judged_real, discriminator(real))) == 0.0
     assert float(feature_matching_loss(judged_real, judged_fake)) > 0
     assert float(discriminator_loss(judged_real, judged_fake)) >= 0 and float(generator_loss(judged_fake)) >= 0
+
+
+def test_waveform_stage_bench_times_both_stages(flite_corpus, tmp_path):
+    from ella_v_hf.evaluation.bench_waveform_stage import bench_waveform_stage
+
+    plain = EllaVCodecModel(EllaVCodecConfig(**TINY_CODEC)).eval()
+    plain.save_pretrained(tmp_path / "plain")
+    with_vocoder(plain, TINY_VOCODER).save_pretrained(tmp_path / "voiced")
+    result = bench_waveform_stage(str(tmp_path / "voiced"), str(flite_corpus), n=2, repeats=1)
+    assert result["utterances"] == 2 and result["audio_seconds"] > 0
+    assert result["rtf_griffin_lim"] > 0 and result["rtf_vocos"] > 0
+    assert result["vocos_speedup"] > 0 and result["griffin_lim_iters"] == TINY_CODEC["griffin_lim_iters"]
+    with pytest.raises(ValueError, match="no vocoder"):
+        bench_waveform_stage(str(tmp_path / "plain"), str(flite_corpus), n=1, repeats=1)
