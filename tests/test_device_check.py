@@ -48,3 +48,17 @@ def test_peak_is_stated_or_known():
 
     assert device_check.peak_tflops(torch.device("cpu"), "bf16", "auto") is None
     assert device_check.peak_tflops(torch.device("cpu"), "bf16", "312") == 312.0
+
+
+def test_projection_is_flops_times_steps_over_throughput():
+    import importlib.resources
+
+    config = TrainConfig.from_file(str(importlib.resources.files("ella_v_hf.training") / "configs" / "base-ella-v.json"))
+    config.preset, config.model_overrides, config.max_steps = "tiny", TINY, 10_000_000
+    result = project_training.project(config, peak_tflops=100.0, mfu=0.5, processes=4)
+    flops = project_training.step_flops(config)
+    assert flops["gar"] > 0 and flops["nar"] > 0 and result["flops_per_batch"]["total"] == flops["gar"] + flops["nar"]
+    expected = flops["total"] * 10_000_000 * 4 / (100e12 * 0.5) / 3600
+    assert expected > 10 and result["gpu_hours"] == pytest.approx(expected, abs=0.05)
+    config.stage = "gar"
+    assert project_training.step_flops(config)["nar"] == 0.0
