@@ -59,6 +59,6 @@ def test_projection_is_flops_times_steps_over_throughput():
     flops = project_training.step_flops(config)
     assert flops["gar"] > 0 and flops["nar"] > 0 and result["flops_per_batch"]["total"] == flops["gar"] + flops["nar"]
     expected = flops["total"] * 10_000_000 * 4 / (100e12 * 0.5) / 3600
-    assert expected > 10 and result["gpu_hours"] == pytest.approx(expected, abs=0.05)
+    assert expected > 1 and result["gpu_hours"] == pytest.approx(expected, abs=0.05)
     config.stage = "gar"
     assert project_training.step_flops(config)["nar"] == 0.0
