@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._optional import require
+
 #: LibriTTS's full release (train-clean-100/360, train-other-500, dev and test sets).
 LIBRITTS_HOURS = 585.0
 LIBRITTS_UTTERANCES = 375_086
@@ -101,8 +103,7 @@ class TreeMemory:
     from then on: the memory of the steps that grow with the corpus."""
 
     def __init__(self, pid: int, fitted: Path, interval: float = 0.25):
-        import psutil
-
+        psutil = require("psutil", "train", "measure_prepare_scaling (psutil comes with accelerate)")
         self._psutil = psutil
         self.process = psutil.Process(pid)
         self.fitted = fitted

@@ -249,3 +249,27 @@ def append_log(run: Path, record: dict) -> None:
 
 
 __all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "has_checkpoints", "list_checkpoints", "record_corpus", "remove_stale", "resume_from", "save_checkpoint", "step_seed", "trim_log"]
+
+
+def step_bookkeeping(accelerator, run: Path, config, state: dict, parts: dict[str, float], scheduler, bar,
+                     evaluate: Callable[[], dict], export: Callable[[Path], None]) -> dict | None:
+    """What a training loop does after each step: log ``parts`` (and the learning rate) every
+    ``config.log_every`` steps, run ``evaluate`` every ``config.eval_every`` steps and at the last
+    (its figures logged as ``eval_*``), and checkpoint every ``config.save_every`` steps and at the
+    last (:func:`save_checkpoint`, exporting with ``export``).
+
+    Returns:
+        The evaluation's figures when one ran this step, else ``None``.
+    """
+    step, evaluation = state["step"], None
+    if step % config.log_every == 0 and accelerator.is_main_process:
+        record = {"step": step, "lr": scheduler.get_last_lr()[0], **parts}
+        bar.set_postfix({k: (f"{v:.2e}" if k == "lr" else round(v, 4)) for k, v in record.items() if k != "step"})
+        append_log(run, record)
+    if step % config.eval_every == 0 or step == config.max_steps:
+        evaluation = evaluate()
+        if accelerator.is_main_process:
+            append_log(run, {"step": step, **{f"eval_{k}": v for k, v in evaluation.items()}})
+    if step % config.save_every == 0 or step == config.max_steps:
+        save_checkpoint(accelerator, run, state, config.keep_last, export)
+    return evaluation

@@ -34,14 +34,13 @@ from .._outputs import writes_output_dir
 from ..modeling.codec_learned import EllaVCodecConfig, EllaVCodecModel
 from .checkpointing import (
     JsonRecipe,
-    append_log,
     export_atomically,
     has_checkpoints,
     list_checkpoints,
     record_recipe,
     remove_stale,
     resume_from,
-    save_checkpoint,
+    step_bookkeeping,
     step_seed,
 )
 from .discriminators import MultiResolutionDiscriminator, discriminator_loss, feature_matching_loss, generator_loss
@@ -325,16 +324,9 @@ def train_vocoder(
         state["seconds"] += time.time() - started
         parts = {k: float(v.detach()) for k, v in outputs.items()}
         bar.update(1)
-        if state["step"] % config.log_every == 0 and accelerator.is_main_process:
-            record = {"step": state["step"], "lr": scheduler.get_last_lr()[0], **parts}
-            bar.set_postfix({k: (f"{v:.2e}" if k == "lr" else round(v, 4)) for k, v in record.items() if k != "step"})
-            append_log(out, record)
-        if state["step"] % config.eval_every == 0 or state["step"] == config.max_steps:
-            last_eval = held_out_losses(unwrapped, evaluation, config) if evaluation else {}
-            if accelerator.is_main_process:
-                append_log(out, {"step": state["step"], **{f"eval_{k}": v for k, v in last_eval.items()}})
-        if state["step"] % config.save_every == 0 or state["step"] == config.max_steps:
-            save_checkpoint(accelerator, out, state, config.keep_last, unwrapped.save_pretrained)
+        figures = step_bookkeeping(accelerator, out, config, state, parts, scheduler, bar,
+                                   lambda: held_out_losses(unwrapped, evaluation, config) if evaluation else {}, unwrapped.save_pretrained)
+        last_eval = figures if figures is not None else last_eval
         if stop_after is not None and steps_this_run >= stop_after:
             bar.close()
             return {"stopped_at": state["step"], **state, "last": parts}
