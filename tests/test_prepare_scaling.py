@@ -31,7 +31,9 @@ def test_scaling_benchmark_runs_prepare_and_projects(flite_corpus, tmp_path, cap
     assert (small["utterances"], large["utterances"]) == (4, 8)
     for row in (small, large):
         assert row["kept"] > 0 and row["audio_hours"] > 0 and row["memory_samples"] > 0
-        assert 0 < row["peak_tree_pss_after_fit_mb"] <= row["peak_tree_pss_mb"] and row["peak_tree_anonymous_mb"] > 0
+        # (the peak after fitting can be 0 here: a tiny corpus may finish before the next sample)
+        assert row["peak_tree_pss_mb"] > 0 and row["peak_tree_pss_after_fit_mb"] <= row["peak_tree_pss_mb"]
+        assert row["peak_tree_anonymous_mb"] > 0
         assert row["audio_utterances_per_core_second"] == pytest.approx(row["utterances"] / row["cpu_seconds"]["audio"], rel=0.01)
         assert (work / str(row["utterances"]) / "result.json").is_file()
     projection = report["projection"]
