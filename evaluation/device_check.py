@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
+from transformers import LogitsProcessorList
 
 from ..modeling import EllaVPhonemeAdvanceLogitsProcessor, build_gar_sequence
 from ..training.trainer import TrainConfig
-from .bench import _interleaved_best
+from .bench import _interleaved_best, stock_llama
 from .project_training import RecipeBatch, gar_step, nar_step, recipe_models, step_flops
 
 #: Dense (no sparsity) peak TFLOP/s by device name and autocast dtype.
@@ -99,7 +99,7 @@ def train_figures(model: torch.nn.Module, step: Callable[[], torch.Tensor], toke
     figures = {
         "parameters": sum(p.numel() for p in model.parameters()),
         "tokens_per_step": tokens,
-        "seconds_per_step": round(seconds, 4),
+        "seconds_per_step": round(seconds, 6),  # microseconds: a small model's step is a few milliseconds
         "tokens_per_second": round(tokens / seconds, 1),
         "flops_per_step": flops,
         "achieved_tflops": round(flops / seconds / 1e12, 2),
@@ -107,27 +107,14 @@ def train_figures(model: torch.nn.Module, step: Callable[[], torch.Tensor], toke
     if device.type == "cuda":
         figures["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     if peak:
-        figures["mfu"] = round(flops / seconds / (peak * 1e12), 4)
+        figures["mfu"] = round(flops / seconds / (peak * 1e12), 6)
     return figures
-
-
-def stock_llama(gar) -> LlamaForCausalLM:
-    """A stock ``LlamaForCausalLM`` of the GAR's size and vocabulary."""
-    config = gar.config
-    return LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-            num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
-            num_key_value_heads=config.num_key_value_heads, hidden_act=config.hidden_act,
-            max_position_embeddings=config.max_position_embeddings, pad_token_id=0, bos_token_id=1, eos_token_id=3,
-        )
-    )
 
 
 def inference_figures(gar, device: torch.device, dtype: str, batches: tuple[int, ...], repeats: int, phonemes: int = 24,
                       seed: int = 0, deadline: float | None = None) -> dict[str, Any]:
     """GAR generation with the ELLA-V rule vs stock Llama generate() of the same size, per batch size."""
-    llama = stock_llama(gar).to(device=device, dtype=DTYPES[dtype]).eval()
+    llama = stock_llama(gar.config).to(device=device, dtype=DTYPES[dtype]).eval()
     gar = gar.to(device=device, dtype=DTYPES[dtype]).eval()
     space, spec = gar.config.token_space, gar.config.layout_spec
     text = [(7 * i + 3) % gar.config.num_phonemes for i in range(phonemes)]
@@ -163,12 +150,12 @@ def inference_figures(gar, device: torch.device, dtype: str, batches: tuple[int,
         results[str(batch)] = {
             "new_tokens_per_row": new_tokens,
             "acoustic_frames": frames,
-            "ella_v_seconds": round(best["ella_v"], 4),
-            "llama_seconds": round(best["llama"], 4),
+            "ella_v_seconds": round(best["ella_v"], 6),
+            "llama_seconds": round(best["llama"], 6),
             "ella_v_tokens_per_second": round(steps / best["ella_v"], 1),
             "llama_tokens_per_second": round(steps / best["llama"], 1),
             "ratio_vs_llama": round(best["llama"] / best["ella_v"], 3),
-            "rtf": round(best["ella_v"] / max(audio_seconds, 1e-9), 4),  # over every row's audio
+            "rtf": round(best["ella_v"] / max(audio_seconds, 1e-9), 6),  # over every row's audio
         }
     return results
 
