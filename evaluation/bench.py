@@ -256,21 +256,7 @@ def run_benchmark(
     dims = {**preset(preset_name), **(overrides or {})}
     config = EllaVConfig(num_phonemes=num_phonemes, codebook_size=codebook_size, frame_rate=50.0, sampling_rate=16000, **dims)
     gar = EllaVForCausalLM(config).to(device).eval()
-    llama = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=config.vocab_size,
-            hidden_size=config.hidden_size,
-            intermediate_size=config.intermediate_size,
-            num_hidden_layers=config.num_hidden_layers,
-            num_attention_heads=config.num_attention_heads,
-            num_key_value_heads=config.num_key_value_heads,
-            hidden_act=config.hidden_act,
-            max_position_embeddings=config.max_position_embeddings,
-            pad_token_id=0,
-            bos_token_id=1,
-            eos_token_id=3,
-        )
-    ).to(device).eval()
+    llama = stock_llama(config).to(device).eval()
     floor = generate_floor_model(config.vocab_size, device)
     space, spec = config.token_space, config.layout_spec
     text = [(7 * i + 3) % num_phonemes for i in range(phonemes)]
@@ -366,6 +352,25 @@ def run_benchmark(
         results.update(run_demo_benchmark(demo_model, demo_sentences, device=device, seed=seed))
     results["threads"] = torch.get_num_threads()
     return results
+
+
+def stock_llama(config: EllaVConfig) -> LlamaForCausalLM:
+    """A stock ``LlamaForCausalLM`` of the GAR's size and vocabulary (random weights): the baseline."""
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
+            num_hidden_layers=config.num_hidden_layers,
+            num_attention_heads=config.num_attention_heads,
+            num_key_value_heads=config.num_key_value_heads,
+            hidden_act=config.hidden_act,
+            max_position_embeddings=config.max_position_embeddings,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=3,
+        )
+    )
 
 
 def generate_floor_model(vocab_size: int, device: str = "cpu") -> LlamaForCausalLM:

@@ -111,27 +111,32 @@ class CodecTrainConfig(JsonRecipe):
             raise ValueError(f"phoneme_loss_weight must be >= 0, got {self.phoneme_loss_weight}")
 
 
-def corpus_features(model: EllaVCodecModel, data: str | os.PathLike, progress: bool = True) -> tuple[list, list[np.ndarray]]:
-    """Read a corpus and compute each utterance's log-mel ``[T_mel, n_mels]`` (unnormalised).
-
-    Returns:
-        ``(utterances, features)``; unreadable files are reported on stderr and left out.
-    """
+def corpus_audio(data: str | os.PathLike, sampling_rate: int, progress: bool = True, desc: str = "read audio"):
+    """Every readable utterance of a corpus with its waveform ``[S]`` at ``sampling_rate``, one at a
+    time: ``(utterance, waveform)``. Entries the reader skips and unreadable files are reported on
+    stderr and left out."""
     from ..processing.audio import AudioError, load_audio, prepare_waveform
     from ..processing.corpus import read_corpus
 
     utterances, problems = read_corpus(data)
     for problem in problems:
         print(f"skipped {problem.id}: {problem.reason}", file=sys.stderr)
+    for utterance in tqdm(utterances, desc=desc, disable=not progress, file=sys.stderr):
+        try:
+            yield utterance, prepare_waveform(*load_audio(utterance.audio_path), sampling_rate, name=utterance.audio_path)
+        except AudioError as error:
+            print(f"skipped {utterance.id}: {error}", file=sys.stderr)
+
+
+def corpus_features(model: EllaVCodecModel, data: str | os.PathLike, progress: bool = True) -> tuple[list, list[np.ndarray]]:
+    """Read a corpus and compute each utterance's log-mel ``[T_mel, n_mels]`` (unnormalised).
+
+    Returns:
+        ``(utterances, features)``; unreadable files are reported on stderr and left out.
+    """
     kept, features = [], []
-    rate = model.config.sampling_rate
     with torch.no_grad():
-        for utterance in tqdm(utterances, desc="codec features", disable=not progress, file=sys.stderr):
-            try:
-                waveform = prepare_waveform(*load_audio(utterance.audio_path), rate, name=utterance.audio_path)
-            except AudioError as error:
-                print(f"skipped {utterance.id}: {error}", file=sys.stderr)
-                continue
+        for utterance, waveform in corpus_audio(data, model.config.sampling_rate, progress, "codec features"):
             kept.append(utterance)
             features.append(model.frontend(torch.from_numpy(waveform)[None])[0].numpy())
     if not features:
@@ -425,4 +430,4 @@ def train_codec(
     return summary
 
 
-__all__ = ["CodecTrainConfig", "corpus_features", "frame_phoneme_labels", "load_trained_codec", "reconstruction_losses", "train_codec"]
+__all__ = ["CodecTrainConfig", "corpus_audio", "corpus_features", "frame_phoneme_labels", "load_trained_codec", "reconstruction_losses", "train_codec"]

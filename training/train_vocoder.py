@@ -44,7 +44,7 @@ from .checkpointing import (
     step_seed,
 )
 from .discriminators import MultiResolutionDiscriminator, discriminator_loss, feature_matching_loss, generator_loss
-from .train_codec import _levels, load_trained_codec
+from .train_codec import _levels, corpus_audio, load_trained_codec
 
 #: EllaVCodecConfig's vocoder fields, by the names a recipe's ``vocoder`` entry uses.
 VOCODER_FIELDS = {"hidden_size": "vocoder_hidden_size", "intermediate_size": "vocoder_intermediate_size",
@@ -115,10 +115,8 @@ def with_vocoder(codec: EllaVCodecModel, sizes: dict) -> EllaVCodecModel:
     """``codec`` with a vocoder of ``sizes`` (recipe names; unset ones as the codec has them): its own
     vocoder's weights when it has one of that size, a fresh one otherwise; every other weight copied."""
     fields = {**codec.config.to_dict(), **{VOCODER_FIELDS[k]: v for k, v in sizes.items()}, "waveform_decoder": "vocos"}
-    for key in ("model_type", "architectures", "transformers_version", "_name_or_path", "dtype", "torch_dtype"):
-        fields.pop(key, None)
-    model = EllaVCodecModel(EllaVCodecConfig(**fields))
-    state = {k: v for k, v in codec.state_dict().items() if not k.startswith("vocoder.") or codec.vocoder is not None}
+    model = EllaVCodecModel(EllaVCodecConfig.from_dict(fields))
+    state = codec.state_dict()  # holds vocoder weights only if the codec has a vocoder
     same_vocoder = codec.vocoder is not None and all(
         getattr(codec.config, name) == getattr(model.config, name) for name in VOCODER_FIELDS.values())
     if not same_vocoder:
@@ -155,23 +153,10 @@ def vocoder_losses(model: EllaVCodecModel, features: torch.Tensor, waveform: tor
 
 def corpus_waveforms(codec: EllaVCodecModel, data: str | os.PathLike, progress: bool = True) -> tuple[list, list[np.ndarray]]:
     """Every readable utterance of ``data`` at the codec's rate: ``(utterances, waveforms [S])``."""
-    from ..processing.audio import AudioError, load_audio, prepare_waveform
-    from ..processing.corpus import read_corpus
-
-    utterances, problems = read_corpus(data)
-    for problem in problems:
-        print(f"skipped {problem.id}: {problem.reason}", file=sys.stderr)
-    kept, waveforms = [], []
-    for utterance in tqdm(utterances, desc="read audio", disable=not progress, file=sys.stderr):
-        try:
-            waveforms.append(prepare_waveform(*load_audio(utterance.audio_path), codec.config.sampling_rate, name=utterance.audio_path))
-        except AudioError as error:
-            print(f"skipped {utterance.id}: {error}", file=sys.stderr)
-            continue
-        kept.append(utterance)
-    if not waveforms:
+    pairs = list(corpus_audio(data, codec.config.sampling_rate, progress))
+    if not pairs:
         raise ValueError(f"{data}: no usable audio")
-    return kept, waveforms
+    return [u for u, _ in pairs], [w for _, w in pairs]
 
 
 @torch.no_grad()
