@@ -5,12 +5,11 @@
 #
 # 1. a 1,000-utterance flite corpus (8 voices) + the Kathleen corpus (CC0), 12 % of Kathleen's
 #    prompts held out (no held-out sentence is trained on in any voice);
-# 2. the learned embedded codec with phoneme distillation (50 Hz, 8 codebooks, the first of 128 codes;
-#    `ella-v train-codec --alignments`, codec-50hz-first128.json, 7,000 steps, ~66 min on one
-#    thread): the corpus is first prepared with the bundled codec for its forced alignments
-#    (combined_align; the built-in aligner depends on the codec's frame rate only), whose phonemes the
-#    codec's first codebook is trained to carry; unless SKIP_CODEC=1 (then the bundled
-#    ella_v_hf/pretrained/codec is used); prepare with it and the aligner trained for combined_align;
+# 2. the learned embedded codec (50 Hz, 8 codebooks, the first of 128 codes; codec-plain.json: 3,000
+#    steps, ~31 min on one thread) trained on Kathleen's training prompts only, without phoneme
+#    distillation or first-level-only examples (docs/experiments.md, the codec ablation: each of those
+#    cost intelligibility); unless SKIP_CODEC=1 (then the bundled ella_v_hf/pretrained/codec is used);
+#    prepare the combined corpus with it (prepare fits its aligner there);
 # 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
 #    ELLA-V GAR (stage gar), VALL-E GAR (stage gar): 1,000 steps, dropout 0.1 (without dropout both
 #    GARs overfit the 1.4 h corpus after ~750 steps), half the rows continuing another sentence of
@@ -35,17 +34,16 @@ mkdir -p "$RUNS" && cd "$RUNS"
 [ -f combined/metadata.csv ] || python3 -m ella_v_hf.training.combine_corpora --out combined \
     --corpus "$SHARED/kathleen" --corpus demo --hold-out "$SHARED/kathleen=0.12" --held-out-dir kathleen_heldout
 CODEC=$(python3 -c "from ella_v_hf.processing.prepare import DEFAULT_CODEC_DIR; print(DEFAULT_CODEC_DIR)")
-ALIGNER=()
 if [ "${SKIP_CODEC:-0}" != 1 ]; then
-    [ -f combined_align/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data combined --out combined_align \
-        --codec learned --codec-model "$CODEC" --num-proc 2
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ella-v train-codec --data combined --out codec-50hz-ph --config "$HERE/configs/codec-50hz-first128.json" \
-        --alignments combined_align --resume
-    CODEC=codec-50hz-ph/model
-    ALIGNER=(--aligner-model combined_align/aligner)  # the aligner trained there: same alignments, not trained twice
+    # the same held-out prompts as `combined` (the split is by prompt id with the same seed)
+    [ -f kathleen_only/metadata.csv ] || python3 -m ella_v_hf.training.combine_corpora --out kathleen_only \
+        --corpus "$SHARED/kathleen" --hold-out "$SHARED/kathleen=0.12" --held-out-dir kathleen_heldout
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ella-v train-codec --data kathleen_only --out codec-plain \
+        --config "$HERE/configs/codec-plain.json" --resume
+    CODEC=codec-plain/model
 fi
 [ -f combined_prep/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data combined --out combined_prep \
-    --codec learned --codec-model "$CODEC" "${ALIGNER[@]}" --num-proc 2
+    --codec learned --codec-model "$CODEC" --num-proc 2
 
 for pair in "ella-v vall-e" "nar-aligned nar"; do  # the two GARs side by side, then the two NARs
     for run in $pair; do
