@@ -231,3 +231,33 @@ def test_continuation_cut_never_splits_a_word_espeak_joins(tts_model):
         assert f"{prompt_text} {target_text}" == text and len(prompt_audio) + len(target_audio) == len(waveform)
         prompts.add(prompt_text)
     assert "Sit on" not in prompts and len(prompts) >= 2
+
+
+def test_card_table_and_targets_from_real_evaluations(tts_dir, flite_corpus, tmp_path, capsys):
+    from ella_v_hf.evaluation.card_table import main, targets
+
+    result = evaluate_model(str(tts_dir), str(flite_corpus), str(tmp_path / "ella-v-kathleen-none.json"), mode="none",
+                            sim="none", sweep=["greedy", "top_p=0.9"], limit=2, progress=False, seeds=2, stages=True, dnsmos="no")
+    (tmp_path / "vall-e-hard.json").write_text((tmp_path / "ella-v-kathleen-none.json").read_text())
+    summary = result["summary"]
+    main([str(tmp_path), "--targets"])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("| set | system | WER | CER | SIM | DNSMOS P.808 | INF | EMPTY | CUT |")
+    truth = summary["ground_truth"]
+    assert lines[2] == f"| Kathleen (held out), no prompt | ground truth | {100 * truth['wer']:.1f} % | {100 * truth['cer']:.1f} % | – | – | – | {100 * truth['empty_rate']:.1f} % | – |"
+    names = [line.split(" | ")[1] for line in lines[2:] if line.startswith("|")]
+    assert names == ["ground truth", "codec resynthesis, all codebooks", "codec resynthesis, first codebook",
+                     "ELLA-V greedy", "ELLA-V top-p 0.9",  # the Kathleen set: the ELLA-V file only
+                     "ground truth", "codec resynthesis, all codebooks", "codec resynthesis, first codebook",
+                     "VALL-E greedy", "VALL-E top-p 0.9"]  # the hard set: the VALL-E file only
+    top_p = summary["top_p=0.9"]
+    assert f"| ELLA-V top-p 0.9 | {100 * top_p['wer']:.1f} ± {100 * top_p['wer_std']:.1f} % |" in out
+    figures = targets({"kathleen-none": {"ella-v": result}, "hard": {"vall-e": result}})
+    assert figures["ella_v_top_p_over_ground_truth"] == (top_p["wer"] / truth["wer"] if truth["wer"] else None)
+    assert figures["codec_first_over_ground_truth"] == (summary["codec_first_codebook"]["wer"] / truth["wer"] if truth["wer"] else None)
+    assert figures["ella_v_max_inf_rate"] == max(summary["greedy"]["inf_rate"], top_p["inf_rate"])
+    assert figures["vall_e_hard_over_ella_v"] is None and figures["dnsmos_p808_gap_to_ground_truth"] is None  # not measured
+    assert json.loads(out[out.index("{"):]) == figures
+    with pytest.raises(FileNotFoundError, match="no evaluation"):
+        main([str(tmp_path / "nothing")])

@@ -248,7 +248,7 @@ def append_log(run: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "record_recipe", "export_atomically", "has_checkpoints", "list_checkpoints", "record_corpus", "remove_stale", "resume_from", "save_checkpoint", "step_seed", "trim_log"]
+__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "finish_run", "record_recipe", "export_atomically", "has_checkpoints", "list_checkpoints", "record_corpus", "remove_stale", "resume_from", "save_checkpoint", "step_bookkeeping", "step_seed", "trim_log"]
 
 
 def step_bookkeeping(accelerator, run: Path, config, state: dict, parts: dict[str, float], scheduler, bar,
@@ -273,3 +273,20 @@ def step_bookkeeping(accelerator, run: Path, config, state: dict, parts: dict[st
     if step % config.save_every == 0 or step == config.max_steps:
         save_checkpoint(accelerator, run, state, config.keep_last, export)
     return evaluation
+
+
+def finish_run(accelerator, run: Path, state: dict, parts: dict[str, float], export: Callable[[Path], None], **figures) -> dict:
+    """The end of a finished training loop: export ``run/model`` once (:func:`export_atomically`;
+    a resumed run that finds it keeps it) and write ``run/summary.json``.
+
+    Returns:
+        The summary: ``state`` (step, seconds), the last step's ``parts`` as ``last``, the final
+        model's path as ``model`` and ``figures`` (held-out losses, corpus sizes, parameter counts).
+    """
+    final = run / "model"
+    if accelerator.is_main_process and not (final / "config.json").is_file():
+        export_atomically(run, export)
+    summary = {**state, "last": parts, **figures, "model": str(final)}
+    if accelerator.is_main_process:
+        (run / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

@@ -23,7 +23,6 @@ and is not part of the saved codec; its held-out frame accuracy is logged as ``e
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -41,7 +40,7 @@ from ..modeling.codec_learned import EllaVCodecConfig, EllaVCodecModel
 from ..modeling.sequence_layout import frame_phonemes
 from .checkpointing import (
     JsonRecipe,
-    export_atomically,
+    finish_run,
     has_checkpoints,
     list_checkpoints,
     record_recipe,
@@ -413,21 +412,13 @@ def train_codec(
             bar.close()
             return {"stopped_at": state["step"], **state, "last": parts}
     bar.close()
-    final = out / "model"
-    if accelerator.is_main_process and not (final / "config.json").is_file():
-        export_atomically(out, unwrapped.save_pretrained)
-    summary = {
-        **state,
-        "last": parts,
-        "eval": last_eval or reconstruction_losses(unwrapped, eval_tensors, head, eval_labels),
-        "model": str(final),
-        "train_utterances": len(train_features),
-        "eval_utterances": len(eval_tensors),
-        "parameters": sum(p.numel() for p in unwrapped.parameters()),
-    }
-    if accelerator.is_main_process:
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    return finish_run(
+        accelerator, out, state, parts, unwrapped.save_pretrained,
+        eval=last_eval or reconstruction_losses(unwrapped, eval_tensors, head, eval_labels),
+        train_utterances=len(train_features),
+        eval_utterances=len(eval_tensors),
+        parameters=sum(p.numel() for p in unwrapped.parameters()),
+    )
 
 
 __all__ = ["CodecTrainConfig", "corpus_audio", "corpus_features", "frame_phoneme_labels", "load_trained_codec", "reconstruction_losses", "train_codec"]

@@ -17,7 +17,6 @@ vocoder (``waveform_decoder="vocos"``).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -34,7 +33,7 @@ from .._outputs import writes_output_dir
 from ..modeling.codec_learned import EllaVCodecConfig, EllaVCodecModel
 from .checkpointing import (
     JsonRecipe,
-    export_atomically,
+    finish_run,
     has_checkpoints,
     list_checkpoints,
     record_recipe,
@@ -290,9 +289,14 @@ def train_vocoder(
                 accelerator.clip_grad_norm_(discriminator.parameters(), config.max_grad_norm)
             optimizer_d.step()
             scheduler_d.step()
+            # The vocoder's side: the discriminator's weights take no gradient (only the vocoder's
+            # input does), and its module runs unwrapped, outside the distributed reducer.
+            judge = accelerator.unwrap_model(discriminator)
+            judge.requires_grad_(False)
             with torch.no_grad():  # the real side: feature-matching targets only
-                real = discriminator(waveform)
-            fake = discriminator(prediction)
+                real = judge(waveform)
+            fake = judge(prediction)
+            judge.requires_grad_(True)
             outputs["adversarial_loss"] = generator_loss(fake)
             outputs["loss"] = outputs["loss"] + config.adversarial_weight * outputs["adversarial_loss"]
             if config.feature_matching_weight:
@@ -316,21 +320,13 @@ def train_vocoder(
             bar.close()
             return {"stopped_at": state["step"], **state, "last": parts}
     bar.close()
-    final = out / "model"
-    if accelerator.is_main_process and not (final / "config.json").is_file():
-        export_atomically(out, unwrapped.save_pretrained)
-    summary = {
-        **state,
-        "last": parts,
-        "eval": last_eval,
-        "model": str(final),
-        "train_utterances": len(train),
-        "eval_utterances": len(evaluation),
-        "vocoder_parameters": sum(p.numel() for p in unwrapped.vocoder.parameters()),
-    }
-    if accelerator.is_main_process:
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    return finish_run(
+        accelerator, out, state, parts, unwrapped.save_pretrained,
+        eval=last_eval,
+        train_utterances=len(train),
+        eval_utterances=len(evaluation),
+        vocoder_parameters=sum(p.numel() for p in unwrapped.vocoder.parameters()),
+    )
 
 
 __all__ = ["VocoderTrainConfig", "stft_loss", "train_vocoder", "with_vocoder"]

@@ -14,7 +14,8 @@
 # decoding). Every sampling strategy runs with three seeds (--seeds 3: the tables give the mean and
 # spread; one seed moves top-p WER by several points on ~100 items); greedy runs once. The models run
 # in parallel, one CPU thread each. Then
-# evaluation/measure_nar.py on the Harvard set for each.
+# evaluation/measure_nar.py on the Harvard set for each, and the model cards' one table with the targets'
+# ratios (evaluation/card_table.py -> RUNS/eval/card-table.md).
 set -euo pipefail
 RUNS=$(realpath "${1:?usage: evaluate_demo.sh RUNS_DIR [MODELS_DIR] [NAMES]}")
 MODELS=$(realpath "${2:-$(python3 -c 'import ella_v_hf, os; print(os.path.join(os.path.dirname(ella_v_hf.__file__), "demo_models"))')}")
@@ -44,3 +45,5 @@ for model in $NAMES; do  # what each codebook carries, and the NAR's share of it
         > "$RUNS/eval/$model-nar-ceiling.json"
 done
 for model in $NAMES; do cat "$RUNS/eval/$model"-*.md "$RUNS/eval/$model-nar-ceiling.json"; done
+python3 -m ella_v_hf.evaluation.card_table "$RUNS/eval" --models $NAMES --targets > "$RUNS/eval/card-table.md"
+cat "$RUNS/eval/card-table.md"
