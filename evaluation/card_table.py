@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from .table_cells import format_cell
+
 #: (file suffix, the set as the card names it).
 SETS: tuple[tuple[str, str], ...] = (
     ("kathleen-none", "Kathleen (held out), no prompt"),
@@ -51,20 +53,12 @@ def load_results(folder: str | Path, models: list[str]) -> dict[str, dict[str, d
     return results
 
 
-def _percent(metrics: dict, key: str) -> str:
-    value = metrics.get(key)
-    if value is None:
-        return "–"
-    std = metrics.get(f"{key}_std")
-    return f"{100 * value:.1f} ± {100 * std:.1f} %" if std is not None else f"{100 * value:.1f} %"
-
-
 def _cells(metrics: dict) -> list[str]:
-    def number(key: str, digits: int) -> str:
-        return "–" if metrics.get(key) is None else f"{metrics[key]:.{digits}f}"
+    def rate(key: str) -> str:
+        return format_cell(metrics.get(key), percent=True, std=metrics.get(f"{key}_std"))
 
-    rates = [("–" if metrics.get(key) is None else f"{100 * metrics[key]:.1f} %") for key in ("inf_rate", "empty_rate", "cut_rate")]
-    return [_percent(metrics, "wer"), _percent(metrics, "cer"), number("sim", 3), number("dnsmos_p808", 2), *rates]
+    return [rate("wer"), rate("cer"), format_cell(metrics.get("sim")), format_cell(metrics.get("dnsmos_p808"), digits=2),
+            *(rate(key) for key in ("inf_rate", "empty_rate", "cut_rate"))]
 
 
 def markdown(results: dict[str, dict[str, dict]], models: list[str]) -> str:

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from .table_cells import format_cell
+
 
 def ablation_rows(folder: str | Path, file: str = "measure.json") -> list[tuple[str, dict]]:
     """``(run name, measurement)`` for every ``folder/NAME/file``, in name order."""
@@ -30,13 +32,12 @@ def markdown(rows: list[tuple[str, dict]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in rows:
         truth = m["ground_truth"]["wer"]
-        cells = [name, str(m["utterances"]), f"{100 * truth:.1f} %"]
-        cells += [f"{100 * m['first_codebooks'][str(k)]['wer']:.1f} %" if str(k) in m["first_codebooks"] else "–" for k in levels]
-        unquantised = m.get("stages", {}).get("unquantised")
-        cells.append(f"{100 * unquantised['wer']:.1f} %" if unquantised else "–")
+        cells = [name, str(m["utterances"]), format_cell(truth, percent=True)]
+        cells += [format_cell(m["first_codebooks"].get(str(k), {}).get("wer"), percent=True) for k in levels]
+        cells.append(format_cell(m.get("stages", {}).get("unquantised", {}).get("wer"), percent=True))
         cells.append(f"{m['first_codebooks'][top]['wer'] / truth:.2f} ×" if top in m["first_codebooks"] and truth else "–")
         quality = m.get("quality", {}).get(f"first_{top}", {})
-        cells += [f"{quality[key]:.2f}" if key in quality else "–" for key in ("dnsmos_p808", "pesq", "stoi")]
+        cells += [format_cell(quality.get(key), digits=2) for key in ("dnsmos_p808", "pesq", "stoi")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

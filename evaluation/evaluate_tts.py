@@ -40,6 +40,7 @@ from ..synthesis import load_checkpoint, set_decode_weights
 from .judges import load_asr, load_similarity, wer_cer
 from .quality import DNSMOS_FIELDS, load_dnsmos
 from .resynthesis import decode_codes, encode_waveform
+from .table_cells import format_cell
 
 #: Continuation items need at least this much reference speech after the prompt.
 MIN_TARGET_SECONDS = 1.0
@@ -331,19 +332,12 @@ def markdown_table(result: dict) -> str:
              "| system | WER | CER | SIM | DNSMOS P.808 | DNSMOS OVRL | INF | EMPTY | CUT | duration ratio | RTF | n | seeds |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
-    def fmt(value, percent=False, std=None):
-        if value is None:
-            return "–"
-        if std is not None:
-            return f"{100 * value:.1f} ± {100 * std:.1f} %"
-        return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
-
     for name, m in result["summary"].items():
         seeds = ", ".join(map(str, m["seeds"])) if "seeds" in m else "–"
-        lines.append(f"| {name} | {fmt(m['wer'], True, m.get('wer_std'))} | {fmt(m['cer'], True, m.get('cer_std'))} | {fmt(m['sim'])} "
-                     f"| {fmt(m.get('dnsmos_p808'))} | {fmt(m.get('dnsmos_ovrl'))} "
-                     f"| {fmt(m.get('inf_rate'), True)} | {fmt(m.get('empty_rate'), True)} | {fmt(m.get('cut_rate'), True)} "
-                     f"| {fmt(m['duration_ratio'])} | {fmt(m['rtf'])} | {m['utterances']} | {seeds} |")
+        lines.append(f"| {name} | {format_cell(m['wer'], True, m.get('wer_std'))} | {format_cell(m['cer'], True, m.get('cer_std'))} | {format_cell(m['sim'])} "
+                     f"| {format_cell(m.get('dnsmos_p808'))} | {format_cell(m.get('dnsmos_ovrl'))} "
+                     f"| {format_cell(m.get('inf_rate'), True)} | {format_cell(m.get('empty_rate'), True)} | {format_cell(m.get('cut_rate'), True)} "
+                     f"| {format_cell(m['duration_ratio'])} | {format_cell(m['rtf'])} | {m['utterances']} | {seeds} |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -144,3 +145,29 @@ def test_combine_corpora_adds_speed_perturbed_copies(flite_corpus, tmp_path):
         combine([str(flite_corpus)], str(tmp_path / "t2"), {}, None, speeds={"elsewhere": [0.9]})
     with pytest.raises(ValueError, match="must be in"):
         combine([str(flite_corpus)], str(tmp_path / "t3"), {}, None, speeds={str(flite_corpus): [1.0]})
+
+
+def test_combine_corpora_never_touches_a_users_folder(flite_corpus, tmp_path):
+    from ella_v_hf._outputs import OutputExistsError
+    from ella_v_hf.training.combine_corpora import combine
+
+    users = tmp_path / "mine"
+    users.mkdir()
+    (users / "metadata.csv").write_text("file_name,text\nmy.wav,my words\n")
+    before = (users / "metadata.csv").read_bytes()
+    for out, held in ((users, tmp_path / "held"), (tmp_path / "train", users)):
+        with pytest.raises(OutputExistsError, match="not empty"):
+            combine([str(flite_corpus)], str(out), {str(flite_corpus): 0.25}, str(held))
+        assert (users / "metadata.csv").read_bytes() == before and sorted(p.name for p in users.iterdir()) == ["metadata.csv"]
+        assert not (tmp_path / "train").exists() and not (tmp_path / "held").exists()  # nothing written on either side
+    with pytest.raises(ValueError, match="needs --held-out-dir"):
+        combine([str(flite_corpus)], str(tmp_path / "train"), {str(flite_corpus): 0.25}, None)
+    assert not (tmp_path / "train").exists()
+    # its own output is rewritten in place (perturbed copies included); a user's note there stays
+    first = combine([str(flite_corpus)], str(tmp_path / "train"), {}, None, speeds={str(flite_corpus): [1.1]})
+    (tmp_path / "train" / "notes.txt").write_text("keep me")
+    assert combine([str(flite_corpus)], str(tmp_path / "train"), {}, None, speeds={str(flite_corpus): [1.1]}) == first
+    train, _ = read_corpus(tmp_path / "train")
+    assert len(train) == first["train"] and all(Path(u.audio_path).is_file() for u in train)
+    assert (tmp_path / "train" / "notes.txt").read_text() == "keep me"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ella-v-tmp-")]

@@ -13,6 +13,9 @@ recipe: resampled by the factor and played at the original rate, so tempo and pi
 each factor is its own speaker, ``SPEAKER-sp0.9``). The copies are written as FLAC under
 ``OUT/perturbed/PREFIX-spFACTOR/`` and linked from ``OUT/audio/PREFIX-spFACTOR/`` like every other
 file; the held-out utterances are never perturbed.
+
+Like every writing command (see ``ella_v_hf._outputs``), it writes only into new or empty folders or
+its own earlier outputs, each built in a temporary sibling and moved into place when complete.
 """
 
 from __future__ import annotations
@@ -20,17 +23,25 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import soundfile as sf
 import soxr
 from tqdm.auto import tqdm
 
+from .._lock import run_lock
+from .._outputs import BOOKKEEPING, check_output_dir, install_tree, temporary_dir_beside
 from ..processing.corpus import Utterance, read_corpus, sentence_key, split_by_prompt
+
+#: The command name in an output folder's marker.
+COMMAND = "python -m ella_v_hf.training.combine_corpora"
 
 
 def _write(folder: Path, rows: list[tuple[str, Utterance]]) -> None:
+    """Write the audiofolder ``folder`` (a new temporary one): ``metadata.csv`` and a link per row."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -39,10 +50,17 @@ def _write(folder: Path, rows: list[tuple[str, Utterance]]) -> None:
             name = Path("audio") / prefix / (u.id.replace("/", "__") + Path(u.audio_path).suffix)
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            if target.is_symlink() or target.exists():
-                target.unlink()
             os.symlink(os.path.abspath(u.audio_path), target)
             writer.writerow([name.as_posix(), u.text, f"{prefix}:{u.speaker_id}"])
+
+
+def _is_combined(folder: Path) -> bool:
+    """An output of this script written before the marker existed: metadata.csv, links under audio/
+    and perhaps perturbed/ (and nothing else)."""
+    names = {p.name for p in folder.iterdir()} - set(BOOKKEEPING)
+    audio = folder / "audio"
+    return ("metadata.csv" in names and names <= {"metadata.csv", "audio", "perturbed"} and audio.is_dir()
+            and all(p.is_symlink() or p.is_dir() for p in audio.rglob("*")))
 
 
 def _check_speed(factor: float) -> None:
@@ -50,8 +68,17 @@ def _check_speed(factor: float) -> None:
         raise ValueError(f"speed factor {factor} must be in [0.5, 2] and not 1")
 
 
-def speed_perturb(utterances: list[Utterance], prefix: str, factor: float, folder: Path) -> list[tuple[str, Utterance]]:
+def speed_perturb(utterances: list[Utterance], prefix: str, factor: float, folder: Path,
+                  final_folder: Path | None = None) -> list[tuple[str, Utterance]]:
     """Write ``utterances`` played ``factor`` times faster (resampled, so pitch moves too).
+
+    Args:
+        utterances: The originals.
+        prefix: Their corpus's prefix.
+        factor: The speed factor.
+        folder: Where the FLACs are written (under ``perturbed/``).
+        final_folder: Where they will live once ``folder`` is installed (default ``folder``); the
+            rows name them there.
 
     Returns:
         ``(prefix, utterance)`` rows for :func:`_write`: prefix ``PREFIX-spFACTOR``, the same
@@ -61,14 +88,15 @@ def speed_perturb(utterances: list[Utterance], prefix: str, factor: float, folde
     _check_speed(factor)
     tag = f"sp{factor:g}"
     rows = []
-    written = folder / "perturbed" / f"{prefix}-{tag}"
+    relative = Path("perturbed") / f"{prefix}-{tag}"
+    written, final = folder / relative, (final_folder or folder) / relative
     written.mkdir(parents=True, exist_ok=True)
     for u in tqdm(utterances, desc=f"{prefix} speed {factor:g}", unit="utt"):
         audio, rate = sf.read(u.audio_path, dtype="float32", always_2d=False)  # (samples,) or (samples, channels)
         faster = soxr.resample(audio, rate, rate / factor)  # (samples / factor, ...)
-        path = written / (u.id.replace("/", "__") + f"_{tag}.flac")
-        sf.write(path, faster, rate)
-        rows.append((f"{prefix}-{tag}", Utterance(id=f"{u.id}_{tag}", audio_path=str(path), text=u.text,
+        name = u.id.replace("/", "__") + f"_{tag}.flac"
+        sf.write(written / name, faster, rate)
+        rows.append((f"{prefix}-{tag}", Utterance(id=f"{u.id}_{tag}", audio_path=str(final / name), text=u.text,
                                                   speaker_id=f"{u.speaker_id}-{tag}", prompt_id=u.prompt_id)))
     return rows
 
@@ -108,16 +136,26 @@ def combine(corpora: list[str], out: str, hold_out: dict[str, float], held_out_d
     train_rows = [row for row in train_rows if sentence_key(row[1].text) not in held_texts]
     if leaking:
         print(f"dropped {len(leaking)} training utterances that read a held-out sentence", file=sys.stderr)
-    for corpus, factors in speeds.items():
-        prefix = Path(corpus).resolve().name
-        originals = [u for p, u in train_rows if p == prefix]
-        for factor in factors:
-            train_rows += speed_perturb(originals, prefix, factor, Path(out))
-    _write(Path(out), train_rows)
-    if held_rows:
-        if not held_out_dir:
-            raise ValueError("--hold-out needs --held-out-dir")
-        _write(Path(held_out_dir), held_rows)
+    if held_rows and not held_out_dir:
+        raise ValueError("--hold-out needs --held-out-dir")
+    targets = [("--out", Path(out))] + ([("--held-out-dir", Path(held_out_dir))] if held_rows else [])
+    if len(targets) == 2 and targets[0][1].resolve() == targets[1][1].resolve():
+        raise ValueError(f"--out and --held-out-dir are the same folder ({out})")
+    for option, folder in targets:  # before anything is written
+        check_output_dir(folder, COMMAND, _is_combined, option)
+    with ExitStack() as stack:
+        for _, folder in targets:
+            stack.enter_context(run_lock(folder, COMMAND))
+        temporaries = [temporary_dir_beside(folder) for _, folder in targets]  # ours: removed at the end
+        stack.callback(lambda: [shutil.rmtree(t, ignore_errors=True) for t in temporaries])
+        for corpus, factors in speeds.items():
+            prefix = Path(corpus).resolve().name
+            originals = [u for p, u in train_rows if p == prefix]
+            for factor in factors:
+                train_rows += speed_perturb(originals, prefix, factor, temporaries[0], final_folder=Path(out).resolve())
+        for (_, folder), rows, temporary in zip(targets, (train_rows, held_rows), temporaries):
+            _write(temporary, rows)
+            install_tree(temporary, folder, COMMAND)
     return {"train": len(train_rows), "held_out": len(held_rows)}
 
 
