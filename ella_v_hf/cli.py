@@ -547,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--stages", action="store_true",
                     help="also score the first codebook alone: the reference's (codec_first_codebook) and each strategy's generated one")
     _decode_weights_argument(ev)
-    ev.add_argument("--overwrite", action="store_true", help="replace existing result files (refused otherwise)")
+    ev.add_argument("--overwrite", action="store_true", help="replace existing result files (refused otherwise) and start an interrupted evaluation again instead of resuming it")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_evaluate)
 

@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from ..modeling.decoding_options import parse_strategy
 from ..processing import EllaVProcessor, load_audio, prepare_waveform, read_corpus
 from ..processing.tokenization_ella_v import token_words
 from ..synthesis import load_checkpoint, set_decode_weights
+from .evaluation_progress import EvaluationProgress
 from .judges import load_asr, load_similarity, wer_cer
 from .quality import DNSMOS_FIELDS, load_dnsmos
 from .resynthesis import decode_codes, encode_waveform
@@ -230,7 +232,9 @@ def evaluate_model(
     dnsmos: str = "auto",
 ) -> dict:
     """Evaluate a checkpoint (see the module docstring). Writes ``out`` (JSON), ``.md`` and ``.png``
-    beside it; existing ones are refused before any work unless ``overwrite``.
+    beside it; existing ones are refused before any work unless ``overwrite``. An interrupted run
+    resumes where it stopped when called again with the same arguments
+    (:class:`~ella_v_hf.evaluation.evaluation_progress.EvaluationProgress`; ``overwrite`` starts again).
 
     Each sampling strategy runs ``seeds`` times (run seeds ``seed`` … ``seed + seeds - 1``; item
     ``i`` of a run draws from :func:`item_seed`); its summary is the mean over runs (:func:`summarize`).
@@ -265,9 +269,20 @@ def evaluate_model(
         reasons = "; ".join(f"{s['id']}: {s['reason']}" for s in skipped[:5]) + (" …" if len(skipped) > 5 else "")
         raise ValueError(f"No usable evaluation items in {eval_path}: {len(skipped)} skipped ({reasons or 'the folder holds none'})")
     judge, similarity, quality = load_asr(asr), load_similarity(sim), load_dnsmos(dnsmos)
+    weights = Path(model_dir) / "model.safetensors"
+    progress_file = EvaluationProgress(out_path, {
+        "model": str(Path(model_dir).resolve()),
+        "weights": [weights.stat().st_size, weights.stat().st_mtime_ns] if weights.is_file() else None,
+        "eval": str(Path(eval_path).resolve()), "items": [item.id for item in items], "mode": mode,
+        "prompt_seconds": prompt_seconds, "prompt_audio": prompt_audio, "prompt_text": prompt_text,
+        "asr": asr, "sim": sim, "dnsmos": quality is not None, "sweep": list(strategies), "seed": seed, "seeds": seeds,
+        "stages": stages, "decode_weight_dtype": decode_weight_dtype,
+    }, restart=overwrite)
+    if progress_file.done:
+        print(f"resuming: {len(progress_file.done)} finished units from {progress_file.path}", file=sys.stderr)
     rows: dict[str, list[dict]] = {}
 
-    def score(name: str, item: EvalItem, audio: np.ndarray, extra: dict) -> dict:
+    def score(item: EvalItem, audio: np.ndarray, extra: dict) -> dict:
         row = {"id": item.id, "reference": item.target_text, "hypothesis": judge.transcribe(audio, rate) if audio.size else ""}
         row["seconds"] = len(audio) / rate
         if item.prompt_id is not None:
@@ -280,36 +295,57 @@ def evaluate_model(
         if quality is not None and audio.size:
             row.update({f"dnsmos_{key}": value for key, value in quality(audio, rate).items()})
         row.update(extra)
-        rows.setdefault(name, []).append(row)
         return row
 
-    with_audio = [i for i in items if i.reference_audio is not None]
-    for item in tqdm(with_audio, desc="ground truth + resynthesis", disable=not progress):
-        score("ground_truth", item, item.reference_audio, {})
+    def unit(key: str, compute: Callable[[], list[tuple[str, dict]]]) -> None:
+        """One unit's ``(system, row)`` pairs: recorded by an interrupted run, or computed and recorded now."""
+        pairs = progress_file.done.get(key)
+        if pairs is None:
+            pairs = compute()
+            progress_file.record(key, pairs)
+        for name, row in pairs:
+            rows.setdefault(name, []).append(row)
+
+    def references(item: EvalItem) -> list[tuple[str, dict]]:
+        pairs = [("ground_truth", score(item, item.reference_audio, {}))]
         codes = encode_waveform(model.codec, item.reference_audio, rate)
-        score("codec_resynthesis", item, decode_codes(model.codec, codes), {})
+        pairs.append(("codec_resynthesis", score(item, decode_codes(model.codec, codes), {})))
         if stages:
-            score("codec_first_codebook", item, decode_codes(model.codec, codes[:1]), {})
-    for name, kwargs in strategies.items():
-        run_seeds = range(seed, seed + (seeds if kwargs["do_sample"] else 1))  # greedy is deterministic: once
-        for run_seed in run_seeds:
-            label = name if len(run_seeds) == 1 else f"{name} (seed {run_seed})"
-            for index, item in enumerate(tqdm(items, desc=label, disable=not progress)):
-                torch.manual_seed(item_seed(run_seed, index))
-                inputs = processor(item.target_text, prompt_audio=item.prompt_audio, prompt_text=item.prompt_text,
-                                   sampling_rate=rate if item.prompt_audio is not None else None)
-                started = time.perf_counter()
-                generated = model.generate(**inputs, check_alignment=False, **kwargs)
-                elapsed = time.perf_counter() - started
-                audio = generated.audio[0, : int(generated.audio_lengths[0])].numpy()
-                outcome = {"infinite": bool(generated.infinite[0]), "cuts": int(generated.cuts[0]), "seed": run_seed}
-                score(name, item, audio, {**outcome, **({"rtf": elapsed / (len(audio) / rate)} if audio.size else {})})
-                if stages:
-                    first = generated.codes[0][:1]  # [1, T] the GAR's codebook alone
-                    drawn = generated.first_code_probabilities  # decoded as the system decoded it
-                    score(f"{name} [first codebook]", item,
-                          decode_codes(model.codec, first, None if drawn is None else drawn[0]) if first.shape[-1]
-                          else np.zeros(0, np.float32), outcome)
+            pairs.append(("codec_first_codebook", score(item, decode_codes(model.codec, codes[:1]), {})))
+        return pairs
+
+    def synthesis(name: str, kwargs: dict, run_seed: int, index: int, item: EvalItem) -> list[tuple[str, dict]]:
+        torch.manual_seed(item_seed(run_seed, index))
+        inputs = processor(item.target_text, prompt_audio=item.prompt_audio, prompt_text=item.prompt_text,
+                           sampling_rate=rate if item.prompt_audio is not None else None)
+        started = time.perf_counter()
+        generated = model.generate(**inputs, check_alignment=False, **kwargs)
+        elapsed = time.perf_counter() - started
+        audio = generated.audio[0, : int(generated.audio_lengths[0])].numpy()
+        outcome = {"infinite": bool(generated.infinite[0]), "cuts": int(generated.cuts[0]), "seed": run_seed}
+        pairs = [(name, score(item, audio, {**outcome, **({"rtf": elapsed / (len(audio) / rate)} if audio.size else {})}))]
+        if stages:
+            first = generated.codes[0][:1]  # [1, T] the GAR's codebook alone
+            drawn = generated.first_code_probabilities  # decoded as the system decoded it
+            pairs.append((f"{name} [first codebook]", score(
+                item, decode_codes(model.codec, first, None if drawn is None else drawn[0]) if first.shape[-1]
+                else np.zeros(0, np.float32), outcome)))
+        return pairs
+
+    try:
+        with_audio = [(index, item) for index, item in enumerate(items) if item.reference_audio is not None]
+        for index, item in tqdm(with_audio, desc="ground truth + resynthesis", disable=not progress):
+            unit(f"reference/{index}", lambda item=item: references(item))
+        for name, kwargs in strategies.items():
+            run_seeds = range(seed, seed + (seeds if kwargs["do_sample"] else 1))  # greedy is deterministic: once
+            for run_seed in run_seeds:
+                label = name if len(run_seeds) == 1 else f"{name} (seed {run_seed})"
+                for index, item in enumerate(tqdm(items, desc=label, disable=not progress)):
+                    unit(f"{name}/{run_seed}/{index}",
+                         lambda name=name, kwargs=kwargs, run_seed=run_seed, index=index, item=item: synthesis(name, kwargs, run_seed, index, item))
+    except BaseException:
+        progress_file.close()  # kept: a rerun with the same arguments resumes from it
+        raise
     summary = {name: summarize(items_rows) for name, items_rows in rows.items()}
     layout = model.config.gar_config.layout
     if Path(eval_path).is_file():  # a text file: one fixed prompt for every line, or none
@@ -323,6 +359,7 @@ def evaluate_model(
     for path, write in zip(outputs, writers):
         with atomic_file(path) as temporary:
             write(temporary)
+    progress_file.finish()
     return result
 
 

@@ -146,6 +146,50 @@ def test_evaluate_runs_sampling_strategies_once_per_seed(tts_dir, flite_corpus, 
         evaluate_model(str(tts_dir), str(flite_corpus), str(tmp_path / "x.json"), sweep=["greedy"], seeds=0, progress=False)
 
 
+def test_an_interrupted_evaluation_resumes_where_it_stopped(tts_dir, flite_corpus, tmp_path, monkeypatch):
+    from ella_v_hf.evaluation.evaluation_progress import EvaluationProgress
+
+    arguments = {"mode": "none", "sim": "none", "sweep": ["greedy", "top_p=0.9"], "limit": 2, "progress": False,
+                 "seeds": 2, "stages": True, "dnsmos": "no"}
+    whole = evaluate_model(str(tts_dir), str(flite_corpus), str(tmp_path / "whole.json"), **arguments)
+    assert not (tmp_path / "whole.partial.jsonl").exists()  # removed once the results are written
+    units = 2 + 2 + 2 * 2  # references, greedy, two seeds of top-p; for two items
+    record, recorded = EvaluationProgress.record, []
+
+    def killed_after_three(self, unit, rows):
+        if len(recorded) == 3:
+            raise KeyboardInterrupt
+        recorded.append(unit)
+        record(self, unit, rows)
+
+    monkeypatch.setattr(EvaluationProgress, "record", killed_after_three)
+    out = tmp_path / "resumed.json"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(str(tts_dir), str(flite_corpus), str(out), **arguments)
+    partial = tmp_path / "resumed.partial.jsonl"
+    assert not out.exists() and len(partial.read_text().splitlines()) == 1 + 3
+    with open(partial, "a") as handle:
+        handle.write('{"unit": "greedy/0/1", "ro')  # a line a kill cut short: redone
+    with pytest.raises(ValueError, match="other settings"):  # never mixed with other settings
+        evaluate_model(str(tts_dir), str(flite_corpus), str(out), **{**arguments, "seeds": 3})
+    recorded.clear()
+    monkeypatch.setattr(EvaluationProgress, "record", lambda self, unit, rows: (recorded.append(unit), record(self, unit, rows)))
+    resumed = evaluate_model(str(tts_dir), str(flite_corpus), str(out), **arguments)
+    assert len(recorded) == units - 3 and not partial.exists()
+
+    def without_timing(result):
+        return {name: [{k: v for k, v in row.items() if k != "rtf"} for row in rows] for name, rows in result["utterances"].items()}
+
+    assert without_timing(resumed) == without_timing(whole)  # each item draws from its own seed
+    assert resumed["summary"]["top_p=0.9"]["wer"] == whole["summary"]["top_p=0.9"]["wer"]
+    # one writer per evaluation
+    holder = EvaluationProgress(tmp_path / "busy.json", {"a": 1})
+    with pytest.raises(RuntimeError, match="another"):
+        EvaluationProgress(tmp_path / "busy.json", {"a": 1})
+    holder.close()
+    assert EvaluationProgress(tmp_path / "busy.json", {"a": 2}, restart=True).done == {}
+
+
 def test_eval_set_sentences_exclude_the_training_corpus(flite_corpus, tmp_path):
     from ella_v_hf.evaluation.eval_sets import make_eval_set, unseen_sentences
     from ella_v_hf.processing import read_corpus
