@@ -1,5 +1,7 @@
 """Resuming ``ella-v evaluate``: every finished unit of work is appended to ``OUT.partial.jsonl``.
 
+    python -m ella_v_hf.evaluation.evaluation_progress OUT.partial.jsonl   # the figures so far
+
 A unit is one item's reference rows (ground truth, codec resynthesis, first codebook) or one item
 under one strategy and run seed. Every item draws from its own seed, so a run resumed from the
 file scores exactly what an uninterrupted one would; the file's first line holds the settings, and
@@ -9,9 +11,11 @@ results are written.
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
 import os
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -77,9 +81,44 @@ class EvaluationProgress:
         self._file.close()
 
 
+def rows_so_far(path: str | os.PathLike) -> dict[str, list[dict]]:
+    """``{system: rows}`` of the units a progress file holds, in the order they were finished (read only)."""
+    rows: dict[str, list[dict]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines()[1:]:
+        unit = _parse(line)
+        for name, row in (unit or {}).get("rows", []):
+            rows.setdefault(name, []).append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the figures of a running or interrupted evaluation so far (a run seed still under way
+    counts with the items it has finished)."""
+    from .evaluate_tts import summarize
+    from .table_cells import format_cell
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("progress", help="an evaluation's OUT.partial.jsonl")
+    args = parser.parse_args(argv)
+    rows = rows_so_far(args.progress)
+    if not rows:
+        print(f"{args.progress}: no finished items yet", file=sys.stderr)
+        return 1
+    print("| system | rows | WER | CER | DNSMOS P.808 | INF | CUT |\n|---|---|---|---|---|---|---|")
+    for name, system_rows in rows.items():
+        m = summarize(system_rows)
+        print(f"| {name} | {len(system_rows)} | {format_cell(m['wer'], True, m.get('wer_std'))} | {format_cell(m['cer'], True)} "
+              f"| {format_cell(m.get('dnsmos_p808'), digits=2)} | {format_cell(m.get('inf_rate'), True)} | {format_cell(m.get('cut_rate'), True)} |")
+    return 0
+
+
 def _parse(line: str) -> dict | None:
     try:
         record = json.loads(line)
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

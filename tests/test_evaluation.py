@@ -146,7 +146,7 @@ def test_evaluate_runs_sampling_strategies_once_per_seed(tts_dir, flite_corpus, 
         evaluate_model(str(tts_dir), str(flite_corpus), str(tmp_path / "x.json"), sweep=["greedy"], seeds=0, progress=False)
 
 
-def test_an_interrupted_evaluation_resumes_where_it_stopped(tts_dir, flite_corpus, tmp_path, monkeypatch):
+def test_an_interrupted_evaluation_resumes_where_it_stopped(tts_dir, flite_corpus, tmp_path, monkeypatch, capsys):
     from ella_v_hf.evaluation.evaluation_progress import EvaluationProgress
 
     arguments = {"mode": "none", "sim": "none", "sweep": ["greedy", "top_p=0.9"], "limit": 2, "progress": False,
@@ -170,6 +170,13 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tts_dir, flite_corpu
     assert not out.exists() and len(partial.read_text().splitlines()) == 1 + 3
     with open(partial, "a") as handle:
         handle.write('{"unit": "greedy/0/1", "ro')  # a line a kill cut short: redone
+    from ella_v_hf.evaluation.evaluation_progress import main as so_far
+
+    assert so_far([str(partial)]) == 0  # the figures so far: both references, the first greedy item
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[:2] for line in table[2:]] == [["| ground_truth", "2"], ["| codec_resynthesis", "2"],
+                                                             ["| codec_first_codebook", "2"], ["| greedy", "1"],
+                                                             ["| greedy [first codebook]", "1"]]
     with pytest.raises(ValueError, match="other settings"):  # never mixed with other settings
         evaluate_model(str(tts_dir), str(flite_corpus), str(out), **{**arguments, "seeds": 3})
     recorded.clear()
