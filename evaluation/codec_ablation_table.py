@@ -4,7 +4,9 @@
 
 Reads ``NAME/FILE`` (a ``measure_codec --json`` output) of every run and prints one Markdown row per
 run: WER at each measured k and unquantised, the ground truth's WER and each row's ratio to it,
-and, where measured with ``--quality``, DNSMOS P.808, PESQ and STOI of all codebooks.
+and, where measured with ``--quality``, DNSMOS P.808, PESQ and STOI of all codebooks; and from
+``NAME/first_level.json`` (``measure_codec --prepared``) what the GAR must learn: the first level's
+entropy given each frame's aligned phoneme and its phoneme purity.
 """
 
 from __future__ import annotations
@@ -16,28 +18,40 @@ from pathlib import Path
 
 from .table_cells import format_cell
 
-
-def ablation_rows(folder: str | Path, file: str = "measure.json") -> list[tuple[str, dict]]:
-    """``(run name, measurement)`` for every ``folder/NAME/file``, in name order."""
-    return [(path.parent.name, json.loads(path.read_text())) for path in sorted(Path(folder).glob(f"*/{file}"))]
+#: Each run's first-level statistics (``measure_codec --prepared``).
+FIRST_LEVEL_FILE = "first_level.json"
 
 
-def markdown(rows: list[tuple[str, dict]]) -> str:
+def ablation_rows(folder: str | Path, file: str = "measure.json") -> list[tuple[str, dict, dict]]:
+    """``(run name, measurement, first-level statistics)`` for every run folder holding ``file`` or
+    ``first_level.json`` (``measure_codec --prepared``), in name order; a missing one is ``{}``."""
+    def read(path: Path) -> dict:
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    runs = sorted({path.parent for pattern in (file, FIRST_LEVEL_FILE) for path in Path(folder).glob(f"*/{pattern}")})
+    return [(run.name, read(run / file), read(run / FIRST_LEVEL_FILE)) for run in runs]
+
+
+def markdown(rows: list[tuple[str, dict, dict]]) -> str:
     """One table row per run (see the module docstring)."""
     if not rows:
         raise ValueError("no measurements found")
-    levels = sorted({int(k) for _, m in rows for k in m["first_codebooks"]})
+    levels = sorted({int(k) for _, m, _ in rows for k in m.get("first_codebooks", {})}) or [1]
     top = str(levels[-1])
-    head = ["run", "n", "ground truth"] + [f"k={k}" for k in levels] + ["unquantised", f"k={top} / GT", "P.808 k=" + top, "PESQ", "STOI"]
+    head = (["run", "n", "ground truth"] + [f"k={k}" for k in levels]
+            + ["unquantised", f"k={top} / GT", "P.808 k=" + top, "PESQ", "STOI", "H(first | phoneme)", "phoneme purity"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, m in rows:
-        truth = m["ground_truth"]["wer"]
-        cells = [name, str(m["utterances"]), format_cell(truth, percent=True)]
-        cells += [format_cell(m["first_codebooks"].get(str(k), {}).get("wer"), percent=True) for k in levels]
+    for name, m, first_level in rows:
+        truth = m.get("ground_truth", {}).get("wer")
+        codebooks = m.get("first_codebooks", {})
+        cells = [name, str(m.get("utterances", "–")), format_cell(truth, percent=True)]
+        cells += [format_cell(codebooks.get(str(k), {}).get("wer"), percent=True) for k in levels]
         cells.append(format_cell(m.get("stages", {}).get("unquantised", {}).get("wer"), percent=True))
-        cells.append(f"{m['first_codebooks'][top]['wer'] / truth:.2f} ×" if top in m["first_codebooks"] and truth else "–")
+        cells.append(f"{codebooks[top]['wer'] / truth:.2f} ×" if top in codebooks and truth else "–")
         quality = m.get("quality", {}).get(f"first_{top}", {})
         cells += [format_cell(quality.get(key), digits=2) for key in ("dnsmos_p808", "pesq", "stoi")]
+        entropy = first_level.get("entropy_given_phoneme")
+        cells += [f"{entropy:.2f} nats" if entropy is not None else "–", format_cell(first_level.get("phoneme_purity"), digits=2)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -33,6 +33,7 @@ their reason, never fatal. Output directory::
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -620,7 +621,8 @@ def _load_or_fit_codec(codec: str, codec_model: str | None, out: Path, dataset, 
     return model
 
 
-#: The learned codec bundled with the package (``ella-v prepare --codec learned`` without --codec-model).
-DEFAULT_CODEC_DIR = str(Path(__file__).resolve().parent.parent / "ella_v_hf" / "pretrained" / "codec")
+#: The learned codec bundled with the package (``ella-v prepare --codec learned`` without --codec-model),
+#: inside the installed ``ella_v_hf`` package whether it is installed from a wheel or editable.
+DEFAULT_CODEC_DIR = str(Path(importlib.import_module(__name__.split(".")[0]).__file__).resolve().parent / "pretrained" / "codec")
 
 __all__ = ["DEFAULT_CODEC_DIR", "codec_names", "PrepareSummary", "load_codec", "prepare_corpus"]

@@ -184,3 +184,20 @@ def test_bench_times_compiled_static_cache_decoding(cxx_compiler):
         assert row["ella_v_compiled_tokens_per_second"] > 0 and row["ratio_compiled_vs_llama"] > 0
         assert row["compile_warmup_seconds"] > 0 and isinstance(row["compiled_same_tokens"], bool)
     assert "torch.compile" in markdown(results)
+
+
+def test_an_installed_wheel_finds_its_bundled_models(tmp_path):
+    """A plain (non-editable) install, as from PyPI: the bundled codec and demo are found inside it."""
+    import os
+    import shutil
+
+    source, target = tmp_path / "source", tmp_path / "site"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "*.egg-info", "build", "__pycache__", ".pytest_cache"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--target", str(target), str(source)], check=True, capture_output=True)
+    code = ("import ella_v_hf; from ella_v_hf.processing.prepare import DEFAULT_CODEC_DIR; "
+            "from ella_v_hf.synthesis import DEMO_MODEL_DIR; print(ella_v_hf.__file__, DEFAULT_CODEC_DIR, DEMO_MODEL_DIR)")
+    found = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(target)}, cwd=tmp_path,
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert all(Path(path).resolve().is_relative_to(target.resolve()) for path in found)  # the wheel's, not the checkout's
+    assert (Path(found[1]) / "config.json").is_file() and (Path(found[2]) / "model.safetensors").is_file()

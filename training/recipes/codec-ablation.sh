@@ -9,12 +9,16 @@
 # Each other run changes one thing:
 #   flite      + the 1,000-utterance flite corpus (8 voices) in the codec's data
 #   phoneme    + phoneme distillation (phoneme_loss_weight 0.5, alignments of the bundled codec)
+#   phoneme-light  the same at weight 0.1
 #   firstonly  + first_level_fraction 0.5
 #   first256   a 256-code first level          first1024  a 1,024-code first level
 #   long       7,000 steps (the bundled recipe's schedule)
+#   bundled    the embedded codec (ella_v_hf/pretrained/codec), measured alike without training
 # Every run resumes where it stopped (--resume) and is measured once it finishes:
+# RUNS/codec_ablation/NAME/first_level.json (`measure_codec --prepared`: how predictable the first
+# level is from the phonemes, i.e. what the GAR must learn; resynthesis does not measure it) and
 # RUNS/codec_ablation/NAME/measure.json (`measure_codec --levels 1 2 4 8 --stages --quality`, the
-# same 110 held-out utterances for every row). The summary table:
+# same 110 held-out utterances for every row; MEASURE=0 skips it). The summary table:
 #   python -m ella_v_hf.evaluation.codec_ablation_table RUNS/codec_ablation
 # One thread per run (OMP_NUM_THREADS=1), one run at a time.
 set -euo pipefail
@@ -53,7 +57,7 @@ EOF
 }
 
 for run in "${ORDER[@]}"; do
-    data=kathleen_only; extra=()
+    data=kathleen_only; extra=(); codec=codec_ablation/$run/train/model
     case $run in
         plain) recipe plain ;;
         flite)
@@ -61,21 +65,34 @@ for run in "${ORDER[@]}"; do
             [ -f kathleen_flite/metadata.csv ] || python3 -m ella_v_hf.training.combine_corpora --out kathleen_flite \
                 --corpus "$SHARED/kathleen" --corpus demo --hold-out "$SHARED/kathleen=0.12" --held-out-dir kathleen_heldout_flite
             recipe flite; data=kathleen_flite ;;
-        phoneme)
+        phoneme|phoneme-light)
             [ -f kathleen_align/summary.json ] || ella-v prepare --data kathleen_only --out kathleen_align \
                 --codec learned --codec-model "$BUNDLED" --num-proc 1
-            recipe phoneme phoneme_loss_weight=0.5; extra=(--alignments kathleen_align) ;;
+            weight=0.5; [ "$run" = phoneme-light ] && weight=0.1
+            recipe "$run" phoneme_loss_weight=$weight; extra=(--alignments kathleen_align) ;;
         firstonly) recipe firstonly first_level_fraction=0.5 ;;
         first256) recipe first256 codec.first_codebook_size=256 ;;
         first1024) recipe first1024 codec.first_codebook_size=1024 ;;
         long) recipe long max_steps=7000 ;;
+        bundled) codec=$BUNDLED ;;  # the embedded codec, measured alike (no training)
         *) echo "unknown run $run" >&2; exit 2 ;;
     esac
     out=codec_ablation/$run
-    if [ ! -f "$out/measure.json" ]; then
+    mkdir -p "$out"
+    if [ "$run" != bundled ] && [ ! -f "$out/train/summary.json" ]; then
         ella-v train-codec --data $data --out "$out/train" --config "codec_ablation/configs/$run.json" "${extra[@]}" \
             --resume > "codec_ablation/$run.train.log" 2>&1
-        python3 -m ella_v_hf.evaluation.measure_codec --codec "$out/train/model" --data kathleen_heldout \
+    fi
+    # What the GAR has to learn: the first level's entropy given the aligned phoneme and its phoneme
+    # purity, over Kathleen's training prompts encoded by this codec (a few minutes).
+    if [ ! -f "$out/first_level.json" ]; then
+        [ -f "$out/prepared/summary.json" ] || ella-v prepare --data kathleen_only --out "$out/prepared" --codec learned \
+            --codec-model "$codec" --num-proc 1 > "codec_ablation/$run.prepare.log" 2>&1
+        python3 -m ella_v_hf.evaluation.measure_codec --prepared "$out/prepared" --json > "$out/first_level.json.tmp" \
+            && mv "$out/first_level.json.tmp" "$out/first_level.json"
+    fi
+    if [ "${MEASURE:-1}" = 1 ] && [ ! -f "$out/measure.json" ]; then  # MEASURE=0: the first level only
+        python3 -m ella_v_hf.evaluation.measure_codec --codec "$codec" --data kathleen_heldout \
             --levels 1 2 4 8 --stages --quality --json > "$out/measure.json.tmp" 2> "codec_ablation/$run.measure.log" \
             && mv "$out/measure.json.tmp" "$out/measure.json" || echo "$run: measurement failed (see its log)" >&2
     fi
