@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The recipe of the bundled demo checkpoints (ella_v_hf/demo_models/{ella-v,vall-e}-demo), on CPU.
 #
-#   bash training/recipes/demo.sh RUNS_DIR [SHARED_DATA_DIR]
+#   [CODEC_CONFIG=training/configs/CODEC.json] bash training/recipes/demo.sh RUNS_DIR [SHARED_DATA_DIR]
 #
 # 1. a 1,000-utterance flite corpus (8 voices) + the Kathleen corpus (CC0), 12 % of Kathleen's
 #    prompts held out (no held-out sentence is trained on in any voice);
-# 2. the learned embedded codec (50 Hz, 8 codebooks, the first of 128 codes; codec-plain.json: 3,000
-#    steps, ~31 min on one thread) trained on Kathleen's training prompts only, without phoneme
-#    distillation or first-level-only examples (docs/experiments.md, the codec ablation: each of those
-#    cost intelligibility); unless SKIP_CODEC=1 (then the bundled ella_v_hf/pretrained/codec is used);
-#    prepare the combined corpus with it (prepare fits its aligner there);
+# 2. the bundled learned codec (ella_v_hf/pretrained/codec: 50 Hz, 8 codebooks, the first of 128
+#    phoneme-distilled codes), which the bundled demos embed; or, with CODEC_CONFIG=RECIPE.json, a
+#    codec trained first on Kathleen's training prompts (alignments from the bundled codec when the
+#    recipe distils phonemes). The plain recipe (codec-plain.json) resynthesises better but its first
+#    level does not follow the phonemes, and a GAR trained on it spoke far worse (docs/experiments.md,
+#    2026-12-07). Then the combined corpus is prepared with the codec (prepare fits its aligner
+#    there). Use one RUNS_DIR per codec: every later step reuses what it finds there;
 # 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
 #    ELLA-V GAR (stage gar), VALL-E GAR (stage gar): 1,000 steps, dropout 0.1 (without dropout both
 #    GARs overfit the 1.4 h corpus after ~750 steps), half the rows continuing another sentence of
@@ -21,13 +23,14 @@
 # 4. assemble both demos in fp16 (the ELLA-V one with eop_quantile 0.5 and guidance_scale 2 as its
 #    decoding defaults);
 # 5. build the unseen-Harvard evaluation set.
-# Steps 1-2 take ~3 min (plus the codec), step 3 ~3 h on 2 cores (batches of <= 3,000 tokens
+# Steps 1-2 take ~3 min (plus a codec's training, ~31 min on one thread for codec-plain.json), step 3 ~3 h on 2 cores (batches of <= 3,000 tokens
 # before prompt pairs join rows; the GARs 6-8 s a step side by side, ~2 h, the NARs ~1.1 s a step,
 # ~55 min): two runs at a time, one thread each, the next starting as soon as one ends. Every step
 # resumes (--resume) when run again.
 set -euo pipefail
 RUNS=${1:?usage: demo.sh RUNS_DIR [SHARED_DATA_DIR]}
 SHARED=$(realpath "${2:-../shared/data}")
+CODEC_RECIPE=${CODEC_CONFIG:+$(realpath "$CODEC_CONFIG")}
 HERE=$(cd "$(dirname "$0")/.." && pwd)  # training/
 mkdir -p "$RUNS" && cd "$RUNS"
 
@@ -35,13 +38,20 @@ mkdir -p "$RUNS" && cd "$RUNS"
 [ -f combined/metadata.csv ] || python3 -m ella_v_hf.training.combine_corpora --out combined \
     --corpus "$SHARED/kathleen" --corpus demo --hold-out "$SHARED/kathleen=0.12" --held-out-dir kathleen_heldout
 CODEC=$(python3 -c "from ella_v_hf.processing.prepare import DEFAULT_CODEC_DIR; print(DEFAULT_CODEC_DIR)")
-if [ "${SKIP_CODEC:-0}" != 1 ]; then
+if [ -n "$CODEC_RECIPE" ]; then
+    name=$(basename "$CODEC_RECIPE" .json)
     # the same held-out prompts as `combined` (the split is by prompt id with the same seed)
     [ -f kathleen_only/metadata.csv ] || python3 -m ella_v_hf.training.combine_corpora --out kathleen_only \
         --corpus "$SHARED/kathleen" --hold-out "$SHARED/kathleen=0.12" --held-out-dir kathleen_heldout
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ella-v train-codec --data kathleen_only --out codec-plain \
-        --config "$HERE/configs/codec-plain.json" --resume
-    CODEC=codec-plain/model
+    extra=()
+    if python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])).get("phoneme_loss_weight", 0) <= 0)' "$CODEC_RECIPE"; then
+        [ -f kathleen_align/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data kathleen_only --out kathleen_align \
+            --codec learned --codec-model "$CODEC" --num-proc 2
+        extra=(--alignments kathleen_align)
+    fi
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ella-v train-codec --data kathleen_only --out "$name" \
+        --config "$CODEC_RECIPE" "${extra[@]}" --resume
+    CODEC=$name/model
 fi
 [ -f combined_prep/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data combined --out combined_prep \
     --codec learned --codec-model "$CODEC" --num-proc 2
