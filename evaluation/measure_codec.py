@@ -10,7 +10,8 @@ codec, EnCodec). Measure on held-out utterances the codec never saw.
 own log-mel through the codec's mel inversion and Griffin-Lim: what a decoder that reproduced the
 log-mel exactly would score) and, for the learned codec, ``unquantised`` (the encoder's latents through the
 decoder without any codebook). ``--griffin-lim-iters N`` replaces the codec's iteration count in
-every row. ``--quality`` adds, per row, the mean DNSMOS (P.808, P.835 SIG/BAK/OVRL) and, for every
+every row, ``--griffin-lim-sharpening X`` its within-band sharpening exponent (1: none).
+``--quality`` adds, per row, the mean DNSMOS (P.808, P.835 SIG/BAK/OVRL) and, for every
 resynthesis against its reference, PESQ (wide band), STOI and the log-mel distance
 (:mod:`ella_v_hf.evaluation.quality`; the ``[eval]`` extra).
 
@@ -54,6 +55,7 @@ def measure_codec(
     griffin_lim_iters: int | None = None,
     quality: bool = False,
     waveform_decoder: str | None = None,
+    griffin_lim_sharpening: float | None = None,
 ) -> dict:
     """WER/CER of ground truth and of resynthesis from the first k codebooks.
 
@@ -71,9 +73,12 @@ def measure_codec(
             (``result["quality"][row]``, means over the utterances).
         waveform_decoder: The learned codec's waveform stage for every row (``"griffin-lim"`` or
             ``"vocos"``; default: the codec's own).
+        griffin_lim_sharpening: The within-band sharpening exponent before Griffin-Lim for every
+            row (1.0: none; default: the codec's own).
 
     Raises:
-        ValueError: ``griffin_lim_iters`` for a codec without Griffin-Lim, or below 1; a
+        ValueError: ``griffin_lim_iters`` or ``griffin_lim_sharpening`` for a codec without
+            Griffin-Lim, iterations below 1 or a sharpening exponent that is not positive; a
             ``waveform_decoder`` the codec does not have.
     """
     from ..processing.prepare import load_codec
@@ -86,6 +91,12 @@ def measure_codec(
         if griffin_lim_iters < 1:
             raise ValueError(f"griffin_lim_iters must be at least 1, got {griffin_lim_iters}.")
         config.griffin_lim_iters = griffin_lim_iters
+    if griffin_lim_sharpening is not None:
+        if not hasattr(config, "griffin_lim_sharpening"):
+            raise ValueError(f"{codec_dir}: a {config.model_type} codec has no Griffin-Lim stage to sharpen.")
+        if not griffin_lim_sharpening > 0:
+            raise ValueError(f"griffin_lim_sharpening must be positive, got {griffin_lim_sharpening}.")
+        config.griffin_lim_sharpening = griffin_lim_sharpening
     if waveform_decoder is not None:
         if not hasattr(config, "waveform_decoder"):
             raise ValueError(f"{codec_dir}: a {config.model_type} codec has one waveform stage; --waveform-decoder does not apply.")
@@ -132,6 +143,7 @@ def measure_codec(
     }
     if hasattr(config, "griffin_lim_iters"):
         result["config"]["griffin_lim_iters"] = config.griffin_lim_iters
+        result["config"]["griffin_lim_sharpening"] = getattr(config, "griffin_lim_sharpening", 1.0)
     if hasattr(config, "waveform_decoder"):
         result["config"]["waveform_decoder"] = config.waveform_decoder
     if stages:  # rows the codec has no stage for are absent
@@ -193,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", type=int, nargs="*", default=None, help="k values (default: 1..K)")
     parser.add_argument("--stages", action="store_true", help="also the waveform stage's ceiling and the unquantised autoencoder")
     parser.add_argument("--griffin-lim-iters", type=int, default=None, help="Griffin-Lim iterations (default: the codec's)")
+    parser.add_argument("--griffin-lim-sharpening", type=float, default=None,
+                        help="within-band sharpening exponent before Griffin-Lim (1: none; default: the codec's)")
     parser.add_argument("--quality", action="store_true", help="also DNSMOS, PESQ, STOI and log-mel distance per row ([eval] extra)")
     parser.add_argument("--waveform-decoder", choices=("griffin-lim", "vocos"), default=None,
                         help="the learned codec's waveform stage (default: the codec's own)")
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = measure_codec(
                 args.codec, args.data, args.n, args.levels, stages=args.stages, griffin_lim_iters=args.griffin_lim_iters,
-                quality=args.quality, waveform_decoder=args.waveform_decoder,
+                quality=args.quality, waveform_decoder=args.waveform_decoder, griffin_lim_sharpening=args.griffin_lim_sharpening,
             )
         except ValueError as error:
             parser.error(str(error))

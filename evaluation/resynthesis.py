@@ -32,7 +32,8 @@ def _waveform_stage(codec, log_mel: torch.Tensor) -> np.ndarray:
     if hasattr(codec, "to_waveform"):
         return codec.to_waveform(log_mel)[0].float().cpu().numpy()
     config = codec.config
-    return codec.frontend.to_waveform(log_mel, config.griffin_lim_iters, config.griffin_lim_momentum)[0].float().cpu().numpy()
+    waveform = codec.frontend.to_waveform(log_mel, config.griffin_lim_iters, config.griffin_lim_momentum, getattr(config, "griffin_lim_sharpening", 1.0))
+    return waveform[0].float().cpu().numpy()
 
 
 @torch.no_grad()

@@ -58,6 +58,9 @@ class EllaVCodecConfig(PreTrainedConfig):
         dead_code_threshold: A code whose moving-average usage falls below this many frames per
             batch is restarted from a random latent of the batch (training).
         griffin_lim_iters / griffin_lim_momentum: Phase reconstruction in ``decode`` (Griffin-Lim).
+        griffin_lim_sharpening: Exponent that sharpens the inverted spectrum within each mel band
+            before Griffin-Lim, keeping the bands' energies (:func:`~.mel.sharpen_within_bands`);
+            1.0 is plain Griffin-Lim.
         waveform_decoder: ``decode``'s waveform stage: ``"griffin-lim"`` (the mel inversion) or
             ``"vocos"`` (a learned :class:`~.vocoder.IstftVocoder`, trained by ``ella-v train-vocoder``).
         vocoder_hidden_size / vocoder_intermediate_size / vocoder_layers / vocoder_n_fft: The
@@ -85,6 +88,7 @@ class EllaVCodecConfig(PreTrainedConfig):
     dead_code_threshold: float = 0.5
     griffin_lim_iters: int = 32
     griffin_lim_momentum: float = 0.99
+    griffin_lim_sharpening: float = 1.0
     waveform_decoder: str = "griffin-lim"
     vocoder_hidden_size: int = 128
     vocoder_intermediate_size: int = 384
@@ -402,7 +406,9 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
             if self.vocoder is None:
                 raise ValueError("This codec has no vocoder: train one with `ella-v train-vocoder`, or use waveform_decoder='griffin-lim'")
             return self.vocoder(((log_mel - self.feature_mean) / self.feature_std).to(self.vocoder.embed.weight.dtype)).float()
-        return self.frontend.to_waveform(log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum)
+        return self.frontend.to_waveform(
+            log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum, self.config.griffin_lim_sharpening
+        )
 
     @torch.no_grad()
     def decode(

@@ -35,6 +35,9 @@ class EllaVMelCodecConfig(PreTrainedConfig):
         codebook_size: Codes per codebook.
         griffin_lim_iters: Griffin-Lim iterations in ``decode``.
         griffin_lim_momentum: Fast Griffin-Lim momentum (0 = classic Griffin-Lim).
+        griffin_lim_sharpening: Exponent that sharpens the inverted spectrum within each mel band
+            before Griffin-Lim, keeping the bands' energies (:func:`~.mel.sharpen_within_bands`);
+            1.0 is plain Griffin-Lim.
     """
 
     model_type = "ella_v_mel_codec"
@@ -49,6 +52,7 @@ class EllaVMelCodecConfig(PreTrainedConfig):
     codebook_size: int = 256
     griffin_lim_iters: int = 32
     griffin_lim_momentum: float = 0.99
+    griffin_lim_sharpening: float = 1.0
 
     def __post_init__(self, **kwargs) -> None:
         check_mel_fields(self)
@@ -142,7 +146,9 @@ class EllaVMelCodecModel(StrictLoadingMixin, PreTrainedModel):
         ``code_probabilities``, ``first_code_probabilities``: as in :meth:`dequantize`.
         """
         log_mel = self.dequantize(audio_codes, code_probabilities, first_code_probabilities)  # [B, T, M]
-        return self.frontend.to_waveform(log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum)[:, None]
+        return self.frontend.to_waveform(
+            log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum, self.config.griffin_lim_sharpening
+        )[:, None]
 
     def forward(self, input_values: torch.Tensor, **kwargs) -> torch.LongTensor:
         return self.encode(input_values)

@@ -52,16 +52,20 @@ class LogMel(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return torch.log(torch.clamp(self.magnitude(waveform) @ self.bank(waveform.device), min=1e-5))
 
-    def to_waveform(self, log_mel: torch.Tensor, iterations: int, momentum: float) -> torch.Tensor:
+    def to_waveform(self, log_mel: torch.Tensor, iterations: int, momentum: float, sharpening: float = 1.0) -> torch.Tensor:
         """Invert log-mel frames: ``[B, T, n_mels]`` -> waveform ``[B, T * hop_length]``.
 
-        The mel magnitudes are mapped back to linear frequency with the filterbank's pseudo-inverse
-        and the phase is estimated by fast Griffin-Lim.
+        The mel magnitudes are mapped back to linear frequency with the filterbank's pseudo-inverse,
+        sharpened within each band (:func:`sharpen_within_bands`; ``sharpening=1`` leaves them as
+        they are) and the phase is estimated by fast Griffin-Lim.
         """
         device = log_mel.device
         if device not in self._inverses:
             self._inverses[device] = torch.linalg.pinv(self.bank(device))  # [M, F]
-        magnitude = torch.clamp(log_mel.float().exp() @ self._inverses[device], min=0.0)  # [B, T, F]
+        mel = log_mel.float().exp()  # [B, T, M]
+        magnitude = torch.clamp(mel @ self._inverses[device], min=0.0)  # [B, T, F]
+        if sharpening != 1.0:
+            magnitude = sharpen_within_bands(magnitude, mel, self.bank(device), sharpening)
         frames = magnitude.shape[1]
         shortest = self.n_fft // self.hop_length + 1  # the STFT's reflect padding needs this many
         if frames < shortest:  # e.g. a one-frame utterance: add silent frames, cut below
@@ -69,6 +73,30 @@ class LogMel(nn.Module):
         waveform = griffin_lim(magnitude.transpose(1, 2), self.n_fft, self.hop_length, iterations, momentum)
         length = frames * self.hop_length
         return F.pad(waveform, (0, max(0, length - waveform.shape[-1])))[:, :length]
+
+
+def sharpen_within_bands(magnitude: torch.Tensor, mel: torch.Tensor, bank: torch.Tensor, exponent: float) -> torch.Tensor:
+    """Sharpen a linear magnitude spectrum within the mel bands it came from, keeping each band's energy.
+
+    The filterbank's pseudo-inverse spreads every band's energy smoothly over its bins, and
+    Griffin-Lim turns that smear into noise. Raising the magnitudes to ``exponent`` makes the peaks
+    within each band stand out; scaling each bin by the mean (over the bands that contain it) of
+    ``mel / (sharpened @ bank)`` then restores the bands' energies, so the log-mel of the result stays
+    close to ``mel``.
+
+    Args:
+        magnitude: Linear magnitudes ``[B, T, F]`` (non-negative), e.g. ``mel @ pinv(bank)`` clamped.
+        mel: The mel magnitudes ``[B, T, M]`` to keep.
+        bank: The mel filterbank ``[F, M]``.
+        exponent: The sharpening exponent (1: unchanged; larger: peakier).
+
+    Returns:
+        The sharpened magnitudes ``[B, T, F]``.
+    """
+    sharpened = magnitude.pow(exponent)  # [B, T, F]
+    ratio = mel / (sharpened @ bank).clamp(min=1e-10)  # [B, T, M]: each band's energy to restore
+    share = bank / bank.sum(dim=1, keepdim=True).clamp(min=1e-10)  # [F, M]: each bin's bands, rows sum to 1
+    return sharpened * (ratio @ share.T)  # [B, T, F]
 
 
 def check_mel_fields(config) -> None:
@@ -83,6 +111,8 @@ def check_mel_fields(config) -> None:
         raise ValueError(f"Need 0 < hop_length <= n_fft, got hop_length={config.hop_length}, n_fft={config.n_fft}")
     if not 0 <= config.f_min < config.f_max <= config.sampling_rate / 2:
         raise ValueError(f"Need 0 <= f_min < f_max <= sampling_rate/2, got {config.f_min}, {config.f_max}")
+    if getattr(config, "griffin_lim_sharpening", 1.0) <= 0:
+        raise ValueError(f"griffin_lim_sharpening must be positive, got {config.griffin_lim_sharpening}")
     if config.num_codebooks < 1 or config.codebook_size < 2:
         raise ValueError("num_codebooks must be >= 1 and codebook_size >= 2")
 
@@ -106,4 +136,4 @@ def griffin_lim(magnitude: torch.Tensor, n_fft: int, hop_length: int, iterations
     return torch.istft(magnitude * angles, n_fft, hop_length, window=window, center=True, length=length)
 
 
-__all__ = ["LogMel", "check_mel_fields", "griffin_lim"]
+__all__ = ["LogMel", "check_mel_fields", "griffin_lim", "sharpen_within_bands"]

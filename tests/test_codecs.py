@@ -57,6 +57,54 @@ def test_mel_codec_save_load(small_codec, tmp_path):
     np.testing.assert_allclose(decode_codes(loaded, codes), decode_codes(small_codec, codes))
 
 
+def test_sharpening_within_bands_keeps_the_bands_and_sharpens_the_bins():
+    from ella_v_hf.modeling.mel import LogMel, sharpen_within_bands
+
+    frontend = LogMel(16000, 1024, 320, 80, 0.0, 8000.0)
+    rng = np.random.default_rng(0)
+    waveform = torch.from_numpy(rng.standard_normal(16000).astype(np.float32)) * torch.sin(torch.linspace(0, 300, 16000))
+    log_mel = frontend(waveform[None])  # [1, T, 80]
+    bank = frontend.bank(torch.device("cpu"))  # [F, M]
+    magnitude = (log_mel.exp() @ torch.linalg.pinv(bank)).clamp(min=0)  # [1, T, F]
+
+    def flatness(x: torch.Tensor) -> float:  # geometric over arithmetic mean: 1 flat, towards 0 peaky
+        x = x.clamp(min=1e-8)
+        return float((x.log().mean(-1).exp() / x.mean(-1)).mean())
+
+    previous = flatness(magnitude)
+    for exponent in (2.0, 3.0):
+        sharpened = sharpen_within_bands(magnitude, log_mel.exp(), bank, exponent)
+        assert sharpened.shape == magnitude.shape and bool((sharpened >= 0).all())
+        # Each band keeps its energy (to a few per cent), the bins within it become peakier.
+        band_error = (torch.log((sharpened @ bank).clamp(min=1e-5)) - log_mel).abs().mean()
+        assert band_error < 0.05 * exponent
+        assert flatness(sharpened) < previous - 0.01
+        previous = flatness(sharpened)
+    assert float((torch.log((magnitude.pow(2) @ bank).clamp(min=1e-5)) - log_mel).abs().mean()) > 1.0  # unscaled: bands lost
+
+
+def test_griffin_lim_sharpening_in_the_codecs(small_codec, tmp_path):
+    from ella_v_hf.modeling import EllaVCodecConfig
+
+    waveform = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32) * np.linspace(0, 1, 16000, dtype=np.float32)
+    codes = encode_waveform(small_codec, waveform, 16000)
+    plain = decode_codes(small_codec, codes)
+    small_codec.config.griffin_lim_sharpening = 2.0
+    try:
+        sharpened = decode_codes(small_codec, codes)
+        small_codec.save_pretrained(tmp_path)
+    finally:
+        small_codec.config.griffin_lim_sharpening = 1.0
+    assert sharpened.shape == plain.shape and np.isfinite(sharpened).all() and not np.allclose(sharpened, plain)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.griffin_lim_sharpening == 2.0
+    np.testing.assert_allclose(decode_codes(loaded, codes), sharpened, atol=1e-5)
+    for config in (EllaVMelCodecConfig, EllaVCodecConfig):
+        assert config().griffin_lim_sharpening == 1.0  # a checkpoint without the field decodes as before
+        with pytest.raises(ValueError, match="griffin_lim_sharpening must be positive"):
+            config(griffin_lim_sharpening=0.0)
+
+
 def test_summed_code_vectors_hard_and_expected():
     from ella_v_hf.modeling.code_vectors import summed_code_vectors
 
@@ -226,6 +274,11 @@ def test_measure_codec_stage_rows(flite_corpus, small_codec, tmp_path, capsys):
     assert "stages" not in measure_codec(str(tmp_path / "mel"), str(flite_corpus), n=1, levels=[1], progress=False, asr=_CountingASR())
     with pytest.raises(ValueError, match="at least 1"):
         measure_codec(str(tmp_path / "mel"), str(flite_corpus), n=1, progress=False, asr=_CountingASR(), griffin_lim_iters=0)
+    result = measure_codec(str(tmp_path / "mel"), str(flite_corpus), n=1, levels=[1], progress=False, asr=_CountingASR(),
+                           griffin_lim_sharpening=2.0)
+    assert result["config"]["griffin_lim_sharpening"] == 2.0
+    with pytest.raises(ValueError, match="must be positive"):
+        measure_codec(str(tmp_path / "mel"), str(flite_corpus), n=1, progress=False, asr=_CountingASR(), griffin_lim_sharpening=-1.0)
     tiny_encodec().save_pretrained(tmp_path / "encodec")
     with pytest.raises(SystemExit):  # the command line refuses Griffin-Lim iterations for EnCodec
         main(["--codec", str(tmp_path / "encodec"), "--data", str(flite_corpus), "--n", "1", "--griffin-lim-iters", "10"])
