@@ -39,7 +39,7 @@ def markdown(rows: list[tuple[str, dict, dict]]) -> str:
     levels = sorted({int(k) for _, m, _ in rows for k in m.get("first_codebooks", {})}) or [1]
     top = str(levels[-1])
     head = (["run", "n", "ground truth"] + [f"k={k}" for k in levels]
-            + ["unquantised", f"k={top} / GT", "P.808 k=" + top, "PESQ", "STOI", "H(first | phoneme)", "phoneme purity"])
+            + ["unquantised", f"k={top} / GT", "P.808 k=" + top, "PESQ", "STOI", "H(first level given phoneme)", "phoneme purity"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m, first_level in rows:
         truth = m.get("ground_truth", {}).get("wer")

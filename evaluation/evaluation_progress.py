@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("progress", help="an evaluation's OUT.partial.jsonl")
     args = parser.parse_args(argv)
+    if not os.path.isfile(args.progress):
+        finished = args.progress.removesuffix(".partial.jsonl") + ".json"
+        hint = f"; the finished evaluation's results are in {finished}" if os.path.isfile(finished) else ""
+        parser.error(f"{args.progress}: no such progress file{hint}")
     rows = rows_so_far(args.progress)
     if not rows:
         print(f"{args.progress}: no finished items yet", file=sys.stderr)

@@ -183,6 +183,9 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tts_dir, flite_corpu
     monkeypatch.setattr(EvaluationProgress, "record", lambda self, unit, rows: (recorded.append(unit), record(self, unit, rows)))
     resumed = evaluate_model(str(tts_dir), str(flite_corpus), str(out), **arguments)
     assert len(recorded) == units - 3 and not partial.exists()
+    with pytest.raises(SystemExit):  # a finished evaluation has no progress file: said so, with where its results are
+        so_far([str(partial)])
+    assert f"the finished evaluation's results are in {out}" in capsys.readouterr().err
 
     def without_timing(result):
         return {name: [{k: v for k, v in row.items() if k != "rtf"} for row in rows] for name, rows in result["utterances"].items()}

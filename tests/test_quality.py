@@ -105,7 +105,8 @@ def test_codec_ablation_table(tmp_path, capsys):
     (tmp_path / "bundled" / "first_level.json").write_text(json.dumps({"entropy_given_phoneme": 1.25, "phoneme_purity": 0.94}))
     assert main([str(tmp_path)]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].endswith("| H(first | phoneme) | phoneme purity |")
+    assert table[0].endswith("| H(first level given phoneme) | phoneme purity |")
+    assert len({line.count("|") for line in table}) == 1  # every row has the header's cells
     assert table[2] == "| bundled | – | – | – | – | – | – | – | – | – | 1.25 nats | 0.94 |"
     assert table[3] == "| flite | 3 | 20.0 % | 60.0 % | 30.0 % | – | 1.50 × | – | – | – | – | – |"
     assert table[4] == "| plain | 3 | 20.0 % | 50.0 % | 24.0 % | 22.0 % | 1.20 × | 3.10 | 1.50 | 0.80 | 3.50 nats | 0.26 |"

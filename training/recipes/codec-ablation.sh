@@ -9,7 +9,7 @@
 # Each other run changes one thing:
 #   flite      + the 1,000-utterance flite corpus (8 voices) in the codec's data
 #   phoneme    + phoneme distillation (phoneme_loss_weight 0.5, alignments of the bundled codec)
-#   phoneme-light  the same at weight 0.1
+#   phoneme-light  the same at weight 0.1      phoneme-W  the same at weight W (e.g. phoneme-0.25)
 #   firstonly  + first_level_fraction 0.5
 #   first256   a 256-code first level          first1024  a 1,024-code first level
 #   long       7,000 steps (the bundled recipe's schedule)
@@ -20,7 +20,9 @@
 # RUNS/codec_ablation/NAME/measure.json (`measure_codec --levels 1 2 4 8 --stages --quality`, the
 # same 110 held-out utterances for every row; MEASURE=0 skips it). The summary table:
 #   python -m ella_v_hf.evaluation.codec_ablation_table RUNS/codec_ablation
-# One thread per run (OMP_NUM_THREADS=1), one run at a time.
+# One thread per run (OMP_NUM_THREADS=1), one run at a time. The runs decode with plain Griffin-Lim
+# (no griffin_lim_sharpening, as when the first screen was measured): the rows compare codec recipes,
+# and evaluation/recipes/sharpening.sh measures the waveform stage.
 set -euo pipefail
 RUNS=${1:?usage: codec-ablation.sh RUNS_DIR [SHARED_DATA_DIR] [RUN ...]}
 SHARED=$(realpath "${2:-../shared/data}")
@@ -65,10 +67,12 @@ for run in "${ORDER[@]}"; do
             [ -f kathleen_flite/metadata.csv ] || python3 -m ella_v_hf.training.combine_corpora --out kathleen_flite \
                 --corpus "$SHARED/kathleen" --corpus demo --hold-out "$SHARED/kathleen=0.12" --held-out-dir kathleen_heldout_flite
             recipe flite; data=kathleen_flite ;;
-        phoneme|phoneme-light)
+        phoneme|phoneme-light|phoneme-[0-9]*)
             [ -f kathleen_align/summary.json ] || ella-v prepare --data kathleen_only --out kathleen_align \
                 --codec learned --codec-model "$BUNDLED" --num-proc 1
-            weight=0.5; [ "$run" = phoneme-light ] && weight=0.1
+            case $run in phoneme) weight=0.5 ;; phoneme-light) weight=0.1 ;; *) weight=${run#phoneme-} ;; esac
+            python3 -c "import sys; w = float(sys.argv[1]); assert 0 < w" "$weight" 2>/dev/null \
+                || { echo "run $run: the phoneme loss weight must be a positive number" >&2; exit 2; }
             recipe "$run" phoneme_loss_weight=$weight; extra=(--alignments kathleen_align) ;;
         firstonly) recipe firstonly first_level_fraction=0.5 ;;
         first256) recipe first256 codec.first_codebook_size=256 ;;

@@ -10,7 +10,9 @@
 #    codec trained first on Kathleen's training prompts (alignments from the bundled codec when the
 #    recipe distils phonemes). The plain recipe (codec-plain.json) resynthesises better but its first
 #    level does not follow the phonemes, and a GAR trained on it spoke far worse (docs/experiments.md,
-#    2026-12-07). Then the combined corpus is prepared with the codec (prepare fits its aligner
+#    2026-12-07); codec-phoneme-light.json (distillation at 0.1) resynthesises at 1.21 x ground truth
+#    with a first level as phonetic as the bundled codec's, the candidate for the next demos.
+#    Then the combined corpus is prepared with the codec (prepare fits its aligner
 #    there). Use one RUNS_DIR per codec: every later step reuses what it finds there;
 # 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
 #    ELLA-V GAR (stage gar), VALL-E GAR (stage gar): 1,000 steps, dropout 0.1 (without dropout both
