@@ -23,7 +23,7 @@ How hard the first codebook is for a GAR, from an ``ella-v prepare`` output made
 reports the plug-in entropies ``H(c1)`` and ``H(c1 | aligned phoneme)`` in nats (what a GAR that
 knew only the current phoneme would still have to guess per frame), the first codebook's
 phoneme purity (how often a code's most frequent phoneme is the frame's) and the mean run length
-of repeated codes.
+of repeated codes; ``--by-speaker`` adds them for each speaker alone.
 """
 
 from __future__ import annotations
@@ -153,30 +153,50 @@ def measure_codec(
     return result
 
 
-def first_codebook_statistics(prepared: str) -> dict:
+def first_codebook_statistics(prepared: str, by_speaker: bool = False) -> dict:
     """Entropy of the first codebook, with and without the aligned phoneme (see the module docstring).
 
     Args:
         prepared: An ``ella-v prepare`` output directory (``dataset/`` with codes and durations).
+        by_speaker: Also the same statistics for each speaker's utterances alone (``"by_speaker"``:
+            ``{speaker_id: statistics}``; e.g. whether a codec's first level stays phonetic for voices
+            it was not trained on).
 
     Returns:
-        ``{"frames", "entropy", "entropy_given_phoneme", "phoneme_purity", "mean_run_length"}``.
+        ``{"frames", "entropy", "entropy_given_phoneme", "phoneme_purity", "mean_run_length"}``
+        (and ``"by_speaker"``).
     """
     import numpy as np
     from datasets import load_from_disk
 
-    dataset = load_from_disk(f"{prepared}/dataset").select_columns(["codes", "phoneme_ids", "durations"])
-    codes_all, phones_all, runs = [], [], []
+    dataset = load_from_disk(f"{prepared}/dataset")
+    if by_speaker and "speaker_id" not in dataset.column_names:
+        raise ValueError(f"{prepared}: the dataset has no speaker_id column to group by.")
+    dataset = dataset.select_columns(["codes", "phoneme_ids", "durations"] + (["speaker_id"] if by_speaker else []))
+    rows: dict[str, tuple[list, list, list]] = {}  # speaker -> (first-level codes, frame phonemes, run lengths)
     for row in dataset:
         first = np.asarray(row["codes"][0], dtype=np.int64)  # [T]
         try:
             phones = np.asarray(frame_phonemes(row["phoneme_ids"], row["durations"], len(first)), dtype=np.int64)  # [T]
         except LayoutError as error:
             raise ValueError(f"{prepared}: an utterance's alignment does not match its codes: {error}") from error
+        changes = np.flatnonzero(np.diff(first)) if len(first) > 1 else np.zeros(0, dtype=np.int64)
+        codes_all, phones_all, runs = rows.setdefault(str(row["speaker_id"]) if by_speaker else "", ([], [], []))
         codes_all.append(first)
         phones_all.append(phones)
-        changes = np.flatnonzero(np.diff(first)) if len(first) > 1 else np.zeros(0, dtype=np.int64)
         runs.append(len(first) / (len(changes) + 1))
+    everyone = tuple(sum((group[i] for group in rows.values()), []) for i in range(3))
+    result = _first_level_statistics(*everyone)
+    if by_speaker:
+        result["by_speaker"] = {speaker: _first_level_statistics(*group) for speaker, group in sorted(rows.items())}
+    return result
+
+
+def _first_level_statistics(codes_all: list, phones_all: list, runs: list) -> dict:
+    """The statistics of :func:`first_codebook_statistics` over utterances' first-level codes ``[T]``,
+    frame phonemes ``[T]`` and mean run lengths."""
+    import numpy as np
+
     codes, phones = np.concatenate(codes_all), np.concatenate(phones_all)
     joint = np.zeros((phones.max() + 1, codes.max() + 1))
     np.add.at(joint, (phones, codes), 1)
@@ -201,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codec", default=None, help="a saved codec directory")
     parser.add_argument("--data", default=None, help="audiofolder / LibriTTS / LibriSpeech directory")
     parser.add_argument("--prepared", default=None, help="instead: first-codebook entropies of an `ella-v prepare` output")
+    parser.add_argument("--by-speaker", action="store_true", help="with --prepared: also each speaker's statistics")
     parser.add_argument("--n", type=int, default=None, help="utterances to measure (default: all)")
     parser.add_argument("--levels", type=int, nargs="*", default=None, help="k values (default: 1..K)")
     parser.add_argument("--stages", action="store_true", help="also the waveform stage's ceiling and the unquantised autoencoder")
@@ -213,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.prepared:
-        result = first_codebook_statistics(args.prepared)
+        try:
+            result = first_codebook_statistics(args.prepared, by_speaker=args.by_speaker)
+        except ValueError as error:
+            parser.error(str(error))
     elif args.codec and args.data:
         try:
             result = measure_codec(

@@ -262,6 +262,17 @@ def test_first_codebook_statistics(tmp_path):
     Dataset.from_dict(rows).save_to_disk(str(tmp_path / "free" / "dataset"))
     stats = first_codebook_statistics(str(tmp_path / "free"))
     assert abs(stats["entropy_given_phoneme"] - math.log(2)) < 1e-9 and stats["phoneme_purity"] == 0.5
+    # Per speaker: one whose codes copy the phoneme, one whose codes ignore it.
+    rows = {"codes": [[[5, 5, 7]], [[1, 2, 1, 2]]], "phoneme_ids": [[5, 7], [3, 4]], "durations": [[2, 1], [2, 2]],
+            "speaker_id": ["a", "b"]}
+    Dataset.from_dict(rows).save_to_disk(str(tmp_path / "speakers" / "dataset"))
+    stats = first_codebook_statistics(str(tmp_path / "speakers"), by_speaker=True)
+    assert stats["frames"] == 7 and set(stats["by_speaker"]) == {"a", "b"}
+    assert stats["by_speaker"]["a"]["phoneme_purity"] == 1.0 and stats["by_speaker"]["b"]["phoneme_purity"] == 0.5
+    assert stats["by_speaker"]["a"]["phoneme_purity"] > stats["phoneme_purity"] > stats["by_speaker"]["b"]["phoneme_purity"]
+    assert "by_speaker" not in first_codebook_statistics(str(tmp_path / "speakers"))
+    with pytest.raises(ValueError, match="no speaker_id column"):
+        first_codebook_statistics(str(tmp_path / "copy"), by_speaker=True)
     rows = {"codes": [[[1, 2, 1]]], "phoneme_ids": [[3, 4]], "durations": [[2, 2]]}
     Dataset.from_dict(rows).save_to_disk(str(tmp_path / "bad" / "dataset"))
     with pytest.raises(ValueError, match="alignment does not match its codes: The durations cover 4 frames, expected 3"):

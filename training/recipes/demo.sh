@@ -10,8 +10,9 @@
 #    codec trained first on Kathleen's training prompts (alignments from the bundled codec when the
 #    recipe distils phonemes). The plain recipe (codec-plain.json) resynthesises better but its first
 #    level does not follow the phonemes, and a GAR trained on it spoke far worse (docs/experiments.md,
-#    2026-12-07); codec-phoneme-light.json (distillation at 0.1) resynthesises at 1.21 x ground truth
-#    with a first level as phonetic as the bundled codec's, the candidate for the next demos.
+#    2026-12-07); codec-phoneme-light.json (distillation at 0.1) resynthesises Kathleen at 1.21 x
+#    ground truth with a phonetic first level there, but trained on Kathleen alone its first level is
+#    not phonetic on the flite voices (purity 0.42 on the combined corpus against the bundled 0.94).
 #    Then the combined corpus is prepared with the codec (prepare fits its aligner
 #    there). Use one RUNS_DIR per codec: every later step reuses what it finds there;
 # 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
