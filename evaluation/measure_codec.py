@@ -35,6 +35,7 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..modeling.mel import check_mel_fields
 from ..modeling.sequence_layout import LayoutError, frame_phonemes
 from ..processing.audio import load_audio, prepare_waveform
 from ..processing.corpus import read_corpus
@@ -94,9 +95,8 @@ def measure_codec(
     if griffin_lim_sharpening is not None:
         if not hasattr(config, "griffin_lim_sharpening"):
             raise ValueError(f"{codec_dir}: a {config.model_type} codec has no Griffin-Lim stage to sharpen.")
-        if not griffin_lim_sharpening > 0:
-            raise ValueError(f"griffin_lim_sharpening must be positive, got {griffin_lim_sharpening}.")
         config.griffin_lim_sharpening = griffin_lim_sharpening
+        check_mel_fields(config)  # the configs' own check: a positive exponent
     if waveform_decoder is not None:
         if not hasattr(config, "waveform_decoder"):
             raise ValueError(f"{codec_dir}: a {config.model_type} codec has one waveform stage; --waveform-decoder does not apply.")
@@ -143,7 +143,7 @@ def measure_codec(
     }
     if hasattr(config, "griffin_lim_iters"):
         result["config"]["griffin_lim_iters"] = config.griffin_lim_iters
-        result["config"]["griffin_lim_sharpening"] = getattr(config, "griffin_lim_sharpening", 1.0)
+        result["config"]["griffin_lim_sharpening"] = config.griffin_lim_sharpening
     if hasattr(config, "waveform_decoder"):
         result["config"]["waveform_decoder"] = config.waveform_decoder
     if stages:  # rows the codec has no stage for are absent

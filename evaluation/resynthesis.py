@@ -29,11 +29,7 @@ def decode_codes(codec, codes: torch.LongTensor, first_probabilities: torch.Tens
 def _waveform_stage(codec, log_mel: torch.Tensor) -> np.ndarray:
     """Log-mel ``[1, T, n_mels]`` -> float32 waveform ``[S]`` through ``codec``'s own waveform stage
     (what its ``decode`` ends with: its vocoder, or its mel inversion and Griffin-Lim settings)."""
-    if hasattr(codec, "to_waveform"):
-        return codec.to_waveform(log_mel)[0].float().cpu().numpy()
-    config = codec.config
-    waveform = codec.frontend.to_waveform(log_mel, config.griffin_lim_iters, config.griffin_lim_momentum, getattr(config, "griffin_lim_sharpening", 1.0))
-    return waveform[0].float().cpu().numpy()
+    return codec.to_waveform(log_mel)[0].float().cpu().numpy()
 
 
 @torch.no_grad()

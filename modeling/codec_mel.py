@@ -134,6 +134,13 @@ class EllaVMelCodecModel(StrictLoadingMixin, PreTrainedModel):
         return self.quantize(self.normalized_features(input_values))
 
     @torch.no_grad()
+    def to_waveform(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``[B, T, n_mels]`` -> waveform ``[B, T * hop]`` by mel inversion and Griffin-Lim (the config's settings)."""
+        return self.frontend.to_waveform(
+            log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum, self.config.griffin_lim_sharpening
+        )
+
+    @torch.no_grad()
     def decode(
         self,
         audio_codes: torch.LongTensor,
@@ -146,9 +153,7 @@ class EllaVMelCodecModel(StrictLoadingMixin, PreTrainedModel):
         ``code_probabilities``, ``first_code_probabilities``: as in :meth:`dequantize`.
         """
         log_mel = self.dequantize(audio_codes, code_probabilities, first_code_probabilities)  # [B, T, M]
-        return self.frontend.to_waveform(
-            log_mel, self.config.griffin_lim_iters, self.config.griffin_lim_momentum, self.config.griffin_lim_sharpening
-        )[:, None]
+        return self.to_waveform(log_mel)[:, None]
 
     def forward(self, input_values: torch.Tensor, **kwargs) -> torch.LongTensor:
         return self.encode(input_values)

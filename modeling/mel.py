@@ -111,7 +111,7 @@ def check_mel_fields(config) -> None:
         raise ValueError(f"Need 0 < hop_length <= n_fft, got hop_length={config.hop_length}, n_fft={config.n_fft}")
     if not 0 <= config.f_min < config.f_max <= config.sampling_rate / 2:
         raise ValueError(f"Need 0 <= f_min < f_max <= sampling_rate/2, got {config.f_min}, {config.f_max}")
-    if getattr(config, "griffin_lim_sharpening", 1.0) <= 0:
+    if config.griffin_lim_sharpening <= 0:
         raise ValueError(f"griffin_lim_sharpening must be positive, got {config.griffin_lim_sharpening}")
     if config.num_codebooks < 1 or config.codebook_size < 2:
         raise ValueError("num_codebooks must be >= 1 and codebook_size >= 2")
