@@ -484,3 +484,42 @@ def test_a_recipe_field_added_later_resumes_an_older_run_at_its_default(tmp_path
         record_recipe(tmp_path, "recipe.json", Recipe(learning_rate=0.001, new_field=0.5), resuming=True)
     with pytest.raises(ValueError, match="another recipe .*learning_rate differ"):
         record_recipe(tmp_path, "recipe.json", Recipe(), resuming=True)
+
+
+def test_a_worker_reading_the_recorded_recipe_never_sees_a_half_written_file(tmp_path):
+    """On --resume every process of a distributed run reads the recorded recipe and corpus while the
+    main process rewrites them: each rewrite must be one rename, or a reader parses an empty file."""
+    import threading
+    from dataclasses import dataclass
+
+    from ella_v_hf.training.checkpointing import JsonRecipe, record_corpus, record_recipe
+
+    @dataclass
+    class Recipe(JsonRecipe):
+        learning_rate: float = 0.01
+
+    (tmp_path / "data").mkdir()
+    record_recipe(tmp_path, "recipe.json", Recipe(), resuming=False)
+    record_corpus(tmp_path, tmp_path / "data", resuming=False)
+    done, errors = threading.Event(), []
+
+    def worker() -> None:
+        while not done.is_set():
+            try:
+                record_recipe(tmp_path, "recipe.json", Recipe(), resuming=True, write=False)
+                record_corpus(tmp_path, tmp_path / "data", resuming=True, write=False)
+            except ValueError as error:  # json.JSONDecodeError is a ValueError
+                errors.append(error)
+                return
+
+    reader = threading.Thread(target=worker)
+    reader.start()
+    try:
+        for _ in range(1500):
+            record_recipe(tmp_path, "recipe.json", Recipe(), resuming=True)
+            record_corpus(tmp_path, tmp_path / "data", resuming=True)
+    finally:
+        done.set()
+        reader.join()
+    assert not errors, errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.json", "data", "recipe.json"]  # no temporary left

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from .._outputs import atomic_file
+
 STATE_FILE = "trainer_state.json"
 
 
@@ -63,6 +65,12 @@ class JsonRecipe:
         raise NotImplementedError
 
 
+def _write_json(path: Path, value: dict) -> None:
+    """Replace ``path`` with ``value`` as JSON in one rename: a reader sees the old file or the new one."""
+    with atomic_file(path) as temporary:
+        temporary.write_text(json.dumps(value, indent=1), encoding="utf-8")
+
+
 #: Recipe fields a resumed run may change: how long it runs and how often it evaluates, saves and logs.
 RESUMABLE_CHANGES = frozenset({"max_steps", "eval_every", "save_every", "keep_last", "log_every", "max_nonfinite_steps", "eval_utterances"})
 
@@ -87,8 +95,8 @@ def record_recipe(run: Path, name: str, config: JsonRecipe, resuming: bool, writ
                 f"{run} was trained with another recipe ({path}: {', '.join(changed)} differ); "
                 "resume with the same --config or choose a new --out"
             )
-    if write:  # the main process of a distributed run
-        path.write_text(json.dumps(recipe, indent=1), encoding="utf-8")
+    if write:  # the main process of a distributed run; the others may be reading it (one rename, never a half-written file)
+        _write_json(path, recipe)
 
 
 def record_corpus(run: Path, data: Path, resuming: bool, write: bool = True) -> None:
@@ -111,8 +119,8 @@ def record_corpus(run: Path, data: Path, resuming: bool, write: bool = True) -> 
                 f"{run} was trained on another prepared corpus ({saved.get('data')}, fingerprint {saved.get('fingerprint')}) "
                 f"than --data {data} (fingerprint {fingerprint}); resume with the same --data or choose a new --out"
             )
-    if write:  # the main process of a distributed run
-        path.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    if write:  # the main process of a distributed run; the others may be reading it (one rename, never a half-written file)
+        _write_json(path, record)
 
 
 def step_seed(seed: int, step: int) -> int:
