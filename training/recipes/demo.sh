@@ -7,12 +7,13 @@
 #    prompts held out (no held-out sentence is trained on in any voice);
 # 2. the bundled learned codec (ella_v_hf/pretrained/codec: 50 Hz, 8 codebooks, the first of 128
 #    phoneme-distilled codes), which the bundled demos embed; or, with CODEC_CONFIG=RECIPE.json, a
-#    codec trained first on Kathleen's training prompts (alignments from the bundled codec when the
-#    recipe distils phonemes). The plain recipe (codec-plain.json) resynthesises better but its first
-#    level does not follow the phonemes, and a GAR trained on it spoke far worse (docs/experiments.md,
-#    2026-12-07); codec-phoneme-light.json (distillation at 0.1) resynthesises Kathleen at 1.21 x
-#    ground truth with a phonetic first level there, but trained on Kathleen alone its first level is
-#    not phonetic on the flite voices (purity 0.42 on the combined corpus against the bundled 0.94).
+#    codec trained first on the same training corpus (every voice; alignments from a prepare with
+#    the bundled codec when the recipe distils phonemes). The plain recipe (codec-plain.json)
+#    resynthesises better but its first level does not follow the phonemes, and a GAR trained on it
+#    spoke far worse (docs/experiments.md, 2026-12-07); codec-phoneme-light.json (distillation at
+#    0.1) resynthesises Kathleen at 1.21 x ground truth, and trained on this corpus its first level
+#    is as phonetic on Kathleen as the bundled codec's (purity 0.64 against 0.69; trained on
+#    Kathleen alone it was not phonetic on the flite voices: purity 0.33-0.36 there).
 #    Then the combined corpus is prepared with the codec (prepare fits its aligner
 #    there). Use one RUNS_DIR per codec: every later step reuses what it finds there;
 # 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
@@ -26,7 +27,7 @@
 # 4. assemble both demos in fp16 (the ELLA-V one with eop_quantile 0.5 and guidance_scale 2 as its
 #    decoding defaults);
 # 5. build the unseen-Harvard evaluation set.
-# Steps 1-2 take ~3 min (plus a codec's training, ~31 min on one thread for codec-plain.json), step 3 ~3 h on 2 cores (batches of <= 3,000 tokens
+# Steps 1-2 take ~3 min (plus a codec's training, ~14 min on two threads), step 3 ~3 h on 2 cores (batches of <= 3,000 tokens
 # before prompt pairs join rows; the GARs 6-8 s a step side by side, ~2 h, the NARs ~1.1 s a step,
 # ~55 min): two runs at a time, one thread each, the next starting as soon as one ends. Every step
 # resumes (--resume) when run again.
@@ -43,16 +44,14 @@ mkdir -p "$RUNS" && cd "$RUNS"
 CODEC=$(python3 -c "from ella_v_hf.processing.prepare import DEFAULT_CODEC_DIR; print(DEFAULT_CODEC_DIR)")
 if [ -n "$CODEC_RECIPE" ]; then
     name=$(basename "$CODEC_RECIPE" .json)
-    # the same held-out prompts as `combined` (the split is by prompt id with the same seed)
-    [ -f kathleen_only/metadata.csv ] || python3 -m ella_v_hf.training.combine_corpora --out kathleen_only \
-        --corpus "$SHARED/kathleen" --hold-out "$SHARED/kathleen=0.12" --held-out-dir kathleen_heldout
+    # the codec trains on the demos' own training corpus (every voice; no held-out prompt)
     extra=()
     if python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])).get("phoneme_loss_weight", 0) <= 0)' "$CODEC_RECIPE"; then
-        [ -f kathleen_align/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data kathleen_only --out kathleen_align \
+        [ -f combined_align/summary.json ] || OMP_NUM_THREADS=2 ella-v prepare --data combined --out combined_align \
             --codec learned --codec-model "$CODEC" --num-proc 2
-        extra=(--alignments kathleen_align)
+        extra=(--alignments combined_align)
     fi
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ella-v train-codec --data kathleen_only --out "$name" \
+    OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 ella-v train-codec --data combined --out "$name" \
         --config "$CODEC_RECIPE" "${extra[@]}" --resume
     CODEC=$name/model
 fi
