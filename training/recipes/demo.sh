@@ -11,9 +11,10 @@
 #    the bundled codec when the recipe distils phonemes). The plain recipe (codec-plain.json)
 #    resynthesises better but its first level does not follow the phonemes, and a GAR trained on it
 #    spoke far worse (docs/experiments.md, 2026-12-07); codec-phoneme-light.json (distillation at
-#    0.1) resynthesises Kathleen at 1.21 x ground truth, and trained on this corpus its first level
-#    is as phonetic on Kathleen as the bundled codec's (purity 0.64 against 0.69; trained on
-#    Kathleen alone it was not phonetic on the flite voices: purity 0.33-0.36 there).
+#    0.1), trained on this corpus, resynthesises held-out Kathleen at 1.20 x ground truth (the bundled
+#    codec 1.72 x; docs/experiments.md, 2026-12-07), and its first level has
+#    phoneme purity 0.67 against the same alignments where the bundled codec's has 0.95 (trained on
+#    Kathleen alone: 0.42, 0.33-0.36 on the flite voices).
 #    Then the combined corpus is prepared with the codec (prepare fits its aligner
 #    there). Use one RUNS_DIR per codec: every later step reuses what it finds there;
 # 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
