@@ -13,8 +13,10 @@
 #    spoke far worse (docs/experiments.md, 2026-12-07); codec-phoneme-light.json (distillation at
 #    0.1), trained on this corpus, resynthesises held-out Kathleen at 1.20 x ground truth (the bundled
 #    codec 1.72 x; docs/experiments.md, 2026-12-07), and its first level has
-#    phoneme purity 0.67 against the same alignments where the bundled codec's has 0.95 (trained on
-#    Kathleen alone: 0.42, 0.33-0.36 on the flite voices).
+#    phoneme purity 0.67 against the same alignments where the bundled codec's has 0.95; an ELLA-V
+#    demo trained on it spoke worse than the bundled one (greedy WER 66.5 against 37.6 % on 40
+#    held-out utterances): its GAR's first level alone decodes at 54.0 % (the bundled 40.9 %), and
+#    its NAR's seven levels raise that to 66.5 % where the bundled NAR's lower it.
 #    Then the combined corpus is prepared with the codec (prepare fits its aligner
 #    there). Use one RUNS_DIR per codec: every later step reuses what it finds there;
 # 3. four runs, one CPU thread each, same data, steps and seed for both GARs:
