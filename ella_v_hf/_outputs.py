@@ -21,6 +21,7 @@ import functools
 import inspect
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -96,14 +97,11 @@ def check_output_dir(directory: str | os.PathLike, command: str, legacy: Callabl
 
 def write_marker(directory: str | os.PathLike, command: str, files: Iterable[str] | None = None) -> None:
     """Write ``directory``'s marker atomically (``files``: the paths ``command`` wrote there, relative)."""
-    path = Path(directory)
     marker = {"command": command}
     if files is not None:
         marker["files"] = sorted(set(files))
-    handle, temporary = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path)
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        json.dump(marker, stream, indent=1)
-    os.replace(temporary, path / MARKER)
+    with atomic_file(Path(directory) / MARKER) as temporary:
+        temporary.write_text(json.dumps(marker, indent=1), encoding="utf-8")
 
 
 def writes_output_dir(command: str, legacy: Callable[[Path], bool] | None = None,
@@ -214,11 +212,19 @@ def check_output_file(path: str | os.PathLike, overwrite: bool, option: str = "-
 @contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` (same extension) to write; on success it replaces
-    ``path`` in one rename, on any failure it is removed and ``path`` is left as it was."""
+    ``path`` in one rename, on any failure it is removed and ``path`` is left as it was.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it (``0o666`` less the
+    umask), not ``tempfile.mkstemp``'s owner-only ``0o600``.
+    """
     path = Path(path)
-    handle, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent if str(path.parent) else ".")
-    os.close(handle)
-    temporary = Path(name)
+    while True:  # a new name, created exclusively (as mkstemp does), with open()'s default mode
+        temporary = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{path.suffix}"
+        try:
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield temporary
         os.replace(temporary, path)

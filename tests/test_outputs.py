@@ -163,3 +163,21 @@ def test_an_earlier_output_without_a_marker_is_still_recognised(prepared_corpus,
     with pytest.raises(OutputExistsError):
         check_output_dir(old, "ella-v prepare", legacy=_is_prepared)
     assert os.listdir(old) == ["assembled_from.json"]
+
+
+def test_files_written_in_one_rename_get_the_permissions_open_would_give(tmp_path):
+    """atomic_file (and the marker, which it writes) must not leave owner-only files where a plain
+    open() would have made them readable: a run's recipe, a synthesised WAV, a directory's marker."""
+    from ella_v_hf._outputs import atomic_file, write_marker
+
+    previous = os.umask(0o022)  # open(path, "w") makes 0o644 files
+    try:
+        with atomic_file(tmp_path / "atomic.json") as temporary:
+            temporary.write_text("{}")
+        write_marker(tmp_path, "ella-v test")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "atomic.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / MARKER).stat().st_mode & 0o777 == 0o644
+    assert json.loads((tmp_path / MARKER).read_text()) == {"command": "ella-v test"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([MARKER, "atomic.json"])  # no temporary left

@@ -65,7 +65,7 @@ class JsonRecipe:
         raise NotImplementedError
 
 
-def _write_json(path: Path, value: dict) -> None:
+def write_json(path: Path, value: dict) -> None:
     """Replace ``path`` with ``value`` as JSON in one rename: a reader sees the old file or the new one."""
     with atomic_file(path) as temporary:
         temporary.write_text(json.dumps(value, indent=1), encoding="utf-8")
@@ -96,7 +96,7 @@ def record_recipe(run: Path, name: str, config: JsonRecipe, resuming: bool, writ
                 "resume with the same --config or choose a new --out"
             )
     if write:  # the main process of a distributed run; the others may be reading it (one rename, never a half-written file)
-        _write_json(path, recipe)
+        write_json(path, recipe)
 
 
 def record_corpus(run: Path, data: Path, resuming: bool, write: bool = True) -> None:
@@ -120,7 +120,7 @@ def record_corpus(run: Path, data: Path, resuming: bool, write: bool = True) -> 
                 f"than --data {data} (fingerprint {fingerprint}); resume with the same --data or choose a new --out"
             )
     if write:  # the main process of a distributed run; the others may be reading it (one rename, never a half-written file)
-        _write_json(path, record)
+        write_json(path, record)
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -245,9 +245,8 @@ def trim_log(run: Path, step: int) -> None:
         if record.get("step", 0) <= step:
             kept.append(line)
     if len(kept) != len(lines):
-        temporary = path.with_name(".log.jsonl.tmp")
-        temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        os.replace(temporary, path)
+        with atomic_file(path) as temporary:
+            temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
 
 
 def append_log(run: Path, record: dict) -> None:
@@ -256,7 +255,7 @@ def append_log(run: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "finish_run", "record_recipe", "export_atomically", "has_checkpoints", "list_checkpoints", "record_corpus", "remove_stale", "resume_from", "save_checkpoint", "step_bookkeeping", "step_seed", "trim_log"]
+__all__ = ["RESUMABLE_CHANGES", "STATE_FILE", "JsonRecipe", "append_log", "finish_run", "record_recipe", "export_atomically", "has_checkpoints", "list_checkpoints", "record_corpus", "remove_stale", "resume_from", "save_checkpoint", "step_bookkeeping", "step_seed", "trim_log", "write_json"]
 
 
 def step_bookkeeping(accelerator, run: Path, config, state: dict, parts: dict[str, float], scheduler, bar,
@@ -295,6 +294,6 @@ def finish_run(accelerator, run: Path, state: dict, parts: dict[str, float], exp
     if accelerator.is_main_process and not (final / "config.json").is_file():
         export_atomically(run, export)
     summary = {**state, "last": parts, **figures, "model": str(final)}
-    if accelerator.is_main_process:
-        (run / "summary.json").write_text(json.dumps(summary, indent=1))
+    if accelerator.is_main_process:  # whoever waits for summary.json never reads half of it
+        write_json(run / "summary.json", summary)
     return summary

@@ -12,7 +12,6 @@ Non-finite losses skip the step; too many stop the run with a clear message.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -42,6 +41,7 @@ from .checkpointing import (
     resume_from,
     save_checkpoint,
     step_seed,
+    write_json,
 )
 from .collators import GarCollator, NarCollator, gar_length
 
@@ -449,8 +449,8 @@ def train(
         "train_utterances": len(train_rows),
         "eval_utterances": len(eval_rows),
     }
-    if accelerator.is_main_process:
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if accelerator.is_main_process:  # whoever waits for summary.json never reads half of it
+        write_json(out / "summary.json", summary)
     return summary
 
 
