@@ -582,8 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     asm.add_argument("--nar", default=None, help="checkpoint whose NAR is taken (default: --gar)")
     asm.add_argument("--out", required=True)
     asm.add_argument("--codec", default=None, metavar="DIR",
-                     help="embed this codec instead of --gar's: a decoder fine-tuned with `ella-v train-codec --decoder-only` "
-                          "(its encoder and quantiser must equal the checkpoint's: the GAR and NAR were trained on their codes)")
+                     help="embed this codec instead of --gar's: a decoder fine-tuned with `ella-v train-codec --decoder-only`, "
+                          "or the codec with a vocoder from `ella-v train-vocoder` (its encoder and quantiser must equal the "
+                          "checkpoint's: the GAR and NAR were trained on their codes)")
     asm.add_argument("--card", default=None, metavar="FILE", help="a model card (Markdown), written into the checkpoint as README.md")
     asm.add_argument("--fp32", action="store_true", help="keep float32 weights")
     asm.add_argument("--no-remote-code", action="store_true", help="write no Hub remote code (demos bundled with the package)")

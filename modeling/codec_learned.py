@@ -35,6 +35,10 @@ from .vocoder import IstftVocoder
 
 #: The learned codec's waveform stages (``EllaVCodecConfig.waveform_decoder``).
 WAVEFORM_DECODERS = ("griffin-lim", "vocos")
+#: ``EllaVCodecConfig`` fields of the waveform stage only (log-mel -> waveform): changing them
+#: leaves every code, and every GAR and NAR trained on the codes, valid.
+WAVEFORM_STAGE_FIELDS = ("griffin_lim_iters", "griffin_lim_momentum", "griffin_lim_sharpening", "waveform_decoder",
+                         "vocoder_hidden_size", "vocoder_intermediate_size", "vocoder_layers", "vocoder_n_fft")
 
 
 class EllaVCodecConfig(PreTrainedConfig):

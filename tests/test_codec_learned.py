@@ -323,18 +323,15 @@ def test_decoder_only_fine_tuning_keeps_the_codes_and_swaps_into_a_checkpoint(fl
     """`train-codec --init-from CHECKPOINT --decoder-only`: encoder, quantiser and normalisation stay
     (same codes, so a GAR and NAR trained on them stay valid), the decoder learns on; `assemble
     --codec` embeds it, and refuses a codec whose codes would differ."""
+    from conftest import save_tts_with_codec
+
     from ella_v_hf import EllaVForTextToSpeech
-    from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor, load_audio, read_corpus
+    from ella_v_hf.processing import load_audio, read_corpus
     from ella_v_hf.training.assemble import assemble_checkpoint
 
     base = train_codec(tiny_recipe(max_steps=6), flite_corpus, tmp_path / "base", progress=False)
     codec = EllaVCodecModel.from_pretrained(tmp_path / "base" / "model")
-    tok = EllaVPhonemeTokenizer()
-    dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
-    checkpoint = EllaVForTextToSpeech(EllaVTTSConfig(gar_config=dims, nar_config=dims, codec_config=codec.config))
-    checkpoint.codec.load_state_dict(codec.state_dict())
-    checkpoint.save_pretrained(tmp_path / "tts")
-    EllaVProcessor(tok, sampling_rate=16000).save_pretrained(tmp_path / "tts")
+    save_tts_with_codec(codec, tmp_path / "tts")
 
     with pytest.raises(ValueError, match="needs init_from"):
         tiny_recipe(train_decoder_only=True).validate()
@@ -364,6 +361,6 @@ def test_decoder_only_fine_tuning_keeps_the_codes_and_swaps_into_a_checkpoint(fl
     with torch.no_grad():
         after.encoder[0].weight.add_(0.1)  # other codes: refused, nothing written
     after.save_pretrained(tmp_path / "foreign")
-    with pytest.raises(ValueError, match="only the decoder may change"):
+    with pytest.raises(ValueError, match="only the decoder and the waveform stage may change"):
         assemble_checkpoint(tmp_path / "tts", tmp_path / "out2", codec_dir=tmp_path / "foreign")
     assert not (tmp_path / "out2").exists()

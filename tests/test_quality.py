@@ -112,3 +112,25 @@ def test_codec_ablation_table(tmp_path, capsys):
     assert table[4] == "| plain | 3 | 20.0 % | 50.0 % | 24.0 % | 22.0 % | 1.20 × | 3.10 | 1.50 | 0.80 | 3.50 nats | 0.26 |"
     with pytest.raises(SystemExit):
         main([str(tmp_path / "plain")])  # no run folders below it
+
+
+def test_waveform_stage_table(tmp_path, capsys):
+    import json
+
+    from ella_v_hf.evaluation.waveform_stage_table import main
+
+    codec = {"first_codebooks": {"8": {"wer": 0.4}}, "stages": {"waveform_stage": {"wer": 0.3}},
+             "quality": {"first_8": {"dnsmos_p808": 2.9, "dnsmos_sig": 2.5, "dnsmos_bak": 3.2, "dnsmos_ovrl": 2.0, "pesq": 1.4, "stoi": 0.81},
+                         "waveform_stage": {"dnsmos_p808": 3.3}}}
+    demo = {"summary": {"greedy": {"wer": 0.376, "dnsmos_p808": 2.82}, "top_p=0.9": {"wer": 0.327, "dnsmos_p808": 2.81}}}
+    (tmp_path / "codec.json").write_text(json.dumps(codec))
+    (tmp_path / "demo.json").write_text(json.dumps(demo))
+    (tmp_path / "empty.json").write_text("{}")
+    assert main([f"vocos={tmp_path}/codec.json,{tmp_path}/demo.json", f"none={tmp_path}/empty.json,{tmp_path}/empty.json"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| waveform stage | codec k=8 WER |") and len({line.count("|") for line in table}) == 1
+    assert table[2] == "| vocos | 40.0 % | 2.90 | 2.50 / 3.20 / 2.00 | 1.40 | 0.810 | 30.0 % | 3.30 | 37.6 % | 2.82 | 32.7 % | 2.81 |"
+    assert table[3] == "| none | – | – | – / – / – | – | – | – | – | – | – | – | – |"
+    for bad in (f"x={tmp_path}/codec.json", f"x={tmp_path}/missing.json,{tmp_path}/demo.json"):
+        with pytest.raises(SystemExit):
+            main([bad])

@@ -411,6 +411,10 @@ def test_assemble_joins_a_gar_run_and_a_nar_run_in_fp16(prepared_corpus, tmp_pat
     tuned = EllaVForTextToSpeech.from_pretrained(tmp_path / "tuned")
     assert tuned.generation_config.eop_quantile == 0.5 and tuned.generation_config.nar_decoding == "argmax"
     assert model.generation_config.eop_quantile is None  # the plain assemble keeps the paper's decoding
+    # Re-assembling a checkpoint (e.g. to embed a vocoder) keeps its decoding defaults; --generation still overrides.
+    assert cli(["assemble", "--gar", str(tmp_path / "tuned"), "--out", str(tmp_path / "again"), "--generation", "top_p=0.8"]) == 0
+    again = EllaVForTextToSpeech.from_pretrained(tmp_path / "again").generation_config
+    assert again.eop_quantile == 0.5 and again.nar_decoding == "argmax" and again.top_p == 0.8
     for bad in ("eop_quantile=2", "no_such_field=1", "eop_quantile"):
         assert cli([*args, "--out", str(tmp_path / "bad"), "--generation", bad]) != 0
         assert not (tmp_path / "bad").exists()

@@ -200,3 +200,35 @@ def test_waveform_stage_bench_times_both_stages(flite_corpus, tmp_path):
     assert result["vocos_speedup"] > 0 and result["griffin_lim_iters"] == TINY_CODEC["griffin_lim_iters"]
     with pytest.raises(ValueError, match="no vocoder"):
         bench_waveform_stage(str(tmp_path / "plain"), str(flite_corpus), n=1, repeats=1)
+
+
+def test_assemble_embeds_a_trained_vocoder_and_refuses_other_codes(codec_dir, tmp_path):
+    """`ella-v assemble --codec VOCODER_RUN/model`: a checkpoint's codec gains the vocoder trained
+    for it (its codes, so its GAR and NAR, stay valid) and decodes with it; a codec whose code
+    configuration differs is refused and nothing is written."""
+    from conftest import save_tts_with_codec
+
+    from ella_v_hf import EllaVForTextToSpeech
+    from ella_v_hf.training.assemble import assemble_checkpoint
+
+    codec = EllaVCodecModel.from_pretrained(codec_dir).eval()
+    save_tts_with_codec(codec, tmp_path / "tts")
+    voiced = with_vocoder(codec, {**TINY_VOCODER}).eval()
+    voiced.config.griffin_lim_sharpening = 2.0  # a waveform-stage setting: allowed to differ
+    voiced.save_pretrained(tmp_path / "voiced")
+
+    out = assemble_checkpoint(tmp_path / "tts", tmp_path / "out", codec_dir=tmp_path / "voiced", half=False, remote_code=False)
+    swapped = EllaVForTextToSpeech.from_pretrained(out).eval()
+    assert swapped.codec.config.waveform_decoder == "vocos" and swapped.codec.config.vocoder_n_fft == TINY_VOCODER["n_fft"]
+    assert swapped.codec.config.griffin_lim_sharpening == 2.0
+    for name, value in voiced.state_dict().items():
+        torch.testing.assert_close(swapped.codec.state_dict()[name], value, msg=name)
+    codes = codec.encode(torch.randn(1, 1, 6400) * 0.1)  # [1, K, 20]
+    torch.testing.assert_close(swapped.codec.decode(codes), voiced.decode(codes))
+    assert json.loads((out / "assembled_from.json").read_text())["codec_from"].endswith("voiced")
+
+    other = EllaVCodecModel(EllaVCodecConfig(**{**codec.config.to_diff_dict(), "codebook_size": 32}))
+    with_vocoder(other, TINY_VOCODER).save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="another codec configuration"):
+        assemble_checkpoint(tmp_path / "tts", tmp_path / "out2", codec_dir=tmp_path / "other")
+    assert not (tmp_path / "out2").exists()

@@ -8,6 +8,7 @@ keep ``dtype: float32``, so ``from_pretrained`` loads them as float32 (CPU-frien
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -44,15 +45,15 @@ def halve_safetensors(directory: str | os.PathLike) -> list[Path]:
     return rewritten
 
 
-def _differing_keys(a: torch.nn.Module, b: torch.nn.Module, skip: str | None = None) -> list[str]:
+def _differing_keys(a: torch.nn.Module, b: torch.nn.Module, skip: tuple[str, ...] = ()) -> list[str]:
     """Names of the tensors that differ between ``a`` and ``b`` (those only one of them has, or
     unequal ones), less those a weights file may leave out (``_keys_to_ignore_on_load_missing``:
     the learned codec's EMA training statistics, zero when a checkpoint saved without them loads)
-    and those whose name starts with ``skip``."""
-    sa, sb = a.state_dict(), b.state_dict()
+    and those whose name starts with one of ``skip``."""
+    sa, sb = ({k: v for k, v in m.state_dict().items() if not k.startswith(skip)} for m in (a, b))
     if sa.keys() != sb.keys():
         return sorted(sa.keys() ^ sb.keys())
-    return [k for k in required_keys(a, sa.keys()) if not (skip and k.startswith(skip)) and not torch.equal(sa[k], sb[k])]
+    return [k for k in required_keys(a, sa.keys()) if not torch.equal(sa[k], sb[k])]
 
 
 def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -60,18 +61,32 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return not _differing_keys(a, b)
 
 
+#: ``to_dict`` entries that record how a configuration was saved, not what it describes.
+_CONFIG_BOOKKEEPING = ("transformers_version", "architectures", "_name_or_path", "dtype", "torch_dtype")
+
+
+def _code_fields(codec: torch.nn.Module) -> dict[str, Any]:
+    """The codec's configuration less its waveform stage's fields (those leave the codes as they are)."""
+    from ..modeling.codec_learned import WAVEFORM_STAGE_FIELDS
+
+    return {k: v for k, v in codec.config.to_dict().items() if k not in WAVEFORM_STAGE_FIELDS and k not in _CONFIG_BOOKKEEPING}
+
+
 def _decoder_swap(embedded: torch.nn.Module, codec_dir: str | os.PathLike) -> torch.nn.Module:
-    """The codec of ``codec_dir`` if it differs from ``embedded`` in its decoder only; else ``ValueError``."""
+    """The codec of ``codec_dir`` if it differs from ``embedded`` in what decodes its codes only (the
+    mel decoder, the waveform stage: a vocoder, Griffin-Lim's settings); else ``ValueError``."""
     from .train_codec import load_trained_codec
 
     codec = load_trained_codec(codec_dir)
-    if type(codec) is not type(embedded) or codec.config.to_diff_dict() != embedded.config.to_diff_dict():
+    if type(codec) is not type(embedded) or _code_fields(codec) != _code_fields(embedded):
         raise ValueError(f"{codec_dir}: another codec configuration than the checkpoint's; --codec takes a decoder "
-                         "fine-tuned from this checkpoint's codec (`ella-v train-codec --init-from CHECKPOINT --decoder-only`)")
-    changed = _differing_keys(embedded, codec, skip="decoder.")  # both float32
+                         "fine-tuned from this checkpoint's codec (`ella-v train-codec --init-from CHECKPOINT --decoder-only`) "
+                         "or the codec with a vocoder (`ella-v train-vocoder --codec CHECKPOINT`)")
+    changed = _differing_keys(embedded, codec, skip=("decoder.", "vocoder."))  # both float32
     if changed:
         raise ValueError(f"{codec_dir}: its {', '.join(changed[:3])}{' …' if len(changed) > 3 else ''} differ from the checkpoint's "
-                         "codec, so its codes would not be the ones the GAR and NAR were trained on; only the decoder may change")
+                         "codec, so its codes would not be the ones the GAR and NAR were trained on; only the decoder and "
+                         "the waveform stage may change")
     return codec
 
 
@@ -126,10 +141,11 @@ def assemble_checkpoint(
             with the package, which load through the installed classes).
         generation: :class:`~ella_v_hf.modeling.EllaVGenerationConfig` fields for the checkpoint's
             ``generation_config.json`` (its decoding defaults, e.g. ``{"eop_quantile": 0.5}``);
-            the others come from the model configuration.
+            the others are ``gar_dir``'s (so re-assembling a checkpoint keeps its defaults).
         codec_dir: A learned codec to embed instead of ``gar_dir``'s (a codec directory or a TTS
-            checkpoint): a decoder fine-tuned by ``ella-v train-codec --decoder-only``. Everything
-            but its decoder (configuration, normalisation, encoder, quantiser) must equal the
+            checkpoint): a decoder fine-tuned by ``ella-v train-codec --decoder-only``, or the
+            codec with a vocoder trained by ``ella-v train-vocoder``. Everything but its decoder and
+            waveform stage (configuration, normalisation, encoder, quantiser) must equal the
             embedded codec's, so that the codes the GAR and NAR were trained on stay the same.
         card: A model card (Markdown) written into the checkpoint as its ``README.md``.
 
@@ -160,13 +176,14 @@ def assemble_checkpoint(
     config = EllaVTTSConfig(
         gar_config=source.gar_config,
         nar_config=nar_model.config.nar_config,
-        codec_config=source.codec_config,
+        codec_config=codec.config if codec_dir is not None else source.codec_config,
         aligner_config=source.aligner_config,
         vall_e_max_frames_per_phone=source.vall_e_max_frames_per_phone,
         sentence_pause_seconds=source.sentence_pause_seconds,
         phoneme_vocab_sha256=processor.tokenizer.vocab_fingerprint(),
     )
     model = EllaVForTextToSpeech(config)
+    model.generation_config = copy.deepcopy(gar_model.generation_config)  # an assembled --gar's decoding defaults stay
     if generation:
         _apply_generation(model.generation_config, generation)
     model.gar.load_state_dict(gar_model.gar.state_dict())

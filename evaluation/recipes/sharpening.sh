@@ -42,21 +42,6 @@ EOF
             --sweep "greedy;top_p=0.9" --dnsmos yes --sim none --out "$OUT/demo-$x.json" > "$OUT/demo-$x.log" 2>&1
     fi
 done
-python3 - "$OUT" ${EXPONENTS:-1.0 1.5 2.0} <<'EOF'
-import json, sys
-from ella_v_hf.evaluation.table_cells import format_cell
-out, exponents = sys.argv[1], sys.argv[2:]
-print("| exponent | codec k=8 WER | P.808 | SIG / BAK / OVRL | PESQ | STOI | ceiling WER | ceiling P.808 "
-      "| demo greedy WER | P.808 | demo top-p WER | P.808 |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-for x in exponents:
-    codec, demo = json.load(open(f"{out}/codec-{x}.json")), json.load(open(f"{out}/demo-{x}.json"))["summary"]
-    k8, ceiling = codec["quality"]["first_8"], codec["quality"]["waveform_stage"]
-    greedy, top_p = demo["greedy"], demo["top_p=0.9"]
-    cells = [x, format_cell(codec["first_codebooks"]["8"]["wer"], True), format_cell(k8["dnsmos_p808"], digits=2),
-             " / ".join(format_cell(k8[f"dnsmos_{key}"], digits=2) for key in ("sig", "bak", "ovrl")),
-             format_cell(k8["pesq"], digits=2), format_cell(k8["stoi"]), format_cell(codec["stages"]["waveform_stage"]["wer"], True),
-             format_cell(ceiling["dnsmos_p808"], digits=2), format_cell(greedy["wer"], True), format_cell(greedy["dnsmos_p808"], digits=2),
-             format_cell(top_p["wer"], True), format_cell(top_p["dnsmos_p808"], digits=2)]
-    print("| " + " | ".join(cells) + " |")
-EOF
+rows=()
+for x in ${EXPONENTS:-1.0 1.5 2.0}; do rows+=("$x=$OUT/codec-$x.json,$OUT/demo-$x.json"); done
+python3 -m ella_v_hf.evaluation.waveform_stage_table --label-header exponent "${rows[@]}"
