@@ -61,15 +61,11 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return not _differing_keys(a, b)
 
 
-#: ``to_dict`` entries that record how a configuration was saved, not what it describes.
-_CONFIG_BOOKKEEPING = ("transformers_version", "architectures", "_name_or_path", "dtype", "torch_dtype")
-
-
 def _code_fields(codec: torch.nn.Module) -> dict[str, Any]:
-    """The codec's configuration less its waveform stage's fields (those leave the codes as they are)."""
+    """The codec's configuration (``to_diff_dict``) less its waveform stage's fields (those leave the codes as they are)."""
     from ..modeling.codec_learned import WAVEFORM_STAGE_FIELDS
 
-    return {k: v for k, v in codec.config.to_dict().items() if k not in WAVEFORM_STAGE_FIELDS and k not in _CONFIG_BOOKKEEPING}
+    return {k: v for k, v in codec.config.to_diff_dict().items() if k not in WAVEFORM_STAGE_FIELDS}
 
 
 def _decoder_swap(embedded: torch.nn.Module, codec_dir: str | os.PathLike) -> torch.nn.Module:
@@ -176,7 +172,7 @@ def assemble_checkpoint(
     config = EllaVTTSConfig(
         gar_config=source.gar_config,
         nar_config=nar_model.config.nar_config,
-        codec_config=codec.config if codec_dir is not None else source.codec_config,
+        codec_config=codec.config,  # the embedded codec's, or --codec's (its waveform stage may differ)
         aligner_config=source.aligner_config,
         vall_e_max_frames_per_phone=source.vall_e_max_frames_per_phone,
         sentence_pause_seconds=source.sentence_pause_seconds,

@@ -36,7 +36,7 @@ train gan "$OUT/base/model" "$HERE/configs/vocoder-gan.json"
 
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 for stage in griffin-lim base gan; do
-    codec=$OUT/$stage/model demos=$OUT/$stage
+    codec=$OUT/$stage/model
     if [ "$stage" = griffin-lim ]; then
         codec=$PACKAGE/pretrained/codec demos=$PACKAGE/demo_models/
     else
