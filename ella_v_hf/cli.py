@@ -357,6 +357,8 @@ def _cmd_train_codec(args: argparse.Namespace) -> int:
         config.init_from = args.init_from
     if args.decoder_only:
         config.train_decoder_only = True
+    if args.nar_fraction is not None:
+        config.nar_fraction = args.nar_fraction
     summary = train_codec(config, args.data, args.out, resume=args.resume, alignments=args.alignments)
     if args.json:
         print(json.dumps(summary))
@@ -558,12 +560,17 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--max-steps", type=int, default=None)
     tc.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     tc.add_argument("--alignments", default=None,
-                    help="an `ella-v prepare` output of --data: its forced alignments are the targets of the recipe's phoneme_loss_weight")
+                    help="an `ella-v prepare` output of --data: its forced alignments are the targets of the recipe's "
+                         "phoneme_loss_weight, and the NAR's phonemes for --nar-fraction")
     tc.add_argument("--init-from", default=None, metavar="DIR",
                     help="start from a trained codec (a codec directory, or a TTS checkpoint whose embedded codec is taken)")
     tc.add_argument("--decoder-only", action="store_true",
                     help="with --init-from: freeze the encoder and quantiser (the codes stay the same, so GARs and NARs "
                          "trained on them stay valid) and train the decoder alone; `ella-v assemble --codec` swaps it in")
+    tc.add_argument("--nar-fraction", type=float, default=None, metavar="F",
+                    help="with --decoder-only and --init-from a TTS checkpoint: the share of crops decoded from the latents "
+                         "its NAR gives at synthesis (true first codebook, the NAR's expected codebooks 2..K) instead of the "
+                         "true codes' (needs --alignments)")
     tc.add_argument("--json", action="store_true")
     tc.set_defaults(func=_cmd_train_codec)
 

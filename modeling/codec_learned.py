@@ -347,19 +347,39 @@ class EllaVCodecModel(StrictLoadingMixin, PreTrainedModel):
         """(Quantised) latents ``[B, T, codebook_dim]`` -> normalised log-mel ``[B, T * downsample, n_mels]``."""
         return self.decoder(latents.transpose(1, 2)).transpose(1, 2)
 
-    def forward(self, input_features: torch.Tensor, levels: torch.LongTensor | None = None, **kwargs) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        levels: torch.LongTensor | None = None,
+        decoder_latents: torch.Tensor | None = None,
+        **kwargs,
+    ) -> dict[str, torch.Tensor]:
         """Training pass.
 
         Args:
             input_features: ``[B, T_mel, n_mels]`` normalised log-mel (``T_mel`` a multiple of ``downsample``).
             levels: ``[B]`` quantiser levels kept per example (quantiser dropout); all by default.
+            decoder_latents: Optional ``[B, T_mel / downsample, codebook_dim]``: latents the decoder
+                reconstructs ``input_features`` from instead of their own quantised encoding (decoder
+                training on latents made elsewhere, e.g. the NAR's); ``levels`` is then unused and
+                the commitment loss is zero.
 
         Returns:
             ``{"loss", "reconstruction_loss", "commitment_loss", "reconstruction" [B, T_mel, n_mels],
             "first_level" [B, T, codebook_dim]}``; the reconstruction loss is L1 + L2 on the
             normalised log-mel; ``first_level`` is the first codebook's quantised latents
-            (straight-through), on which ``ella-v train-codec`` can put a phoneme loss.
+            (straight-through), on which ``ella-v train-codec`` can put a phoneme loss (absent with
+            ``decoder_latents``).
         """
+        if decoder_latents is not None:
+            expected = (input_features.shape[0], input_features.shape[1] // self.config.downsample, self.config.codebook_dim)
+            if tuple(decoder_latents.shape) != expected:
+                raise ValueError(f"decoder_latents must be {list(expected)} for input_features {list(input_features.shape)}, "
+                                 f"got {list(decoder_latents.shape)}")
+            reconstruction = self.reconstruct(decoder_latents)
+            recon_loss = F.l1_loss(reconstruction, input_features) + F.mse_loss(reconstruction, input_features)
+            return {"loss": recon_loss, "reconstruction_loss": recon_loss, "commitment_loss": recon_loss.new_zeros(()),
+                    "reconstruction": reconstruction}
         if levels is None:
             levels = torch.full((input_features.shape[0],), self.config.num_codebooks, device=input_features.device)
         quantized, commitment, first = self.quantizer(self.latents(input_features), levels, return_first=True)

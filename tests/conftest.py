@@ -33,15 +33,16 @@ def tiny_nar_config(**overrides) -> EllaVNARConfig:
     return EllaVNARConfig(**{**TINY, **overrides})
 
 
-def save_tts_with_codec(codec: torch.nn.Module, folder) -> None:
-    """Save a tiny TTS checkpoint (hidden 32, one layer) embedding ``codec``, with a processor, in ``folder``."""
+def save_tts_with_codec(codec: torch.nn.Module, folder, **nar_overrides) -> None:
+    """Save a tiny TTS checkpoint (hidden 32, one layer) embedding ``codec``, with a processor, in
+    ``folder``; ``nar_overrides`` are NAR config fields (e.g. ``frame_phonemes=True``)."""
     from ella_v_hf import EllaVForTextToSpeech
     from ella_v_hf.modeling import EllaVTTSConfig
     from ella_v_hf.processing import EllaVPhonemeTokenizer, EllaVProcessor
 
     tok = EllaVPhonemeTokenizer()
     dims = dict(num_phonemes=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
-    checkpoint = EllaVForTextToSpeech(EllaVTTSConfig(gar_config=dims, nar_config=dims, codec_config=codec.config))
+    checkpoint = EllaVForTextToSpeech(EllaVTTSConfig(gar_config=dims, nar_config={**dims, **nar_overrides}, codec_config=codec.config))
     checkpoint.codec.load_state_dict(codec.state_dict())
     checkpoint.save_pretrained(folder)
     EllaVProcessor(tok, sampling_rate=16000).save_pretrained(folder)

@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoConfig, AutoModel
@@ -241,7 +242,7 @@ def test_phoneme_distillation_trains_a_phonetic_first_codebook(flite_corpus, pre
     assert isinstance(saved, EllaVCodecModel) and not any("head" in k for k in saved.state_dict())
     with pytest.raises(ValueError, match="needs alignments"):
         train_codec(recipe, flite_corpus, tmp_path / "other", progress=False)
-    with pytest.raises(ValueError, match="phoneme_loss_weight is 0"):
+    with pytest.raises(ValueError, match="phoneme_loss_weight and nar_fraction are 0"):
         train_codec(tiny_recipe(), flite_corpus, tmp_path / "other", progress=False, alignments=prepared_corpus)
 
 
@@ -364,3 +365,76 @@ def test_decoder_only_fine_tuning_keeps_the_codes_and_swaps_into_a_checkpoint(fl
     with pytest.raises(ValueError, match="only the decoder and the waveform stage may change"):
         assemble_checkpoint(tmp_path / "tts", tmp_path / "out2", codec_dir=tmp_path / "foreign")
     assert not (tmp_path / "out2").exists()
+
+
+def test_decoder_fine_tuning_on_the_latents_the_nar_gives(flite_corpus, prepared_corpus, tmp_path):
+    """`nar_fraction`: the decoder of a TTS checkpoint's codec learns from the latents synthesis
+    decodes (the true first codebook, codebooks 2..K as the expected vectors of the checkpoint's
+    NAR given the aligned phonemes) instead of true codes only: the codes stay, those latents are
+    exactly what the checkpoint's own NAR path gives for a GAR sequence of the true first codebook,
+    and the decoder trained on them reconstructs from them better than one trained on true codes."""
+    import dataclasses
+
+    from conftest import save_tts_with_codec
+
+    from ella_v_hf import EllaVForTextToSpeech
+    from ella_v_hf.modeling.sequence_layout import build_gar_sequence, parse_gar_sequence
+    from ella_v_hf.processing import load_audio, read_corpus
+    from ella_v_hf.training.nar_latents import nar_latents, prepared_rows
+    from ella_v_hf.training.train_codec import corpus_features, frame_phoneme_labels, reconstruction_losses
+
+    train_codec(tiny_recipe(max_steps=6), flite_corpus, tmp_path / "base", progress=False)
+    codec = EllaVCodecModel.from_pretrained(tmp_path / "base" / "model").eval()
+    save_tts_with_codec(codec, tmp_path / "tts", frame_phonemes=True)
+    with pytest.raises(ValueError, match=r"decoder_latents must be \[1, 4, 8\]"):
+        codec(torch.zeros(1, 4, codec.config.n_mels), decoder_latents=torch.zeros(1, 3, 8))
+    recipe = tiny_recipe(codec={}, init_from=str(tmp_path / "tts"), train_decoder_only=True, nar_fraction=1.0, max_steps=30,
+                         eval_every=30, save_every=30, learning_rate=3e-3)
+    with pytest.raises(ValueError, match="set train_decoder_only"):
+        dataclasses.replace(recipe, train_decoder_only=False).validate()
+    with pytest.raises(ValueError, match=r"nar_fraction must lie in \[0, 1\]"):
+        dataclasses.replace(recipe, nar_fraction=1.5).validate()
+    with pytest.raises(ValueError, match="nar_fraction > 0 needs alignments"):
+        train_codec(recipe, flite_corpus, tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="not an ELLA-V/VALL-E TTS checkpoint"):  # a codec directory has no NAR
+        train_codec(dataclasses.replace(recipe, init_from=str(tmp_path / "base" / "model")), flite_corpus, tmp_path / "y",
+                    progress=False, alignments=prepared_corpus)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+    # The latents are the ones synthesis decodes: the GAR sequence of the true first codebook, parsed
+    # as generation parses it, through the checkpoint's NAR (its frame phonemes from that sequence).
+    tts = EllaVForTextToSpeech.from_pretrained(tmp_path / "tts").eval()
+    space, spec = tts.config.gar_config.token_space, tts.config.gar_config.layout_spec
+    utterances, features = corpus_features(codec, flite_corpus, progress=False)
+    normalised = [((f - codec.feature_mean.numpy()) / codec.feature_std.numpy()).astype(np.float32) for f in features]
+    labels, _ = frame_phoneme_labels(utterances, features, prepared_corpus)
+    rows, _ = prepared_rows(prepared_corpus)
+    made = nar_latents(tts, codec, utterances, normalised, labels, rows, progress=False)
+    compared = 0
+    for utterance, feature, latents in zip(utterances, normalised, made):
+        if latents is None or sum(rows[utterance.id][1]) != len(feature):
+            continue
+        phonemes, durations = rows[utterance.id]
+        codes = codec.quantizer.quantize(codec.latents(torch.from_numpy(feature)[None]))[0]  # [K, T]
+        parsed = parse_gar_sequence(build_gar_sequence(phonemes, durations, codes[0].tolist(), space, spec).input_ids, space, spec)
+        with torch.no_grad():
+            completed, probabilities = tts._nar_decode(phonemes, codes[0], None, parsed, return_probabilities=True)
+            expected = codec.quantizer.dequantize(completed[None], probabilities[None])[0]  # [T, D]
+        assert torch.allclose(torch.from_numpy(latents), expected, atol=1e-5)
+        assert not torch.allclose(expected, codec.quantizer.dequantize(codes[None])[0], atol=1e-3)  # not the true codes'
+        compared += 1
+    assert compared >= 3
+
+    summary = train_codec(recipe, flite_corpus, tmp_path / "nar", progress=False, alignments=prepared_corpus)
+    plain = train_codec(dataclasses.replace(recipe, nar_fraction=0.0), flite_corpus, tmp_path / "plain", progress=False)
+    after = EllaVCodecModel.from_pretrained(tmp_path / "nar" / "model").eval()
+    wave = torch.as_tensor(load_audio(read_corpus(flite_corpus)[0][0].audio_path)[0], dtype=torch.float32)[None]
+    assert torch.equal(codec.encode(wave), after.encode(wave))  # the codes the GAR and NAR were trained on
+    assert "nar" not in plain["eval"] and "nar" in summary["eval"]
+    first = json.loads((tmp_path / "nar" / "log.jsonl").read_text().splitlines()[0])  # the baseline: the starting decoder
+    assert first["step"] == 0 and {"eval_level_1", "eval_all", "eval_nar"} <= first.keys()
+
+    pairs = [(torch.from_numpy(f[: len(lat)]), torch.from_numpy(lat)) for f, lat in zip(normalised, made) if lat is not None]
+    on_nar = reconstruction_losses(after, [], nar=pairs)["nar"]
+    on_true = reconstruction_losses(EllaVCodecModel.from_pretrained(tmp_path / "plain" / "model").eval(), [], nar=pairs)["nar"]
+    assert on_nar < on_true

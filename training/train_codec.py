@@ -5,13 +5,19 @@ about 15 MB); training draws random crops, applies quantiser dropout (each crop 
 ``n`` quantiser levels, ``n`` uniform in ``1..K``) and minimises L1 + L2 on the normalised log-mel
 plus the commitment loss, with AdamW, warmup and cosine decay under Accelerate. Every
 ``eval_every`` steps the held-out utterances (split by prompt, never trained on) are reconstructed
-from the first codebook alone and from all codebooks; checkpoints are atomic and ``--resume``
-continues exactly where a run stopped. ``OUT/model`` always holds the newest codec.
+from the first codebook alone and from all codebooks (a run ``init_from`` a trained codec also logs
+its starting codec's figures as step 0: the fine-tune's baseline); checkpoints are atomic and
+``--resume`` continues exactly where a run stopped. ``OUT/model`` always holds the newest codec.
 
 Decoder fine-tuning (``init_from`` a trained codec, ``train_decoder_only: true``): the encoder,
 the quantiser and the feature normalisation are kept frozen, so every code stays what it was and
 the GARs and NARs trained on those codes stay valid; only the decoder (codes -> log-mel) trains on.
 ``ella-v assemble --codec`` then swaps the new decoder into a release checkpoint.
+
+Decoding the NAR's latents (``nar_fraction``, with decoder fine-tuning from a TTS checkpoint): a
+share of each batch is decoded from the latents that checkpoint's synthesis gives the decoder (the
+true first codebook, the NAR's codebooks 2..K in expectation; :mod:`.nar_latents`), so that the
+decoder learns the inputs it will be given rather than true codes only.
 
 Phoneme distillation (``phoneme_loss_weight > 0`` with ``alignments=`` an ``ella-v prepare``
 output of the same corpus): a linear classifier reads each frame's aligned phoneme from the first
@@ -40,6 +46,7 @@ from ..modeling.codec_learned import EllaVCodecConfig, EllaVCodecModel
 from ..modeling.sequence_layout import frame_phonemes
 from .checkpointing import (
     JsonRecipe,
+    append_log,
     finish_run,
     has_checkpoints,
     list_checkpoints,
@@ -49,6 +56,7 @@ from .checkpointing import (
     step_bookkeeping,
     step_seed,
 )
+from .nar_latents import load_tts_with_nar, nar_latents, prepared_rows
 
 
 @dataclass
@@ -63,11 +71,16 @@ class CodecTrainConfig(JsonRecipe):
     embedded codec is taken), with its feature normalisation; ``codec`` must then be empty.
     ``train_decoder_only``: with ``init_from``, freeze the encoder and quantiser (the codes do not
     change) and train the decoder alone.
+    ``nar_fraction``: with ``train_decoder_only`` and ``init_from`` a TTS checkpoint, the share of
+    each batch's crops the decoder reads from the latents synthesis would give it (the true first
+    codebook, codebooks 2..K as the expected vectors of the checkpoint's NAR; see
+    :mod:`.nar_latents`) instead of the true codes'; needs the corpus's alignments (``--alignments``).
     """
 
     codec: dict = field(default_factory=dict)
     init_from: str | None = None
     train_decoder_only: bool = False
+    nar_fraction: float = 0.0
     max_steps: int = 20000
     batch_size: int = 32
     crop_frames: int = 96
@@ -95,6 +108,11 @@ class CodecTrainConfig(JsonRecipe):
             raise ValueError("train_decoder_only needs init_from: a trained codec whose encoder and quantiser are kept")
         if self.train_decoder_only and self.phoneme_loss_weight:
             raise ValueError("phoneme_loss_weight trains the first codebook, which train_decoder_only freezes: set it to 0")
+        if not 0 <= self.nar_fraction <= 1:
+            raise ValueError(f"nar_fraction must lie in [0, 1], got {self.nar_fraction}")
+        if self.nar_fraction and not self.train_decoder_only:
+            raise ValueError("nar_fraction trains the decoder on a NAR's predictions of the codes, which must then stay as they are: "
+                             "set train_decoder_only (and init_from the TTS checkpoint whose NAR it is)")
         for name in ("max_steps", "batch_size", "crop_frames", "eval_every", "save_every", "keep_last", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -159,16 +177,9 @@ def frame_phoneme_labels(
         ValueError: ``alignments`` is not a prepared corpus, shares no utterance with this one, or an
             utterance's aligned length disagrees with its audio by more than 5 % + 2 frames.
     """
-    from datasets import load_from_disk
-
-    from ..processing import EllaVProcessor
-
     folder = Path(alignments)
-    if not (folder / "dataset").is_dir() or not (folder / "processor").is_dir():
-        raise ValueError(f"{folder} is not an `ella-v prepare` output (no dataset/ and processor/): it holds the alignments")
-    num_classes = len(EllaVProcessor.from_pretrained(folder / "processor").tokenizer)
-    dataset = load_from_disk(str(folder / "dataset")).select_columns(["id", "phoneme_ids", "durations"])
-    rows = {row["id"]: (row["phoneme_ids"], row["durations"]) for row in dataset}
+    rows, tokenizer = prepared_rows(folder)
+    num_classes = len(tokenizer)
     labels, found = [], 0
     for utterance, feature in zip(utterances, features):
         frames = len(feature)
@@ -240,6 +251,34 @@ def _crops(
     return out, torch.from_numpy(np.stack([labels[r][s : s + frames] for r, s in zip(rows, starts)]))
 
 
+def _nar_batch(
+    model: EllaVCodecModel, features: list[np.ndarray], weights: np.ndarray,
+    nar_set: tuple[list[np.ndarray], list[np.ndarray], np.ndarray], config: CodecTrainConfig, nar_count: int,
+    frames: int, rng: np.random.Generator, generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decoder-only batch for ``nar_fraction``: ``batch_size - nar_count`` crops of true codes
+    (quantiser dropout as usual; latents from the frozen encoder and quantiser) and ``nar_count``
+    crops of the NAR's latents. Returns ``(log-mel [B, frames, n_mels], latents [B, frames / downsample, D])``."""
+    down = model.config.downsample
+    parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+    true_count = config.batch_size - nar_count
+    if true_count:
+        batch, _ = _crops(features, weights, true_count, frames, rng)
+        levels = _levels(true_count, model.config.num_codebooks, config.quantizer_dropout, generator, config.first_level_fraction)
+        with torch.no_grad():
+            latents, _ = model.quantizer(model.latents(batch.to(model.device)), levels.to(model.device))
+        parts.append((batch, latents.cpu()))
+    if nar_count:
+        nar_features, nar_latents_list, nar_weights = nar_set
+        rows = rng.choice(len(nar_features), size=nar_count, p=nar_weights)
+        starts = [int(rng.integers(0, (len(nar_features[r]) - frames) // down + 1)) for r in rows]  # in code frames
+        parts.append((
+            torch.from_numpy(np.stack([nar_features[r][s * down : s * down + frames] for r, s in zip(rows, starts)])),
+            torch.from_numpy(np.stack([nar_latents_list[r][s : s + frames // down] for r, s in zip(rows, starts)])),
+        ))
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
 def _phoneme_loss(head: torch.nn.Module, first_level: torch.Tensor, labels: torch.LongTensor, downsample: int) -> torch.Tensor:
     """Cross-entropy of the aligned phoneme of every code frame from the first level ``[B, T, D]``;
     ``labels [B, T * downsample]`` at the log-mel rate (each code frame takes its first mel frame's)."""
@@ -249,11 +288,13 @@ def _phoneme_loss(head: torch.nn.Module, first_level: torch.Tensor, labels: torc
 
 def reconstruction_losses(
     model: EllaVCodecModel, features: list[torch.Tensor], head: torch.nn.Module | None = None,
-    labels: list[torch.LongTensor] | None = None,
+    labels: list[torch.LongTensor] | None = None, nar: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
     """Mean held-out reconstruction loss (L1 + L2, normalised log-mel) from the first codebook and
-    from all; with a phoneme ``head`` and ``labels`` also the first level's frame accuracy. Every
-    module is left in the mode it was in (a decoder-only run keeps its frozen parts in eval mode)."""
+    from all; with a phoneme ``head`` and ``labels`` also the first level's frame accuracy; with
+    ``nar`` (pairs of normalised log-mel ``[T_mel, n_mels]`` and the NAR's latents ``[T, D]``; see
+    :mod:`.nar_latents`) also the loss decoding those latents, as ``"nar"``. Every module is left
+    in the mode it was in (a decoder-only run keeps its frozen parts in eval mode)."""
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     totals = {"level_1": 0.0, "all": 0.0}
@@ -271,6 +312,9 @@ def reconstruction_losses(
                 keep = target >= 0
                 correct += int((head(first).argmax(-1) == target)[keep].sum())
                 counted += int(keep.sum())
+        for feature, latents in nar or ():
+            output = model(feature[None].to(device), decoder_latents=latents[None].to(device))
+            totals["nar"] = totals.get("nar", 0.0) + float(output["reconstruction_loss"]) / len(nar)
     if counted:
         totals["phone_accuracy"] = correct / counted
     for module, training in modes:
@@ -287,8 +331,13 @@ def _check_train_codec(arguments: dict) -> None:
     distil = config.phoneme_loss_weight > 0
     if distil and arguments["alignments"] is None:
         raise ValueError("phoneme_loss_weight > 0 needs alignments= (--alignments): an `ella-v prepare` output of this corpus")
-    if arguments["alignments"] is not None and not distil:
-        raise ValueError("alignments were given but the recipe's phoneme_loss_weight is 0: set it (e.g. 0.1) or drop --alignments")
+    if config.nar_fraction and arguments["alignments"] is None:
+        raise ValueError("nar_fraction > 0 needs alignments= (--alignments): an `ella-v prepare` output of this corpus (the NAR "
+                         "reads each utterance's phonemes)")
+    if arguments["alignments"] is not None and not distil and not config.nar_fraction:
+        raise ValueError("alignments were given but the recipe's phoneme_loss_weight and nar_fraction are 0: set one or drop --alignments")
+    if config.nar_fraction:
+        load_tts_with_nar(config.init_from)  # refuses a codec directory before anything is written
 
 
 @writes_output_dir("ella-v train-codec", legacy=has_checkpoints, check=_check_train_codec)
@@ -309,7 +358,8 @@ def train_codec(
         out: Run directory (checkpoints, ``log.jsonl``, the newest codec in ``OUT/model``).
         resume: Continue from the newest complete checkpoint in ``out``.
         alignments: An ``ella-v prepare`` output of ``data`` (any codec): its forced alignments are
-            the phoneme-distillation targets. Required exactly when ``config.phoneme_loss_weight > 0``.
+            the phoneme-distillation targets and the NAR's phonemes (``nar_fraction``). Required
+            exactly when ``config.phoneme_loss_weight > 0`` or ``config.nar_fraction > 0``.
         progress: Show progress bars.
         stop_after: Stop (as if interrupted) after this many steps of this invocation (tests).
 
@@ -323,6 +373,7 @@ def train_codec(
     from ..processing.corpus import split_by_prompt
 
     distil = config.phoneme_loss_weight > 0
+    use_nar = config.nar_fraction > 0
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale(out)
@@ -334,7 +385,7 @@ def train_codec(
     set_seed(config.seed)
     model = load_trained_codec(config.init_from) if config.init_from is not None else EllaVCodecModel(EllaVCodecConfig(**config.codec))
     utterances, features = corpus_features(model, data, progress and accelerator.is_main_process)
-    labels, num_classes = frame_phoneme_labels(utterances, features, alignments) if distil else (None, 0)
+    labels, num_classes = frame_phoneme_labels(utterances, features, alignments) if distil or use_nar else (None, 0)
     train_set, held = split_by_prompt(utterances, config.eval_fraction, config.seed)
     held_ids = {u.id for u in held}
     train_rows = [i for i, u in enumerate(utterances) if u.id not in held_ids and len(features[i]) >= config.crop_frames]
@@ -358,6 +409,26 @@ def train_codec(
     eval_labels = [torch.from_numpy(labels[i]) for i in eval_rows] if distil else None
     weights = np.array([len(f) - frames + 1 for f in train_features], dtype=np.float64)
     weights /= weights.sum()
+    nar_set = None  # (normalised features, NAR latents, crop weights) of the aligned training utterances
+    eval_nar: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    if use_nar:
+        tts = load_tts_with_nar(config.init_from)
+        rows, tokenizer = prepared_rows(alignments)
+        tts.config.check_tokenizer(tokenizer)
+        chosen = train_rows + eval_rows
+        made = nar_latents(tts, model, [utterances[i] for i in chosen], [normalise(features[i]) for i in chosen],
+                           [labels[i] for i in chosen], rows, progress and accelerator.is_main_process)
+        by_row = dict(zip(chosen, made))
+        kept = [i for i in train_rows if by_row[i] is not None and len(by_row[i]) * down >= frames]
+        if not kept:
+            raise ValueError(f"{alignments}: no training utterance of {data} has an alignment there, so the NAR has nothing to decode")
+        nar_features = [normalise(features[i])[: len(by_row[i]) * down] for i in kept]
+        nar_weights = np.array([len(f) - frames + 1 for f in nar_features], dtype=np.float64)
+        nar_set = (nar_features, [by_row[i] for i in kept], nar_weights / nar_weights.sum())
+        eval_nar = [(torch.from_numpy(normalise(features[i])[: len(by_row[i]) * down]), torch.from_numpy(by_row[i]))
+                    for i in eval_rows if by_row[i] is not None]
+        del tts
+    nar_count = round(config.batch_size * config.nar_fraction)
 
     # The phoneme classifier (distillation only) trains with the codec but is not saved with it.
     head = torch.nn.Linear(model.config.codebook_dim, num_classes) if distil else None
@@ -378,6 +449,10 @@ def train_codec(
     # Draws depend on the step only, so a resumed run sees the crops an uninterrupted one would.
     seed_of = lambda step: step_seed(config.seed, step * accelerator.num_processes + accelerator.process_index)  # noqa: E731
 
+    if config.init_from is not None and state["step"] == 0 and accelerator.is_main_process:
+        # A fine-tune's baseline: the starting codec's held-out figures, logged as step 0.
+        start = reconstruction_losses(unwrapped, eval_tensors, head, eval_labels, eval_nar)
+        append_log(out, {"step": 0, **{f"eval_{k}": v for k, v in start.items()}})
     model.train()
     for module in frozen:  # no EMA codebook updates, no dead-code restarts
         module.eval()
@@ -387,10 +462,14 @@ def train_codec(
         started = time.time()
         rng = np.random.default_rng(seed_of(state["step"]))
         generator = torch.Generator().manual_seed(seed_of(state["step"]))
-        batch, batch_labels = _crops(train_features, weights, config.batch_size, frames, rng, train_labels)
-        batch = batch.to(accelerator.device)
-        levels = _levels(config.batch_size, unwrapped.config.num_codebooks, config.quantizer_dropout, generator, config.first_level_fraction).to(accelerator.device)
-        outputs = model(batch, levels=levels)
+        if nar_set is None:
+            batch, batch_labels = _crops(train_features, weights, config.batch_size, frames, rng, train_labels)
+            batch = batch.to(accelerator.device)
+            levels = _levels(config.batch_size, unwrapped.config.num_codebooks, config.quantizer_dropout, generator, config.first_level_fraction).to(accelerator.device)
+            outputs = model(batch, levels=levels)
+        else:  # the frozen quantiser's latents for the true-code crops, the NAR's for the others: one decoder pass
+            batch, latents = _nar_batch(unwrapped, train_features, weights, nar_set, config, nar_count, frames, rng, generator)
+            outputs = model(batch.to(accelerator.device), decoder_latents=latents.to(accelerator.device))
         if distil:
             outputs["phoneme_loss"] = _phoneme_loss(head, outputs["first_level"], batch_labels.to(accelerator.device), down)
             outputs["loss"] = outputs["loss"] + config.phoneme_loss_weight * outputs["phoneme_loss"]
@@ -406,7 +485,7 @@ def train_codec(
         parts = {k: float(outputs[k].detach()) for k in ("loss", "reconstruction_loss", "commitment_loss", "phoneme_loss") if k in outputs}
         bar.update(1)
         evaluation = step_bookkeeping(accelerator, out, config, state, parts, scheduler, bar,
-                                      lambda: reconstruction_losses(unwrapped, eval_tensors, head, eval_labels), unwrapped.save_pretrained)
+                                      lambda: reconstruction_losses(unwrapped, eval_tensors, head, eval_labels, eval_nar), unwrapped.save_pretrained)
         last_eval = evaluation if evaluation is not None else last_eval
         if stop_after is not None and steps_this_run >= stop_after:
             bar.close()
@@ -414,7 +493,7 @@ def train_codec(
     bar.close()
     return finish_run(
         accelerator, out, state, parts, unwrapped.save_pretrained,
-        eval=last_eval or reconstruction_losses(unwrapped, eval_tensors, head, eval_labels),
+        eval=last_eval or reconstruction_losses(unwrapped, eval_tensors, head, eval_labels, eval_nar),
         train_utterances=len(train_features),
         eval_utterances=len(eval_tensors),
         parameters=sum(p.numel() for p in unwrapped.parameters()),
