@@ -15,13 +15,18 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+if TYPE_CHECKING:
+    from ..modeling.codec_learned import EllaVCodecModel
+    from ..modeling.modeling_ella_v_tts import EllaVForTextToSpeech
 
-def load_tts_with_nar(path: str | os.PathLike):
+
+def load_tts_with_nar(path: str | os.PathLike) -> EllaVForTextToSpeech:
     """The ``EllaVForTextToSpeech`` checkpoint at ``path`` in float32 eval mode.
 
     Raises:
@@ -57,8 +62,8 @@ def prepared_rows(alignments: str | os.PathLike) -> tuple[dict[str, tuple[list[i
 
 @torch.no_grad()
 def nar_latents(
-    tts,
-    codec,
+    tts: EllaVForTextToSpeech,
+    codec: EllaVCodecModel,
     utterances: list,
     features: list[np.ndarray],
     frame_labels: list[np.ndarray],
