@@ -26,19 +26,31 @@ if TYPE_CHECKING:
     from ..modeling.modeling_ella_v_tts import EllaVForTextToSpeech
 
 
-def load_tts_with_nar(path: str | os.PathLike) -> EllaVForTextToSpeech:
-    """The ``EllaVForTextToSpeech`` checkpoint at ``path`` in float32 eval mode.
+def check_tts_checkpoint(path: str | os.PathLike) -> None:
+    """Refuse ``path`` unless its ``config.json`` is an ``EllaVForTextToSpeech`` checkpoint's (read
+    without loading any weights).
 
     Raises:
         ValueError: ``path`` holds no TTS checkpoint (e.g. a codec directory).
     """
-    from ..modeling.modeling_ella_v_tts import EllaVForTextToSpeech, EllaVTTSConfig
+    from ..modeling.modeling_ella_v_tts import EllaVTTSConfig
 
     config_file = Path(path) / "config.json"
     model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type") if config_file.is_file() else None
     if model_type != EllaVTTSConfig.model_type:
         raise ValueError(f"{path} holds {'no model' if model_type is None else f'a {model_type!r} model'}, not an ELLA-V/VALL-E TTS "
                          "checkpoint whose NAR gives codebooks 2..K: nar_fraction needs init_from to be one (e.g. a bundled demo)")
+
+
+def load_tts_with_nar(path: str | os.PathLike) -> EllaVForTextToSpeech:
+    """The ``EllaVForTextToSpeech`` checkpoint at ``path`` in float32 eval mode.
+
+    Raises:
+        ValueError: ``path`` holds no TTS checkpoint (:func:`check_tts_checkpoint`).
+    """
+    from ..modeling.modeling_ella_v_tts import EllaVForTextToSpeech
+
+    check_tts_checkpoint(path)
     return EllaVForTextToSpeech.from_pretrained(path).float().eval()
 
 
@@ -109,4 +121,4 @@ def nar_latents(
     return out
 
 
-__all__ = ["load_tts_with_nar", "nar_latents", "prepared_rows"]
+__all__ = ["check_tts_checkpoint", "load_tts_with_nar", "nar_latents", "prepared_rows"]

@@ -56,7 +56,7 @@ from .checkpointing import (
     step_bookkeeping,
     step_seed,
 )
-from .nar_latents import load_tts_with_nar, nar_latents, prepared_rows
+from .nar_latents import check_tts_checkpoint, load_tts_with_nar, nar_latents, prepared_rows
 
 
 @dataclass
@@ -177,9 +177,14 @@ def frame_phoneme_labels(
         ValueError: ``alignments`` is not a prepared corpus, shares no utterance with this one, or an
             utterance's aligned length disagrees with its audio by more than 5 % + 2 frames.
     """
-    folder = Path(alignments)
-    rows, tokenizer = prepared_rows(folder)
-    num_classes = len(tokenizer)
+    rows, tokenizer = prepared_rows(alignments)
+    return _labels_from_rows(utterances, features, rows, Path(alignments)), len(tokenizer)
+
+
+def _labels_from_rows(
+    utterances: list, features: list[np.ndarray], rows: dict[str, tuple[list[int], list[int]]], folder: Path
+) -> list[np.ndarray]:
+    """:func:`frame_phoneme_labels`' labels from the prepared corpus ``folder``'s rows (:func:`.nar_latents.prepared_rows`)."""
     labels, found = [], 0
     for utterance, feature in zip(utterances, features):
         frames = len(feature)
@@ -206,7 +211,7 @@ def frame_phoneme_labels(
     if found < len(utterances):
         print(f"phoneme distillation: {len(utterances) - found} of {len(utterances)} utterances have no alignment "
               f"in {folder} and are trained without the phoneme loss", file=sys.stderr)
-    return labels, num_classes
+    return labels
 
 
 def load_trained_codec(path: str | os.PathLike) -> EllaVCodecModel:
@@ -337,7 +342,7 @@ def _check_train_codec(arguments: dict) -> None:
     if arguments["alignments"] is not None and not distil and not config.nar_fraction:
         raise ValueError("alignments were given but the recipe's phoneme_loss_weight and nar_fraction are 0: set one or drop --alignments")
     if config.nar_fraction:
-        load_tts_with_nar(config.init_from)  # refuses a codec directory before anything is written
+        check_tts_checkpoint(config.init_from)  # refuses a codec directory before anything is written
 
 
 @writes_output_dir("ella-v train-codec", legacy=has_checkpoints, check=_check_train_codec)
@@ -385,7 +390,10 @@ def train_codec(
     set_seed(config.seed)
     model = load_trained_codec(config.init_from) if config.init_from is not None else EllaVCodecModel(EllaVCodecConfig(**config.codec))
     utterances, features = corpus_features(model, data, progress and accelerator.is_main_process)
-    labels, num_classes = frame_phoneme_labels(utterances, features, alignments) if distil or use_nar else (None, 0)
+    labels, num_classes, rows = None, 0, {}
+    if distil or use_nar:  # the prepared corpus is read once: the distillation's targets, the NAR's phonemes
+        rows, tokenizer = prepared_rows(alignments)
+        labels, num_classes = _labels_from_rows(utterances, features, rows, Path(alignments)), len(tokenizer)
     train_set, held = split_by_prompt(utterances, config.eval_fraction, config.seed)
     held_ids = {u.id for u in held}
     train_rows = [i for i, u in enumerate(utterances) if u.id not in held_ids and len(features[i]) >= config.crop_frames]
@@ -413,21 +421,18 @@ def train_codec(
     eval_nar: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     if use_nar:
         tts = load_tts_with_nar(config.init_from)
-        rows, tokenizer = prepared_rows(alignments)
         tts.config.check_tokenizer(tokenizer)
         chosen = train_rows + eval_rows
-        made = nar_latents(tts, model, [utterances[i] for i in chosen], [normalise(features[i]) for i in chosen],
+        made = nar_latents(tts, model, [utterances[i] for i in chosen], train_features + [t.numpy() for t in eval_tensors],
                            [labels[i] for i in chosen], rows, progress and accelerator.is_main_process)
-        by_row = dict(zip(chosen, made))
-        kept = [i for i in train_rows if by_row[i] is not None and len(by_row[i]) * down >= frames]
+        del tts
+        train_made, eval_made = made[: len(train_rows)], made[len(train_rows) :]
+        kept = [(f[: len(lat) * down], lat) for f, lat in zip(train_features, train_made) if lat is not None and len(lat) * down >= frames]
         if not kept:
             raise ValueError(f"{alignments}: no training utterance of {data} has an alignment there, so the NAR has nothing to decode")
-        nar_features = [normalise(features[i])[: len(by_row[i]) * down] for i in kept]
-        nar_weights = np.array([len(f) - frames + 1 for f in nar_features], dtype=np.float64)
-        nar_set = (nar_features, [by_row[i] for i in kept], nar_weights / nar_weights.sum())
-        eval_nar = [(torch.from_numpy(normalise(features[i])[: len(by_row[i]) * down]), torch.from_numpy(by_row[i]))
-                    for i in eval_rows if by_row[i] is not None]
-        del tts
+        nar_weights = np.array([len(f) - frames + 1 for f, _ in kept], dtype=np.float64)
+        nar_set = ([f for f, _ in kept], [lat for _, lat in kept], nar_weights / nar_weights.sum())
+        eval_nar = [(t, torch.from_numpy(lat)) for t, lat in zip(eval_tensors, eval_made) if lat is not None]
     nar_count = round(config.batch_size * config.nar_fraction)
 
     # The phoneme classifier (distillation only) trains with the codec but is not saved with it.
