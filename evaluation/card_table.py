@@ -5,8 +5,8 @@
 Reads ``MODEL-SET.json`` (``ella-v evaluate`` outputs) for every model and set in :data:`SETS` that
 exists and prints one Markdown table: per set, ground truth and codec resynthesis (all codebooks and
 the first alone) from the first model's file (the demos share their codec), then each model at
-greedy and top-p 0.9 — WER, CER, SIM, DNSMOS P.808, INF, EMPTY, CUT (mean ± spread over the seeds
-of sampled rows). ``--targets`` adds the ratios the demos are judged by (:func:`targets`).
+greedy and top-p 0.9 (and the paper's decoding where it was run) — WER, CER, SIM, DNSMOS P.808,
+INF, EMPTY, CUT (mean ± spread over the seeds of sampled rows). ``--targets`` adds the ratios the demos are judged by (:func:`targets`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ REFERENCE_SYSTEMS: tuple[tuple[str, str], ...] = (
     ("codec_resynthesis", "codec resynthesis, all codebooks"),
     ("codec_first_codebook", "codec resynthesis, first codebook"),
 )
-STRATEGIES: tuple[tuple[str, str], ...] = (("greedy", "greedy"), ("top_p=0.9", "top-p 0.9"))
+#: (strategy in an evaluation's summary, as the card names it); the paper's decoding (EOP sampled
+#: like any token) where the evaluation ran it (ELLA-V without a prompt).
+STRATEGIES: tuple[tuple[str, str], ...] = (
+    ("greedy", "greedy"),
+    ("top_p=0.9", "top-p 0.9"),
+    ("greedy,eop_quantile=off", "greedy, EOP sampled (the paper's decoding)"),
+    ("top_p=0.9,eop_quantile=off", "top-p 0.9, EOP sampled (the paper's decoding)"),
+)
 _MODEL_NAMES = {"ella-v": "ELLA-V", "vall-e": "VALL-E"}
 
 

@@ -291,7 +291,7 @@ def test_card_table_and_targets_from_real_evaluations(tts_dir, flite_corpus, tmp
     from ella_v_hf.evaluation.card_table import main, targets
 
     result = evaluate_model(str(tts_dir), str(flite_corpus), str(tmp_path / "ella-v-kathleen-none.json"), mode="none",
-                            sim="none", sweep=["greedy", "top_p=0.9"], limit=2, progress=False, seeds=2, stages=True, dnsmos="no")
+                            sim="none", sweep=["greedy", "top_p=0.9", "greedy,eop_quantile=off"], limit=2, progress=False, seeds=2, stages=True, dnsmos="no")
     (tmp_path / "vall-e-hard.json").write_text((tmp_path / "ella-v-kathleen-none.json").read_text())
     summary = result["summary"]
     main([str(tmp_path), "--targets"])
@@ -302,15 +302,16 @@ def test_card_table_and_targets_from_real_evaluations(tts_dir, flite_corpus, tmp
     assert lines[2] == f"| Kathleen (held out), no prompt | ground truth | {100 * truth['wer']:.1f} % | {100 * truth['cer']:.1f} % | – | – | – | {100 * truth['empty_rate']:.1f} % | – |"
     names = [line.split(" | ")[1] for line in lines[2:] if line.startswith("|")]
     assert names == ["ground truth", "codec resynthesis, all codebooks", "codec resynthesis, first codebook",
-                     "ELLA-V greedy", "ELLA-V top-p 0.9",  # the Kathleen set: the ELLA-V file only
+                     "ELLA-V greedy", "ELLA-V top-p 0.9", "ELLA-V greedy, EOP sampled (the paper's decoding)",
                      "ground truth", "codec resynthesis, all codebooks", "codec resynthesis, first codebook",
-                     "VALL-E greedy", "VALL-E top-p 0.9"]  # the hard set: the VALL-E file only
+                     "VALL-E greedy", "VALL-E top-p 0.9", "VALL-E greedy, EOP sampled (the paper's decoding)"]
+    # the Kathleen set: the ELLA-V file only; the hard set: the VALL-E file only (here a copy of it)
     top_p = summary["top_p=0.9"]
     assert f"| ELLA-V top-p 0.9 | {100 * top_p['wer']:.1f} ± {100 * top_p['wer_std']:.1f} % |" in out
     figures = targets({"kathleen-none": {"ella-v": result}, "hard": {"vall-e": result}})
     assert figures["ella_v_top_p_over_ground_truth"] == (top_p["wer"] / truth["wer"] if truth["wer"] else None)
     assert figures["codec_first_over_ground_truth"] == (summary["codec_first_codebook"]["wer"] / truth["wer"] if truth["wer"] else None)
-    assert figures["ella_v_max_inf_rate"] == max(summary["greedy"]["inf_rate"], top_p["inf_rate"])
+    assert figures["ella_v_max_inf_rate"] == max(summary[name]["inf_rate"] for name in ("greedy", "top_p=0.9", "greedy,eop_quantile=off"))
     assert figures["vall_e_hard_over_ella_v"] is None and figures["dnsmos_p808_gap_to_ground_truth"] is None  # not measured
     assert json.loads(out[out.index("{"):]) == figures
     with pytest.raises(FileNotFoundError, match="no evaluation"):

@@ -8,9 +8,10 @@
 # Kathleen held-out utterances without a prompt (what `ella-v synthesize` does by default; greedy and
 # top-p), with cross-sentence prompts from the same speaker (each item the next utterance with
 # another sentence), Harvard's 50 unseen sentences (flite rms references) prompted the same way, and
-# the hard-sentence list with a fixed Kathleen prompt, each greedy and at top-p; pocketsphinx WER/CER, resemblyzer SIM, INF, CUT, duration ratio, RTF, and
-# (without a prompt) the stage rows: the codec's first codebook alone and the GAR's generated first
-# codebook alone; for ELLA-V also with EOP sampled like any token (eop_quantile=off, the paper's
+# the hard-sentence list with a fixed Kathleen prompt, each greedy and at top-p; pocketsphinx WER/CER,
+# resemblyzer SIM (the prompted sets: resemblyzer must be installed, checked before anything runs),
+# DNSMOS, INF, CUT, duration ratio, RTF, and (without a prompt) the stage rows: the codec's first
+# codebook alone and the GAR's generated first codebook alone; for ELLA-V also with EOP sampled like any token (eop_quantile=off, the paper's
 # decoding). Every sampling strategy runs with three seeds (--seeds 3: the tables give the mean and
 # spread; one seed moves top-p WER by several points on ~100 items); greedy runs once. The evaluations
 # run JOBS at a time (default 2), one CPU thread each, the longest first. Then
@@ -24,6 +25,10 @@ HARD=$(python3 -c 'import ella_v_hf.evaluation as e, os; print(os.path.join(os.p
 { read -r PROMPT_AUDIO; read -r PROMPT_TEXT; } < <(python3 -c 'import csv,sys; r=next(csv.DictReader(open(sys.argv[1]+"/metadata.csv"))); print(sys.argv[1]+"/"+r["file_name"]); print(r["text"])' "$RUNS/kathleen_heldout")
 NAMES=${3:-ella-v vall-e}
 JOBS=${JOBS:-2}  # evaluations at a time, one CPU thread each
+python3 -c "import resemblyzer" 2>/dev/null || {
+    echo "the prompted sets' SIM needs resemblyzer: $(python3 -c 'from ella_v_hf.evaluation.judges import RESEMBLYZER_INSTALL; print(RESEMBLYZER_INSTALL)')" >&2
+    exit 1
+}
 mkdir -p "$RUNS/eval"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 evaluate() {  # MODEL SET [ella-v evaluate arguments...]: one evaluation, logged to RUNS/eval/MODEL-SET.log
@@ -44,9 +49,9 @@ for set in kathleen-none kathleen harvard50 hard; do
             SWEEP="greedy;top_p=0.9"  # the checkpoint's generation_config (the ELLA-V demo's: eop_quantile 0.5)
             [ "$model" = ella-v ] && SWEEP="$SWEEP;greedy,eop_quantile=off;top_p=0.9,eop_quantile=off"  # and the paper's decoding
             evaluate "$model" "$set" --eval "$RUNS/kathleen_heldout" --prompt-mode none --stages --sweep "$SWEEP" & ;;
-        kathleen) evaluate "$model" "$set" --eval "$RUNS/kathleen_heldout" --prompt-mode cross --sweep "greedy;top_p=0.9" & ;;
-        harvard50) evaluate "$model" "$set" --eval "$RUNS/harvard50" --prompt-mode cross --stages --sweep "greedy;top_p=0.9" & ;;
-        hard) evaluate "$model" "$set" --eval "$HARD" --prompt-audio "$PROMPT_AUDIO" --prompt-text "$PROMPT_TEXT" \
+        kathleen) evaluate "$model" "$set" --eval "$RUNS/kathleen_heldout" --prompt-mode cross --sim resemblyzer --sweep "greedy;top_p=0.9" & ;;
+        harvard50) evaluate "$model" "$set" --eval "$RUNS/harvard50" --prompt-mode cross --sim resemblyzer --stages --sweep "greedy;top_p=0.9" & ;;
+        hard) evaluate "$model" "$set" --eval "$HARD" --prompt-audio "$PROMPT_AUDIO" --prompt-text "$PROMPT_TEXT" --sim resemblyzer \
             --sweep "greedy;top_p=0.9" & ;;
         esac
     done
