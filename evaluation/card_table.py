@@ -6,7 +6,8 @@ Reads ``MODEL-SET.json`` (``ella-v evaluate`` outputs) for every model and set i
 exists and prints one Markdown table: per set, ground truth and codec resynthesis (all codebooks and
 the first alone) from the first model's file (the demos share their codec), then each model at
 greedy and top-p 0.9 (and the paper's decoding where it was run) — WER, CER, SIM, DNSMOS P.808,
-INF, EMPTY, CUT (mean ± spread over the seeds of sampled rows). ``--targets`` adds the ratios the demos are judged by (:func:`targets`).
+INF, EMPTY, CUT (mean ± spread over the seeds of sampled rows). ``--targets`` adds the ratios the
+demos are judged by (:func:`targets`).
 """
 
 from __future__ import annotations

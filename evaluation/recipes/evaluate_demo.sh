@@ -11,8 +11,8 @@
 # the hard-sentence list with a fixed Kathleen prompt, each greedy and at top-p; pocketsphinx WER/CER,
 # resemblyzer SIM (the prompted sets: resemblyzer must be installed, checked before anything runs),
 # DNSMOS, INF, CUT, duration ratio, RTF, and (without a prompt) the stage rows: the codec's first
-# codebook alone and the GAR's generated first codebook alone; for ELLA-V also with EOP sampled like any token (eop_quantile=off, the paper's
-# decoding). Every sampling strategy runs with three seeds (--seeds 3: the tables give the mean and
+# codebook alone and the GAR's generated first codebook alone; for ELLA-V also with EOP sampled like
+# any token (eop_quantile=off, the paper's decoding). Every sampling strategy runs with three seeds (--seeds 3: the tables give the mean and
 # spread; one seed moves top-p WER by several points on ~100 items); greedy runs once. The evaluations
 # run JOBS at a time (default 2), one CPU thread each, the longest first. Then
 # evaluation/measure_nar.py on the Harvard set for each, and the model cards' one table with the targets'
